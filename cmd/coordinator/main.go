@@ -1,0 +1,92 @@
+// Command coordinator is simgate's session server: it embeds the NATS server
+// agents publish heartbeats to, and answers the Webots clients over HTTP and
+// WebSocket. Usage: coordinator [flags] [CONFIG.json]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/coordinator"
+	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/version"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	check := fs.Bool("check", false, "check the configuration and exit (status 2 when it is bad)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: coordinator [flags] [CONFIG.json]
+
+simgate's session server. Without CONFIG.json it serves on localhost:1999 with
+one simulation server, localhost:2000, measured by an in-process agent.
+Configuration keys are listed in the README.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "simgate coordinator", version.String())
+		return 0
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "coordinator: too many arguments: give one configuration file")
+		return 2
+	}
+	cfg := config.Localhost()
+	if fs.NArg() == 1 {
+		var err error
+		if cfg, err = config.Load(fs.Arg(0)); err != nil {
+			fmt.Fprintln(stderr, "coordinator:", err)
+			return 2
+		}
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	log := logging.Stdout(slog.LevelInfo)
+	if !cfg.Debug {
+		dir := filepath.Join(cfg.LogDir, "session")
+		l, closer, err := logging.File(dir, slog.LevelInfo)
+		if err != nil {
+			fmt.Fprintln(stderr, "coordinator:", err)
+			return 1
+		}
+		defer closer.Close()
+		log = l
+		fmt.Fprintf(stderr, "coordinator: logging to %s\n", filepath.Join(dir, "output.log"))
+	}
+	c, err := coordinator.Start(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		fmt.Fprintln(stderr, "coordinator:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	log.Info("stopping on signal")
+	c.Stop(context.Background())
+	return 0
+}

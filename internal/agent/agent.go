@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/bus"
+)
+
+// Options configures an Agent.
+type Options struct {
+	Server      string        // the simulationServers entry this agent speaks for
+	Interval    time.Duration // between heartbeats
+	Collectors  []Collector
+	MaxSessions int // capacity of the simulation server (its maxConnections)
+	Subjects    bus.Subjects
+	Logger      *slog.Logger
+	// DrainFile, when set, puts the server in draining while the file exists.
+	DrainFile string
+	// Advisory reports a failing probe in the heartbeat's probe field without
+	// marking the server service-down: for a first run with no simulation
+	// server yet, never for production.
+	Advisory bool
+}
+
+// Agent samples its machine every interval and publishes a heartbeat.
+type Agent struct {
+	o        Options
+	draining atomic.Bool
+	win      window
+	failing  map[string]string // collector → last error logged
+	service  string            // last probe error logged, "" when answering
+	gpuNoted bool
+	lastHB   atomic.Pointer[bus.Heartbeat] // for the leaving message
+}
+
+// New builds an agent.
+func New(o Options) *Agent {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Subjects.Prefix == "" {
+		o.Subjects.Prefix = bus.DefaultPrefix
+	}
+	return &Agent{o: o, failing: map[string]string{}}
+}
+
+// SetDraining puts the server in or out of draining.
+func (a *Agent) SetDraining(on bool) {
+	if a.draining.Swap(on) != on {
+		a.o.Logger.Info("draining changed", "server", a.o.Server, "draining", on)
+	}
+}
+
+// Draining reports whether the server is draining, by command or drain file.
+func (a *Agent) Draining() bool {
+	if a.draining.Load() {
+		return true
+	}
+	if a.o.DrainFile != "" {
+		if _, err := os.Stat(a.o.DrainFile); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Run publishes heartbeats on nc until ctx ends, then a leaving heartbeat.
+func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
+	subject := a.o.Subjects.Load(a.o.Server)
+	t := time.NewTicker(a.o.Interval)
+	defer t.Stop()
+	for {
+		hb := a.Beat(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		a.publish(nc, subject, hb)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			continue
+		}
+		break
+	}
+	hb := a.last()
+	hb.Status = bus.StatusLeaving
+	a.publish(nc, subject, hb)
+	if err := nc.FlushTimeout(time.Second); err != nil {
+		a.o.Logger.Warn("leaving heartbeat may not have reached the coordinator", "server", a.o.Server, "error", err)
+		return nil
+	}
+	a.o.Logger.Info("leaving heartbeat sent", "server", a.o.Server)
+	return nil
+}
+
+func (a *Agent) publish(nc *nats.Conn, subject string, hb bus.Heartbeat) {
+	if !nc.IsConnected() {
+		return // a stale heartbeat replayed after a reconnect would mislead placement
+	}
+	data, err := hb.Encode()
+	if err == nil {
+		err = nc.Publish(subject, data)
+	}
+	if err != nil {
+		a.o.Logger.Warn("heartbeat not published", "server", a.o.Server, "error", err)
+	}
+}
+
+// Beat takes one sample of every collector and builds the heartbeat.
+func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
+	var r Reading
+	probeTimeout := min(a.o.Interval/2, 2*time.Second)
+	for _, c := range a.o.Collectors {
+		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err := c.Collect(cctx, &r)
+		cancel()
+		a.noteCollector(c.Name(), err)
+	}
+	load := a.win.add(r)
+	hb := bus.Heartbeat{
+		V: 1, Server: a.o.Server, Status: bus.StatusUp, Load: round(load),
+		CPU: roundp(r.CPU), Memory: roundp(r.Memory), Swap: roundp(r.Swap),
+		GPU: roundp(r.GPU), GPUMemory: roundp(r.GPUMemory), VRAM: roundp(r.VRAM),
+		Sessions: r.Sessions, Interval: a.o.Interval.Seconds(),
+		Time: time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	if a.o.MaxSessions > 0 {
+		hb.MaxSessions = ptr(a.o.MaxSessions)
+	}
+	a.noteService(r)
+	switch {
+	case r.ServiceErr != nil:
+		hb.Probe = r.ServiceErr.Error()
+		if !a.o.Advisory {
+			hb.Status = bus.StatusServiceDown
+		}
+	case a.Draining():
+		hb.Status = bus.StatusDraining
+	}
+	if hb.Status == bus.StatusUp && a.Draining() {
+		hb.Status = bus.StatusDraining
+	}
+	a.lastHB.Store(&hb)
+	return hb
+}
+
+func (a *Agent) last() bus.Heartbeat {
+	if p := a.lastHB.Load(); p != nil {
+		return *p
+	}
+	return bus.Heartbeat{V: 1, Server: a.o.Server, Interval: a.o.Interval.Seconds(),
+		Time: time.Now().UTC().Format(time.RFC3339Nano)}
+}
+
+// noteCollector logs a collector's failure once, and its recovery.
+func (a *Agent) noteCollector(name string, err error) {
+	prev, failed := a.failing[name]
+	switch {
+	case err == nil && failed:
+		delete(a.failing, name)
+		a.o.Logger.Info("collector works again", "collector", name)
+	case err != nil && errors.Is(err, ErrNoGPU):
+		if !a.gpuNoted {
+			a.gpuNoted = true
+			a.o.Logger.Info("no GPU measured: gpu, gpuMemory and vram are left out of heartbeats", "reason", err)
+		}
+	case err != nil && (!failed || prev != err.Error()):
+		a.failing[name] = err.Error()
+		a.o.Logger.Warn("collector failed", "collector", name, "error", err)
+	}
+}
+
+// noteService logs when the simulation server stops or starts answering.
+func (a *Agent) noteService(r Reading) {
+	if !r.ServiceChecked {
+		return
+	}
+	msg := ""
+	if r.ServiceErr != nil {
+		msg = r.ServiceErr.Error()
+	}
+	if msg == a.service {
+		return
+	}
+	if msg != "" {
+		hint := "heartbeats say service-down until it answers"
+		if a.o.Advisory {
+			hint = "start a Webots simulation server there, or run with -probe off; placement still uses this server (advisory probe)"
+		}
+		a.o.Logger.Warn("simulation server does not answer", "server", a.o.Server, "error", msg, "next", hint)
+	} else {
+		a.o.Logger.Info("simulation server answers", "server", a.o.Server)
+	}
+	a.service = msg
+}
+
+func round(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+func roundp(p *float64) *float64 {
+	if p == nil {
+		return nil
+	}
+	return ptr(round(*p))
+}

@@ -1,0 +1,160 @@
+// Package agentcmd parses the agent's flags (each with an environment
+// variable equivalent) and builds the agent and its NATS connection. It is
+// the agent's one place for configuration.
+package agentcmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/agent"
+	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/config"
+)
+
+// Options are the agent's settings.
+type Options struct {
+	NATS        string
+	Server      string
+	Interval    time.Duration
+	Probe       string // URL, "off", or "" for the default derived from Server
+	MaxSessions int
+	Processes   string // comma-separated process names
+	DrainFile   string
+	Prefix      string
+	User        string
+	Password    string
+	Token       string
+	Creds       string
+	CA          string
+	LogLevel    slog.Level
+	Version     bool
+}
+
+// EnvName is the environment variable that sets a flag: SIMGATE_ + its
+// name in capitals, '-' as '_' (-max-sessions: SIMGATE_MAX_SESSIONS).
+func EnvName(flagName string) string {
+	return "SIMGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse reads flags, then environment variables for flags not given.
+func Parse(args []string, stderr io.Writer) (Options, error) {
+	o := Options{}
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.NATS, "nats", "nats://127.0.0.1:4222", "URL of the coordinator's NATS server (tls:// for TLS)")
+	fs.StringVar(&o.Server, "server", "", "the simulationServers entry this agent speaks for, as configured (host/port or host:port); required")
+	fs.DurationVar(&o.Interval, "interval", time.Second, "time between heartbeats, at most 60s")
+	fs.StringVar(&o.Probe, "probe", "", "URL that must answer for the simulation server to count as up, or 'off'; default http://127.0.0.1:<port of -server>/load")
+	fs.IntVar(&o.MaxSessions, "max-sessions", 100, "sessions the simulation server accepts (its maxConnections)")
+	fs.StringVar(&o.Processes, "process", strings.Join(agent.DefaultProcessNames, ","), "comma-separated process names counted as running simulations")
+	fs.StringVar(&o.DrainFile, "drain-file", "", "while this file exists the server is draining (takes no new session)")
+	fs.StringVar(&o.Prefix, "prefix", bus.DefaultPrefix, "first token of the NATS subjects")
+	fs.StringVar(&o.User, "user", "", "NATS user name")
+	fs.StringVar(&o.Password, "password", "", "NATS password (prefer the environment variable SIMGATE_PASSWORD)")
+	fs.StringVar(&o.Token, "token", "", "NATS token (prefer SIMGATE_TOKEN)")
+	fs.StringVar(&o.Creds, "creds", "", "NATS .creds file (user JWT and nkey seed)")
+	fs.StringVar(&o.CA, "ca", "", "CA certificate file that signs the NATS server's TLS certificate")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: agent -server ENTRY [flags]
+
+Measures this machine (CPU, RAM, swap, NVIDIA GPU) and publishes a heartbeat
+for one simulation server every interval. Every flag may also be set by an
+environment variable: SIMGATE_ and the flag name in capitals, '-' as '_'
+(SIMGATE_SERVER, SIMGATE_MAX_SESSIONS). Flags win over the environment.
+SIGUSR1 puts the server in draining, SIGUSR2 takes it out.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok && !given[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	if o.Version {
+		return o, nil
+	}
+	if err := o.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return o, fmt.Errorf("-log-level: %w", err)
+	}
+	switch {
+	case o.Server == "":
+		return o, errors.New("-server is required: the simulationServers entry this agent speaks for")
+	case config.CheckEntry(o.Server) != nil:
+		return o, fmt.Errorf("-server %q: %v", o.Server, config.CheckEntry(o.Server))
+	case o.Interval <= 0 || o.Interval > 60*time.Second:
+		return o, fmt.Errorf("-interval %v: must be in (0, 60s]", o.Interval)
+	case o.MaxSessions < 1:
+		return o, fmt.Errorf("-max-sessions %d: must be at least 1", o.MaxSessions)
+	}
+	if o.Probe == "" {
+		o.Probe = agent.DefaultProbeURL(o.Server)
+	}
+	return o, nil
+}
+
+// Build connects to NATS (retrying forever in the background) and builds the agent.
+func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent.Agent, error) {
+	nopts := []nats.Option{
+		nats.Name(o.Server), // the coordinator tells which server a closed connection took with it
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS; reconnecting", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "error", err) }),
+	}
+	if o.User != "" {
+		nopts = append(nopts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Token != "" {
+		nopts = append(nopts, nats.Token(o.Token))
+	}
+	if o.Creds != "" {
+		nopts = append(nopts, nats.UserCredentials(o.Creds))
+	}
+	if o.CA != "" {
+		nopts = append(nopts, nats.RootCAs(o.CA))
+	}
+	nc, err := nats.Connect(o.NATS, nopts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("NATS %s: %w", o.NATS, err)
+	}
+	cs := agent.DefaultCollectors(ctx, o.Probe, strings.Split(o.Processes, ","), log)
+	a := agent.New(agent.Options{
+		Server: o.Server, Interval: o.Interval, Collectors: cs, MaxSessions: o.MaxSessions,
+		Subjects: bus.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile,
+	})
+	return nc, a, nil
+}

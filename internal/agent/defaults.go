@@ -1,0 +1,30 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// DefaultProcessNames are the process names of a running Webots simulation.
+var DefaultProcessNames = []string{"webots-bin"}
+
+// DefaultCollectors measures CPU, RAM and swap, the GPU when NVML finds one,
+// running Webots processes, and the simulation server at probeURL ("" or
+// "off": no probe).
+func DefaultCollectors(ctx context.Context, probeURL string, processNames []string, log *slog.Logger) []Collector {
+	cs := []Collector{NewCPU(ctx), NewMemory()}
+	if src, err := DetectGPU(); err == nil {
+		cs = append(cs, NewGPU(src))
+	} else {
+		log.Info("no GPU measured: gpu, gpuMemory and vram are left out of heartbeats", "reason", err)
+	}
+	cs = append(cs, NewProcesses("/proc", processNames))
+	if probeURL != "" && probeURL != "off" {
+		cs = append(cs, NewProbe(probeURL, 2*time.Second))
+		log.Info("probing the simulation server", "url", probeURL)
+	} else {
+		log.Info("simulation-server probe is off")
+	}
+	return cs
+}

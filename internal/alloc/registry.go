@@ -1,0 +1,386 @@
+// Package alloc is the registry of simulation servers and the placement of
+// sessions on them. It knows servers, states, loads and reservations; it
+// knows nothing of NATS, HTTP or e-mail: reports come in as Report values
+// and state changes go out through a callback.
+package alloc
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is a server's state as the coordinator sees it.
+type State uint8
+
+// States, as PROTOCOL.md names them.
+const (
+	Unknown  State = iota // never heard from since start
+	Up                    // reporting, load below the threshold
+	Full                  // reporting, load at or above the threshold
+	Down                  // silent, connection lost, left, or its simulation server does not answer
+	Draining              // takes no new session, keeps running ones
+)
+
+var stateNames = [...]string{"unknown", "up", "full", "down", "draining"}
+
+func (s State) String() string { return stateNames[s] }
+
+// Status is what an agent says of its server.
+type Status uint8
+
+// Statuses of a report.
+const (
+	StatusUp Status = iota
+	StatusDraining
+	StatusServiceDown
+	StatusLeaving
+)
+
+// Vector holds the components of a load report; nil means not reported.
+type Vector struct {
+	CPU, Memory, Swap, GPU, GPUMemory, VRAM *float64
+}
+
+// Report is one heartbeat, in the registry's words.
+type Report struct {
+	Server      string
+	Status      Status
+	Load        float64
+	Vector      Vector
+	Sessions    int // -1: not reported
+	MaxSessions int // 0: not reported
+	Interval    time.Duration
+	Note        string // why the agent thinks its simulation server is unwell
+	At          time.Time
+}
+
+// Change is a state transition of one server.
+type Change struct {
+	Server   string
+	From, To State
+	Reason   string
+	Load     float64
+	Vector   Vector
+	At       time.Time
+	Reported bool // Load and Vector come from a report (false for unknown servers)
+}
+
+// ErrUnknownServer refuses a report for a server that is not configured.
+var ErrUnknownServer = errors.New("server is not in simulationServers")
+
+// Options configures a Registry.
+type Options struct {
+	// Servers in configuration order. Empty: any server that reports is added.
+	Servers []string
+	// Threshold is the load at or above which a server takes no new session.
+	Threshold float64
+	// Timeout is the silence after which a server is down; 0: 3 × its last interval.
+	Timeout time.Duration
+	// OnChange receives every state change, in order, outside the registry's lock.
+	OnChange func(Change)
+	// Seed makes tie-breaks reproducible in tests; 0 picks a random seed.
+	Seed uint64
+}
+
+// Registry holds every server's latest report and places sessions.
+type Registry struct {
+	mu        sync.Mutex
+	emitMu    sync.Mutex // keeps OnChange calls in order
+	o         Options
+	open      bool
+	servers   []*server
+	byName    map[string]*server
+	heap      heap // servers in state Up, by effective load
+	rng       *rand.Rand
+	handedOut uint64
+	noServer  uint64
+
+	available atomic.Bool
+	availCh   atomic.Pointer[chan struct{}] // closed and replaced at each availability flip
+	started   time.Time
+}
+
+type server struct {
+	name    string
+	state   State
+	reason  string
+	since   time.Time
+	report  Report
+	seen    bool // a report has arrived
+	lastAt  time.Time
+	handed  uint64
+	res     reservations
+	eff     float64 // report.Load + reservations
+	tie     uint64
+	heapIdx int // -1 when not in the heap
+}
+
+// New builds a registry.
+func New(o Options) *Registry {
+	seed := o.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	r := &Registry{
+		o:       o,
+		open:    len(o.Servers) == 0,
+		byName:  make(map[string]*server, len(o.Servers)),
+		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		started: time.Now(),
+	}
+	ch := make(chan struct{})
+	r.availCh.Store(&ch)
+	for _, name := range o.Servers {
+		r.add(name)
+	}
+	return r
+}
+
+func (r *Registry) add(name string) *server {
+	s := &server{name: name, heapIdx: -1, since: r.started}
+	s.res.init()
+	r.servers = append(r.servers, s)
+	r.byName[name] = s
+	return s
+}
+
+// Threshold is the load at or above which a server takes no new session.
+func (r *Registry) Threshold() float64 { return r.o.Threshold }
+
+// Apply records a report and updates the server's state.
+func (r *Registry) Apply(rep Report) error {
+	r.mu.Lock()
+	s, ok := r.byName[rep.Server]
+	if !ok {
+		if !r.open {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: %q", ErrUnknownServer, rep.Server)
+		}
+		s = r.add(rep.Server)
+	}
+	prev := s.report
+	s.report = rep
+	s.seen = true
+	s.lastAt = rep.At
+	s.res.observe(prev, rep, r.sessionsPrior(rep))
+	var to State
+	var reason string
+	switch rep.Status {
+	case StatusLeaving:
+		to, reason = Down, "its agent stopped (planned)"
+	case StatusServiceDown:
+		to, reason = Down, "its simulation server does not answer"
+		if rep.Note != "" {
+			reason += ": " + rep.Note
+		}
+	case StatusDraining:
+		to, reason = Draining, "its agent says it is draining"
+	default:
+		if rep.Load >= r.o.Threshold {
+			to, reason = Full, fmt.Sprintf("load %.4g%% is at or above %.4g%%", rep.Load, r.o.Threshold)
+		} else {
+			to, reason = Up, fmt.Sprintf("load %.4g%%", rep.Load)
+		}
+	}
+	var changes []Change
+	if to != s.state {
+		changes = append(changes, r.transition(s, to, reason, rep.At))
+	} else if to == Down {
+		s.reason = reason
+	}
+	r.reheap(s)
+	r.emit(changes)
+	return nil
+}
+
+// sessionsPrior is the load one session is assumed to add before any is observed.
+func (r *Registry) sessionsPrior(rep Report) float64 {
+	if rep.MaxSessions > 0 {
+		return 100 / float64(rep.MaxSessions)
+	}
+	return 1
+}
+
+// ConnectionLost marks down at once a server whose agent's connection closed
+// without a leaving heartbeat. Unknown names are ignored.
+func (r *Registry) ConnectionLost(name string) {
+	r.mu.Lock()
+	s, ok := r.byName[name]
+	if !ok || s.state == Down || s.state == Unknown {
+		r.mu.Unlock()
+		return
+	}
+	c := r.transition(s, Down, "its agent's NATS connection closed", time.Now())
+	r.reheap(s)
+	r.emit([]Change{c})
+}
+
+// Sweep marks down every server silent for longer than its timeout at now.
+func (r *Registry) Sweep(now time.Time) {
+	r.mu.Lock()
+	var changes []Change
+	for _, s := range r.servers {
+		if s.state == Down || s.state == Unknown {
+			continue
+		}
+		limit := r.timeout(s)
+		if now.Sub(s.lastAt) > limit {
+			changes = append(changes, r.transition(s, Down,
+				fmt.Sprintf("no heartbeat for %s", limit.Round(time.Millisecond)), now))
+			r.reheap(s)
+		}
+	}
+	r.emit(changes)
+}
+
+func (r *Registry) timeout(s *server) time.Duration {
+	if r.o.Timeout > 0 {
+		return r.o.Timeout
+	}
+	return 3 * s.report.Interval
+}
+
+// transition changes s's state and returns the change; r.mu is held.
+func (r *Registry) transition(s *server, to State, reason string, at time.Time) Change {
+	c := Change{Server: s.name, From: s.state, To: to, Reason: reason, At: at,
+		Load: s.report.Load, Vector: s.report.Vector, Reported: s.seen}
+	s.state, s.reason, s.since = to, reason, at
+	return c
+}
+
+// reheap puts s in or out of the placement heap after a change; r.mu is held.
+func (r *Registry) reheap(s *server) {
+	if s.state == Up {
+		s.eff = s.report.Load + s.res.load()
+		s.tie = r.rng.Uint64()
+		if s.heapIdx < 0 {
+			r.heap.push(s)
+		} else {
+			r.heap.fix(s.heapIdx)
+		}
+	} else if s.heapIdx >= 0 {
+		r.heap.remove(s.heapIdx)
+	}
+	r.updateAvailable()
+}
+
+// updateAvailable recomputes availability; r.mu is held.
+func (r *Registry) updateAvailable() {
+	avail := len(r.heap) > 0 && r.heap[0].eff < r.o.Threshold
+	if r.available.Load() != avail {
+		r.available.Store(avail)
+		next := make(chan struct{})
+		close(*r.availCh.Swap(&next))
+	}
+}
+
+// emit releases r.mu and hands changes to OnChange in order.
+func (r *Registry) emit(changes []Change) {
+	if len(changes) == 0 || r.o.OnChange == nil {
+		r.mu.Unlock()
+		return
+	}
+	r.emitMu.Lock()
+	r.mu.Unlock()
+	defer r.emitMu.Unlock()
+	for _, c := range changes {
+		r.o.OnChange(c)
+	}
+}
+
+// Place picks the available server with the lowest effective load and
+// reserves a session on it. ok is false when no server is available.
+func (r *Registry) Place() (name string, ok bool) {
+	r.mu.Lock()
+	if len(r.heap) == 0 || r.heap[0].eff >= r.o.Threshold {
+		r.noServer++
+		r.mu.Unlock()
+		return "", false
+	}
+	s := r.heap[0]
+	s.res.add(time.Now())
+	s.eff = s.report.Load + s.res.load()
+	s.tie = r.rng.Uint64()
+	r.heap.fix(0)
+	s.handed++
+	r.handedOut++
+	r.updateAvailable()
+	r.mu.Unlock()
+	return s.name, true
+}
+
+// Available reports whether at least one server can take a session.
+func (r *Registry) Available() bool { return r.available.Load() }
+
+// AvailabilityChanged returns a channel closed at the next availability flip.
+// Take it before reading Available, so that no flip falls between the two.
+func (r *Registry) AvailabilityChanged() <-chan struct{} { return *r.availCh.Load() }
+
+// MeanLoad is the mean reported load over the servers that report (up,
+// full or draining); ok is false when none does.
+func (r *Registry) MeanLoad() (mean float64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sum float64
+	n := 0
+	for _, s := range r.servers {
+		if s.state == Up || s.state == Full || s.state == Draining {
+			sum += s.report.Load
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return sum / float64(n), true
+}
+
+// View is a copy of one server's state, for pages and APIs.
+type View struct {
+	Server      string
+	State       State
+	Reason      string
+	Since       time.Time
+	Load        float64
+	Effective   float64
+	Vector      Vector
+	Sessions    int
+	MaxSessions int
+	Interval    time.Duration
+	LastSeen    time.Time // zero: never
+	HandedOut   uint64
+	Note        string
+}
+
+// Snapshot returns every server in configuration order.
+func (r *Registry) Snapshot() []View {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]View, len(r.servers))
+	for i, s := range r.servers {
+		v := View{Server: s.name, State: s.state, Reason: s.reason, Since: s.since, HandedOut: s.handed,
+			Sessions: -1}
+		if s.seen {
+			v.Load, v.Vector = s.report.Load, s.report.Vector
+			v.Effective = s.report.Load + s.res.load()
+			v.Sessions, v.MaxSessions = s.report.Sessions, s.report.MaxSessions
+			v.Interval, v.LastSeen, v.Note = s.report.Interval, s.lastAt, s.report.Note
+		}
+		out[i] = v
+	}
+	return out
+}
+
+// Counts returns the sessions handed out and the requests that found no server.
+func (r *Registry) Counts() (handedOut, noServer uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.handedOut, r.noServer
+}
+
+// Started is when the registry was built.
+func (r *Registry) Started() time.Time { return r.started }

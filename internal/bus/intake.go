@@ -1,0 +1,188 @@
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Sink receives what the intake learns. The coordinator's registry is one.
+type Sink interface {
+	// Heartbeat applies a schema-valid heartbeat; an error drops it (unknown server).
+	Heartbeat(hb Heartbeat) error
+	// ConnectionLost says that the last NATS connection named entry closed.
+	ConnectionLost(entry string)
+}
+
+// Drop reasons, also used as metric labels.
+const (
+	DropSchema   = "schema"
+	DropSubject  = "subject"
+	DropUnknown  = "unknown-server"
+	DropSize     = "size"
+	DropStale    = "closed-connection"
+	DropInternal = "internal"
+)
+
+// IntakeOptions configures StartIntake.
+type IntakeOptions struct {
+	Subjects Subjects
+	Sink     Sink
+	Logger   *slog.Logger
+	// Dropped, when set, is called once per dropped heartbeat with its reason.
+	Dropped func(reason string)
+	// Received, when set, is called once per heartbeat that reached the sink.
+	Received func()
+}
+
+// Intake subscribes to heartbeats and to the server's connection advisories.
+type Intake struct {
+	o     IntakeOptions
+	app   *nats.Conn
+	sys   *nats.Conn
+	mu    sync.Mutex
+	conns map[string]int  // live connections per client name
+	lost  map[string]bool // names whose last connection closed and has not come back
+
+	drained chan struct{} // closed when the heartbeat connection has closed
+}
+
+// StartIntake connects to srv in-process and starts delivering to o.Sink.
+func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	in := &Intake{o: o, conns: map[string]int{}, lost: map[string]bool{}}
+	var err error
+	if in.sys, err = srv.connectSystem(); err != nil {
+		return nil, fmt.Errorf("connecting to the system account: %w", err)
+	}
+	if _, err = in.sys.Subscribe(fmt.Sprintf("$SYS.ACCOUNT.%s.CONNECT", appAccount), in.onConnect); err != nil {
+		in.sys.Close()
+		return nil, err
+	}
+	if _, err = in.sys.Subscribe(fmt.Sprintf("$SYS.ACCOUNT.%s.DISCONNECT", appAccount), in.onDisconnect); err != nil {
+		in.sys.Close()
+		return nil, err
+	}
+	if err = in.sys.Flush(); err != nil {
+		in.sys.Close()
+		return nil, err
+	}
+	in.drained = make(chan struct{})
+	if in.app, err = srv.Connect("simgate-coordinator-intake", nats.ClosedHandler(func(*nats.Conn) { close(in.drained) })); err != nil {
+		in.sys.Close()
+		return nil, err
+	}
+	sub, err := in.app.Subscribe(o.Subjects.LoadAll(), in.onHeartbeat)
+	if err == nil {
+		// Heartbeats are small and frequent; let a burst queue rather than be cut.
+		err = sub.SetPendingLimits(1<<20, 256<<20)
+	}
+	if err == nil {
+		err = in.app.Flush()
+	}
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	return in, nil
+}
+
+// Close drains the heartbeat connection, so that heartbeats already
+// received are applied, and waits for it (at most 5 s).
+func (in *Intake) Close() {
+	if in.app != nil {
+		if in.app.Drain() == nil {
+			select {
+			case <-in.drained:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	if in.sys != nil {
+		in.sys.Close()
+	}
+}
+
+func (in *Intake) drop(subject, server, reason string, err error) {
+	in.o.Logger.Warn("heartbeat dropped", "subject", subject, "server", server, "reason", reason, "error", err)
+	if in.o.Dropped != nil {
+		in.o.Dropped(reason)
+	}
+}
+
+func (in *Intake) onHeartbeat(m *nats.Msg) {
+	node := in.o.Subjects.nodeOf(m.Subject)
+	if node == "" {
+		in.drop(m.Subject, "", DropSubject, fmt.Errorf("subject is not %s.load.<node>", in.o.Subjects.Prefix))
+		return
+	}
+	if len(m.Data) > MaxHeartbeat {
+		in.drop(m.Subject, "", DropSize, fmt.Errorf("%d bytes", len(m.Data)))
+		return
+	}
+	hb, err := Decode(m.Data)
+	if err != nil {
+		in.drop(m.Subject, "", DropSchema, err)
+		return
+	}
+	if Node(hb.Server) != node {
+		in.drop(m.Subject, hb.Server, DropSubject, fmt.Errorf("server %q belongs on node %q", hb.Server, Node(hb.Server)))
+		return
+	}
+	in.mu.Lock()
+	stale := in.lost[hb.Server]
+	in.mu.Unlock()
+	if stale {
+		// Sent just before its connection closed and overtaken by the advisory.
+		in.drop(m.Subject, hb.Server, DropStale, fmt.Errorf("its agent's connection has closed"))
+		return
+	}
+	if err := in.o.Sink.Heartbeat(hb); err != nil {
+		in.drop(m.Subject, hb.Server, DropUnknown, err)
+		return
+	}
+	if in.o.Received != nil {
+		in.o.Received()
+	}
+}
+
+type advisory struct {
+	Client server.ClientInfo `json:"client"`
+}
+
+func (in *Intake) onConnect(m *nats.Msg) {
+	var a advisory
+	if json.Unmarshal(m.Data, &a) != nil || a.Client.Name == "" {
+		return
+	}
+	in.mu.Lock()
+	in.conns[a.Client.Name]++
+	delete(in.lost, a.Client.Name)
+	in.mu.Unlock()
+}
+
+func (in *Intake) onDisconnect(m *nats.Msg) {
+	var a advisory
+	if json.Unmarshal(m.Data, &a) != nil || a.Client.Name == "" {
+		return
+	}
+	name := a.Client.Name
+	in.mu.Lock()
+	in.conns[name]--
+	last := in.conns[name] <= 0
+	if last {
+		delete(in.conns, name)
+		in.lost[name] = true
+	}
+	in.mu.Unlock()
+	if last {
+		in.o.Sink.ConnectionLost(name)
+	}
+}

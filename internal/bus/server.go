@@ -1,0 +1,145 @@
+package bus
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Account names inside the embedded server. Agents and the coordinator share
+// the application account; the system account carries the server's
+// connect/disconnect advisories, which only the coordinator reads.
+const (
+	appAccount = "SIMGATE"
+	sysAccount = "SYS"
+)
+
+// ServerOptions configures the embedded NATS server.
+type ServerOptions struct {
+	Listen string // host:port; port 0 picks a free one
+	Logger *slog.Logger
+}
+
+// Server is the embedded NATS server agents connect to.
+type Server struct {
+	ns       *server.Server
+	sysPass  string
+	coordPas string
+}
+
+const (
+	sysUser   = "simgate-system"
+	coordUser = "simgate-coordinator"
+	anonUser  = "simgate-agent"
+)
+
+// StartServer starts the embedded NATS server and waits until it accepts connections.
+func StartServer(o ServerOptions) (*Server, error) {
+	host, portStr, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address %q: %w", o.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	s := &Server{sysPass: secret(), coordPas: secret()}
+	sys := server.NewAccount(sysAccount)
+	app := server.NewAccount(appAccount)
+	opts := &server.Options{
+		ServerName:    "simgate",
+		Host:          host,
+		Port:          port,
+		NoSigs:        true, // the coordinator owns signal handling
+		MaxPayload:    MaxHeartbeat,
+		Accounts:      []*server.Account{sys, app},
+		SystemAccount: sysAccount,
+		Users: []*server.User{
+			{Username: sysUser, Password: s.sysPass, Account: sys},
+			{Username: coordUser, Password: s.coordPas, Account: app},
+			{Username: anonUser, Password: secret(), Account: app},
+		},
+		// Agents without credentials land in the application account.
+		NoAuthUser: anonUser,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded NATS server: %w", err)
+	}
+	if o.Logger != nil {
+		ns.SetLoggerV2(natsLogger{o.Logger.With("component", "nats")}, false, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start listening on %s", o.Listen)
+	}
+	s.ns = ns
+	return s, nil
+}
+
+// ClientURL is the URL agents on this machine connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ns.Addr() }
+
+// Ready reports whether the server accepts connections.
+func (s *Server) Ready() bool { return s.ns.Running() && s.ns.ReadyForConnections(0) }
+
+// NumClients is the number of client connections.
+func (s *Server) NumClients() int { return s.ns.NumClients() }
+
+// Connect opens an in-process connection in the application account.
+func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name),
+		nats.UserInfo(coordUser, s.coordPas), nats.MaxReconnects(-1)}, extra...)
+	return nats.Connect("", opts...)
+}
+
+// connectSystem opens an in-process connection in the system account.
+func (s *Server) connectSystem() (*nats.Conn, error) {
+	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name("simgate-coordinator-system"),
+		nats.UserInfo(sysUser, s.sysPass), nats.MaxReconnects(-1))
+}
+
+// Shutdown stops the server and waits for it.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+func secret() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
+// natsLogger sends nats-server's log lines to slog.
+type natsLogger struct{ l *slog.Logger }
+
+func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Warnf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if strings.HasPrefix(msg, "Plaintext passwords detected") {
+		return // the coordinator's own users have random one-run secrets
+	}
+	n.l.Warn(msg)
+}
+func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,58 @@
+package bus
+
+import "strings"
+
+// DefaultPrefix is the first token of every simgate subject.
+const DefaultPrefix = "simgate"
+
+// Event kinds published on <prefix>.event.<kind>.<node>.
+const (
+	EventDown      = "down"
+	EventUp        = "up"
+	EventFull      = "full"
+	EventAvailable = "available"
+	EventDraining  = "draining"
+)
+
+// Node turns a server entry into one NATS token: every character outside
+// A-Z a-z 0-9 _ - becomes '_' ("cyberbotics1.epfl.ch/2000" → "cyberbotics1_epfl_ch_2000").
+func Node(entry string) string {
+	var b strings.Builder
+	b.Grow(len(entry))
+	for i := 0; i < len(entry); i++ {
+		c := entry[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// Subjects builds the subjects under one prefix.
+type Subjects struct{ Prefix string }
+
+// Load is the subject the agent of entry publishes its heartbeats on.
+func (s Subjects) Load(entry string) string { return s.Prefix + ".load." + Node(entry) }
+
+// LoadAll matches every heartbeat.
+func (s Subjects) LoadAll() string { return s.Prefix + ".load.>" }
+
+// Event is the subject of a state change of entry.
+func (s Subjects) Event(kind, entry string) string {
+	return s.Prefix + ".event." + kind + "." + Node(entry)
+}
+
+// EventAll matches every event.
+func (s Subjects) EventAll() string { return s.Prefix + ".event.>" }
+
+// nodeOf returns the node token of a load subject, or "" when the subject
+// is not <prefix>.load.<one token>.
+func (s Subjects) nodeOf(subject string) string {
+	rest, ok := strings.CutPrefix(subject, s.Prefix+".load.")
+	if !ok || rest == "" || strings.Contains(rest, ".") {
+		return ""
+	}
+	return rest
+}

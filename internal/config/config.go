@@ -1,0 +1,374 @@
+// Package config reads and validates the coordinator's JSON configuration:
+// every key of the original Webots session server with its original default,
+// and the keys simgate adds. It is the only place that knows key names;
+// the rest of the program receives a validated Config.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the validated configuration of the coordinator.
+type Config struct {
+	Server             string   // public host name, used in links and e-mails
+	SSL                bool     // hand out wss:// URLs
+	Port               int      // local HTTP port
+	PortRewrite        bool     // links are written host/port (Apache rewrite) rather than host:port
+	SimulationServers  []string // entries as configured: host/port or host:port
+	Administrator      string   // e-mail address to notify; empty: notifications off
+	MailServer         string
+	MailServerPort     int
+	MailSender         string
+	MailSenderUser     string
+	MailSenderPassword string
+	LogDir             string
+	Debug              bool
+
+	NATS             NATS
+	LoadThreshold    float64       // percent at or above which a server takes no new session
+	HeartbeatTimeout time.Duration // 0: 3 × the server's last interval
+	LocalAgent       string        // entry an in-process agent speaks for; empty: none
+	Mail             Mail
+	HTTP             HTTP
+
+	// Path is the file the configuration came from; empty for the built-in default.
+	Path string
+	// Warnings are problems that do not stop the start (obsolete keys,
+	// a password readable by others); the caller logs them once logging is set up.
+	Warnings []string
+}
+
+// NATS configures the embedded NATS server.
+type NATS struct {
+	Listen string // host:port agents connect to
+	Prefix string // first token of every subject
+}
+
+// Mail tunes the notification queue; the addresses live in Config for
+// compatibility with the original keys.
+type Mail struct {
+	// Queue is kept here between runs (mails not yet sent at a stop).
+	RetryMax time.Duration // longest wait between two attempts
+	GiveUp   time.Duration // a mail still unsent after this long is abandoned (logged at error level)
+	HoldOff  time.Duration // after a down/full mail for a server, further ones wait this long and go as one digest
+	Hysteresis float64     // a full server is "available again" only below loadThreshold − hysteresis
+	Grace    time.Duration // a configured server never heard from within this period is reported as not responding
+}
+
+// HTTP holds the limits applied to clients.
+type HTTP struct {
+	MaxWebSocketClients int      // concurrent WebSocket clients on / and /monitor
+	SessionRate         float64  // /session requests per second per client address; 0: unlimited
+	SessionBurst        int      // burst allowed above SessionRate
+	TrustedProxies      []string // peers whose X-Forwarded-For is believed (CIDR or address)
+	AllowedOrigins      []string // WebSocket origins allowed; empty: all, as the original
+}
+
+// Default returns the configuration used for every key a file leaves out:
+// the original session server's defaults, and simgate's own.
+func Default() Config {
+	return Config{
+		Server:         "localhost",
+		SSL:            true,
+		Port:           1999,
+		PortRewrite:    true,
+		MailServerPort: 25,
+		LogDir:         "log",
+		NATS:           NATS{Listen: "127.0.0.1:4222", Prefix: "simgate"},
+		LoadThreshold:  95,
+		Mail: Mail{
+			RetryMax:   5 * time.Minute,
+			GiveUp:     24 * time.Hour,
+			HoldOff:    10 * time.Minute,
+			Hysteresis: 5,
+			Grace:      30 * time.Second,
+		},
+		HTTP: HTTP{
+			MaxWebSocketClients: 20000,
+			SessionRate:         20,
+			SessionBurst:        40,
+			TrustedProxies:      []string{"127.0.0.1", "::1"},
+		},
+	}
+}
+
+// Localhost is the configuration of a coordinator started without a file:
+// one simulation server on this machine, spoken for by an in-process agent,
+// plain ws:// URLs and logs on standard output.
+func Localhost() Config {
+	c := Default()
+	c.SSL = false
+	c.PortRewrite = false // no Apache in front
+	c.Debug = true
+	c.SimulationServers = []string{"localhost:2000"}
+	c.LocalAgent = "localhost:2000"
+	return c
+}
+
+// Error is a configuration problem; Key names the offending key
+// ("nats.listen" for a nested one), empty when the file itself is unreadable.
+type Error struct {
+	Path string
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	where := "configuration"
+	if e.Path != "" {
+		where = e.Path
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", where, e.Msg)
+	}
+	return fmt.Sprintf("%s: key %q: %s", where, e.Key, e.Msg)
+}
+
+// Load reads, parses and validates the file at path.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", err)}
+	}
+	c, err := Parse(data)
+	if err != nil {
+		if ce, ok := err.(*Error); ok {
+			ce.Path = path
+		}
+		return Config{}, err
+	}
+	c.Path = path
+	if c.MailSenderPassword != "" {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s holds mailSenderPassword and is readable by every user of this machine (mode %v): chmod o-r it", path, fi.Mode().Perm()))
+		}
+	}
+	return c, nil
+}
+
+// Parse parses and validates a configuration document.
+func Parse(data []byte) (Config, error) {
+	c := Default()
+	mailUserSet := false
+	fields := []field{
+		{"server", stringVal(&c.Server)},
+		{"ssl", boolVal(&c.SSL)},
+		{"port", intVal(&c.Port)},
+		{"portRewrite", boolVal(&c.PortRewrite)},
+		{"simulationServers", stringsVal(&c.SimulationServers)},
+		{"administrator", stringVal(&c.Administrator)},
+		{"mailServer", stringVal(&c.MailServer)},
+		{"mailServerPort", intVal(&c.MailServerPort)},
+		{"mailSender", stringVal(&c.MailSender)},
+		{"mailSenderUser", func(k string, raw []byte) error { mailUserSet = true; return stringVal(&c.MailSenderUser)(k, raw) }},
+		{"mailSenderPassword", stringVal(&c.MailSenderPassword)},
+		{"logDir", stringVal(&c.LogDir)},
+		{"debug", boolVal(&c.Debug)},
+		{"sslKey", obsolete(&c.Warnings)},
+		{"sslCertificate", obsolete(&c.Warnings)},
+		{"nats", objectVal([]field{
+			{"listen", stringVal(&c.NATS.Listen)},
+			{"prefix", stringVal(&c.NATS.Prefix)},
+		})},
+		{"loadThreshold", floatVal(&c.LoadThreshold)},
+		{"heartbeatTimeout", secondsVal(&c.HeartbeatTimeout)},
+		{"localAgent", stringVal(&c.LocalAgent)},
+		{"mail", objectVal([]field{
+			{"retryMax", secondsVal(&c.Mail.RetryMax)},
+			{"giveUp", secondsVal(&c.Mail.GiveUp)},
+			{"holdOff", secondsVal(&c.Mail.HoldOff)},
+			{"hysteresis", floatVal(&c.Mail.Hysteresis)},
+			{"grace", secondsVal(&c.Mail.Grace)},
+		})},
+		{"http", objectVal([]field{
+			{"maxWebSocketClients", intVal(&c.HTTP.MaxWebSocketClients)},
+			{"sessionRate", floatVal(&c.HTTP.SessionRate)},
+			{"sessionBurst", intVal(&c.HTTP.SessionBurst)},
+			{"trustedProxies", stringsVal(&c.HTTP.TrustedProxies)},
+			{"allowedOrigins", stringsVal(&c.HTTP.AllowedOrigins)},
+		})},
+	}
+	if err := objectVal(fields)("", data); err != nil {
+		return Config{}, err
+	}
+	if !mailUserSet {
+		c.MailSenderUser = c.MailSender
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if strings.TrimSpace(c.Server) == "" {
+		return bad("server", "must not be empty")
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return bad("port", "must be a TCP port between 1 and 65535, not %d", c.Port)
+	}
+	if c.MailServerPort < 1 || c.MailServerPort > 65535 {
+		return bad("mailServerPort", "must be a TCP port between 1 and 65535, not %d", c.MailServerPort)
+	}
+	seen := make(map[string]bool, len(c.SimulationServers))
+	for i, s := range c.SimulationServers {
+		if err := CheckEntry(s); err != nil {
+			return bad("simulationServers", "item %d (%q): %v", i, s, err)
+		}
+		if seen[s] {
+			return bad("simulationServers", "item %d (%q) is listed twice", i, s)
+		}
+		seen[s] = true
+	}
+	for _, k := range []struct {
+		key, val string
+	}{{"administrator", c.Administrator}, {"mailSender", c.MailSender}} {
+		if k.val == "" {
+			continue
+		}
+		if _, err := mail.ParseAddress(k.val); err != nil {
+			return bad(k.key, "%q is not an e-mail address: %v", k.val, err)
+		}
+	}
+	if strings.TrimSpace(c.LogDir) == "" {
+		return bad("logDir", "must not be empty")
+	}
+	if err := checkListen(c.NATS.Listen); err != nil {
+		return bad("nats.listen", "%v", err)
+	}
+	if !loopback(c.NATS.Listen) {
+		return bad("nats.listen", "%q listens beyond loopback, which requires NATS authentication; simgate refuses to let anyone on the network publish heartbeats. Listen on 127.0.0.1 or configure authentication", c.NATS.Listen)
+	}
+	if !validToken(c.NATS.Prefix) {
+		return bad("nats.prefix", "%q must be one NATS token of letters, digits, '_' or '-'", c.NATS.Prefix)
+	}
+	if !(c.LoadThreshold > 0 && c.LoadThreshold <= 100) {
+		return bad("loadThreshold", "must be a percentage in (0, 100], not %v", c.LoadThreshold)
+	}
+	if c.HeartbeatTimeout < 0 {
+		return bad("heartbeatTimeout", "must be 0 (3 × the interval) or a positive number of seconds")
+	}
+	if c.LocalAgent != "" {
+		if err := CheckEntry(c.LocalAgent); err != nil {
+			return bad("localAgent", "%q: %v", c.LocalAgent, err)
+		}
+		if len(c.SimulationServers) > 0 && !seen[c.LocalAgent] {
+			return bad("localAgent", "%q is not one of simulationServers", c.LocalAgent)
+		}
+	}
+	if !(c.Mail.Hysteresis >= 0 && c.Mail.Hysteresis < c.LoadThreshold) {
+		return bad("mail.hysteresis", "must be between 0 and loadThreshold, not %v", c.Mail.Hysteresis)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"mail.retryMax", c.Mail.RetryMax}, {"mail.giveUp", c.Mail.GiveUp}} {
+		if d.v <= 0 {
+			return bad(d.key, "must be a positive number of seconds")
+		}
+	}
+	if c.Mail.HoldOff < 0 || c.Mail.Grace < 0 {
+		return bad("mail", "holdOff and grace must not be negative")
+	}
+	if c.HTTP.MaxWebSocketClients < 1 {
+		return bad("http.maxWebSocketClients", "must be at least 1")
+	}
+	if c.HTTP.SessionRate < 0 || c.HTTP.SessionBurst < 0 || (c.HTTP.SessionRate > 0 && c.HTTP.SessionBurst < 1) {
+		return bad("http.sessionRate", "sessionRate must be ≥ 0 (0: unlimited) and sessionBurst ≥ 1 when it is set")
+	}
+	for _, p := range c.HTTP.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return bad("http.trustedProxies", "%q is neither an IP address nor a CIDR range", p)
+			}
+		}
+	}
+	return nil
+}
+
+// MailOff says why notifications are off, or "" when they are on.
+func (c *Config) MailOff() string {
+	switch {
+	case c.Administrator == "":
+		return "no administrator is configured"
+	case c.MailServer == "":
+		return "administrator is set but mailServer is not"
+	case c.MailSender == "":
+		return "administrator is set but mailSender is not"
+	}
+	return ""
+}
+
+// MonitorURL is the link to the coordinator's monitor page, built as the
+// original built it: http(s)://server + ("/" or ":") + port + "/monitor".
+func (c *Config) MonitorURL() string {
+	scheme := "http"
+	if c.SSL {
+		scheme = "https"
+	}
+	sep := ":"
+	if c.PortRewrite {
+		sep = "/"
+	}
+	return scheme + "://" + c.Server + sep + strconv.Itoa(c.Port) + "/monitor"
+}
+
+// CheckEntry checks that s is a simulation server entry: host/port or host:port.
+func CheckEntry(s string) error {
+	i := strings.LastIndexAny(s, "/:")
+	if i <= 0 || i == len(s)-1 {
+		return fmt.Errorf("want host/port or host:port")
+	}
+	host, port := s[:i], s[i+1:]
+	if strings.ContainsAny(host, " /\t\r\n") || strings.Contains(host, "://") {
+		return fmt.Errorf("host %q is not a host name", host)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is not between 1 and 65535", port)
+	}
+	return nil
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port %q is not between 0 and 65535", addr, port)
+	}
+	_ = host
+	return nil
+}
+
+func loopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

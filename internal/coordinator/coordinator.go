@@ -1,0 +1,223 @@
+// Package coordinator wires simgate's pieces into the coordinator daemon:
+// the embedded NATS server, the heartbeat intake, the registry, the HTTP
+// API, the notifier and, when configured, an in-process agent. It owns
+// their lifetimes; each piece knows nothing of the others.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/httpapi"
+	"github.com/simgate/simgate/internal/metrics"
+	"github.com/simgate/simgate/internal/version"
+)
+
+// sweepEvery is how often silent servers are looked for; small against the
+// shortest timeout (3 × a 1 s interval).
+const sweepEvery = 100 * time.Millisecond
+
+// Coordinator is a running coordinator.
+type Coordinator struct {
+	cfg     config.Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	nats    *bus.Server
+	reg     *alloc.Registry
+	intake  *bus.Intake
+	pubConn *nats.Conn
+	pub     *bus.Publisher
+	api     *httpapi.API
+	http    *http.Server
+	httpLn  net.Listener
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	local   *localAgent
+	stopped sync.Once
+}
+
+// Start brings the coordinator up; it serves until Stop.
+func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
+	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New()}
+	defer func() {
+		if err != nil {
+			c.Stop(context.Background())
+		}
+	}()
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
+	}
+	subj := bus.Subjects{Prefix: cfg.NATS.Prefix}
+	c.reg = alloc.New(alloc.Options{
+		Servers:   cfg.SimulationServers,
+		Threshold: cfg.LoadThreshold,
+		Timeout:   cfg.HeartbeatTimeout,
+		OnChange:  c.onChange,
+	})
+	if c.nats, err = bus.StartServer(bus.ServerOptions{Listen: cfg.NATS.Listen, Logger: log}); err != nil {
+		return c, err
+	}
+	log.Info("NATS server listening", "url", c.nats.ClientURL(), "heartbeats", subj.LoadAll(), "events", subj.EventAll())
+	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
+		return c, fmt.Errorf("connecting the event publisher: %w", err)
+	}
+	c.pub = bus.NewPublisher(c.pubConn, subj)
+	c.intake, err = bus.StartIntake(c.nats, bus.IntakeOptions{
+		Subjects: subj,
+		Sink:     sink{c.reg},
+		Logger:   log,
+		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
+		Received: c.metrics.HeartbeatsReceived.Inc,
+	})
+	if err != nil {
+		return c, fmt.Errorf("subscribing to heartbeats: %w", err)
+	}
+	c.registerGauges()
+
+	var limiter *httpapi.Limiter
+	if cfg.HTTP.SessionRate > 0 {
+		limiter = httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
+	}
+	c.api = httpapi.New(httpapi.Options{
+		Registry:            c.reg,
+		SSL:                 cfg.SSL,
+		Logger:              log,
+		Metrics:             c.metrics,
+		Ready:               func() bool { return c.nats.Ready() && c.pubConn.IsConnected() },
+		MaxWebSocketClients: cfg.HTTP.MaxWebSocketClients,
+		Limiter:             limiter,
+		AllowedOrigins:      cfg.HTTP.AllowedOrigins,
+		Version:             version.String(),
+		Started:             c.reg.Started(),
+	})
+	c.http = &http.Server{
+		Handler:           c.api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
+		return c, fmt.Errorf("HTTP port %d: %w", cfg.Port, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		if err := c.http.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	go func() { defer c.wg.Done(); c.sweep(ctx) }()
+	log.Info("session server running", "port", cfg.Port, "servers", len(cfg.SimulationServers),
+		"version", version.String(), "monitor", cfg.MonitorURL())
+	if cfg.LocalAgent != "" {
+		if c.local, err = startLocalAgent(c, cfg.LocalAgent); err != nil {
+			return c, fmt.Errorf("starting the in-process agent: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// HTTPAddr is the address the HTTP API listens on.
+func (c *Coordinator) HTTPAddr() string { return c.httpLn.Addr().String() }
+
+// NATSURL is the URL agents connect to.
+func (c *Coordinator) NATSURL() string { return c.nats.ClientURL() }
+
+// Registry gives tests and wiring read access to the registry.
+func (c *Coordinator) Registry() *alloc.Registry { return c.reg }
+
+func (c *Coordinator) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.reg.Sweep(now)
+		}
+	}
+}
+
+// Stop shuts down gracefully: the in-process agent says it is leaving,
+// HTTP stops accepting, WebSocket clients get a close frame, NATS drains.
+func (c *Coordinator) Stop(ctx context.Context) {
+	c.stopped.Do(func() {
+		if c.local != nil {
+			c.local.stop()
+		}
+		if c.http != nil {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = c.http.Shutdown(sctx)
+			cancel()
+		}
+		if c.api != nil {
+			c.api.Close(3 * time.Second)
+		}
+		if c.stop != nil {
+			c.stop()
+		}
+		c.wg.Wait()
+		if c.intake != nil {
+			c.intake.Close()
+		}
+		if c.pubConn != nil {
+			_ = c.pubConn.Drain()
+		}
+		if c.nats != nil {
+			c.nats.Shutdown()
+		}
+		c.log.Info("session server stopped")
+	})
+}
+
+// onChange logs a state change, counts it and publishes it as an event.
+func (c *Coordinator) onChange(ch alloc.Change) {
+	c.log.Info("server state changed", "server", ch.Server, "from", ch.From.String(), "state", ch.To.String(), "reason", ch.Reason)
+	c.metrics.StateChanges.WithLabelValues(ch.To.String()).Inc()
+	ev := bus.Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
+		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
+	if ch.Reported {
+		load := ch.Load
+		ev.Load, ev.CPU, ev.Memory, ev.Swap = &load, ch.Vector.CPU, ch.Vector.Memory, ch.Vector.Swap
+		ev.GPU, ev.GPUMemory, ev.VRAM = ch.Vector.GPU, ch.Vector.GPUMemory, ch.Vector.VRAM
+	}
+	if c.pub != nil {
+		if err := c.pub.Publish(ev); err != nil {
+			c.log.Warn("event not published", "server", ch.Server, "error", err)
+		}
+	}
+}
+
+// eventKind names a change as PROTOCOL.md §2's event kinds do.
+func eventKind(ch alloc.Change) string {
+	switch ch.To {
+	case alloc.Down, alloc.Unknown:
+		return bus.EventDown
+	case alloc.Full:
+		return bus.EventFull
+	case alloc.Draining:
+		return bus.EventDraining
+	}
+	if ch.From == alloc.Full {
+		return bus.EventAvailable
+	}
+	return bus.EventUp
+}

@@ -1,0 +1,40 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/bus"
+)
+
+// sink turns heartbeats into registry reports.
+type sink struct{ reg *alloc.Registry }
+
+var statuses = map[string]alloc.Status{
+	bus.StatusUp:          alloc.StatusUp,
+	bus.StatusDraining:    alloc.StatusDraining,
+	bus.StatusServiceDown: alloc.StatusServiceDown,
+	bus.StatusLeaving:     alloc.StatusLeaving,
+}
+
+func (s sink) Heartbeat(hb bus.Heartbeat) error {
+	rep := alloc.Report{
+		Server:   hb.Server,
+		Status:   statuses[hb.Status],
+		Load:     hb.Load,
+		Vector:   alloc.Vector{CPU: hb.CPU, Memory: hb.Memory, Swap: hb.Swap, GPU: hb.GPU, GPUMemory: hb.GPUMemory, VRAM: hb.VRAM},
+		Sessions: -1,
+		Interval: hb.IntervalDuration(),
+		Note:     hb.Probe,
+		At:       time.Now(), // the coordinator's clock: agents' clocks may drift
+	}
+	if hb.Sessions != nil {
+		rep.Sessions = *hb.Sessions
+	}
+	if hb.MaxSessions != nil {
+		rep.MaxSessions = *hb.MaxSessions
+	}
+	return s.reg.Apply(rep)
+}
+
+func (s sink) ConnectionLost(entry string) { s.reg.ConnectionLost(entry) }

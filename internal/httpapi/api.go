@@ -1,0 +1,213 @@
+// Package httpapi serves the coordinator's client endpoints (PROTOCOL.md §1):
+// /session, /, /load, /monitor over HTTP and WebSocket, and /api/servers,
+// /metrics, /healthz, /readyz. It reads the registry through a small
+// interface and knows nothing of NATS or e-mail.
+package httpapi
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/metrics"
+)
+
+// Registry is what the handlers need of the server registry.
+type Registry interface {
+	Place() (name string, ok bool)
+	Available() bool
+	AvailabilityChanged() <-chan struct{}
+	MeanLoad() (float64, bool)
+	Snapshot() []alloc.View
+	Counts() (handedOut, noServer uint64)
+	Threshold() float64
+}
+
+// Options configures the API.
+type Options struct {
+	Registry Registry
+	SSL      bool // hand out wss:// rather than ws://
+	Logger   *slog.Logger
+	Metrics  *metrics.Metrics
+	// Ready reports whether the coordinator can serve (NATS up, config loaded).
+	Ready func() bool
+	// MaxWebSocketClients caps concurrent WebSocket clients.
+	MaxWebSocketClients int
+	// Limiter, when set, limits /session per client address.
+	Limiter *Limiter
+	// AllowedOrigins lists the WebSocket origins accepted; empty: all.
+	AllowedOrigins []string
+	// Version and Started are shown on the monitor page.
+	Version string
+	Started time.Time
+	// PingInterval is how often idle WebSocket clients are pinged (default 30 s).
+	PingInterval time.Duration
+}
+
+// API is the coordinator's HTTP handler.
+type API struct {
+	o        Options
+	mux      *http.ServeMux
+	scheme   []byte
+	upgrader websocket.Upgrader
+	closing  chan struct{}
+	closeMu  sync.Once
+	wsWG     sync.WaitGroup
+	wsCount  atomic.Int64
+	history  *history
+}
+
+// Response pieces shared by every answer; header values are never mutated.
+var (
+	corsOrigin  = []string{"*"}
+	corsHeaders = []string{"x-requested-with"}
+	corsMethods = []string{"POST, GET, OPTIONS"}
+	textPlain   = []string{"text/plain; charset=utf-8"}
+	noServer    = []byte("Error: no simulation server available at the moment.")
+	one, zero   = []byte("1"), []byte("0")
+)
+
+// New builds the API.
+func New(o Options) *API {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	if o.MaxWebSocketClients <= 0 {
+		o.MaxWebSocketClients = 20000
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 30 * time.Second
+	}
+	if o.Ready == nil {
+		o.Ready = func() bool { return true }
+	}
+	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory()}
+	a.scheme = []byte("wss://")
+	if !o.SSL {
+		a.scheme = []byte("ws://")
+	}
+	a.upgrader = websocket.Upgrader{
+		ReadBufferSize:   512,
+		WriteBufferSize:  1024,
+		HandshakeTimeout: 10 * time.Second,
+		CheckOrigin:      a.checkOrigin,
+	}
+	go a.runHistory()
+	a.mux.HandleFunc("/session", a.session)
+	a.mux.HandleFunc("/{$}", a.availability)
+	a.mux.HandleFunc("/load", a.load)
+	a.mux.HandleFunc("/monitor", a.monitor)
+	a.mux.HandleFunc("/api/servers", a.servers)
+	a.mux.Handle("/metrics", o.Metrics.Handler())
+	a.mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, []byte("ok")) })
+	a.mux.HandleFunc("/readyz", a.readyz)
+	o.Metrics.GaugeFunc("simgate_sessions_handed_out", "Sessions handed out since start.", func() float64 {
+		h, _ := o.Registry.Counts()
+		return float64(h)
+	})
+	return a
+}
+
+// ServeHTTP adds the original's CORS headers to every answer, answers
+// OPTIONS with 204, and refuses methods the endpoints do not serve.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Access-Control-Allow-Origin"] = corsOrigin
+	h["Access-Control-Allow-Headers"] = corsHeaders
+	h["Access-Control-Allow-Methods"] = corsMethods
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+func writeText(w http.ResponseWriter, body []byte) {
+	w.Header()["Content-Type"] = textPlain
+	_, _ = w.Write(body)
+}
+
+// session answers the URL of the least-loaded available server. This is the
+// hot path: it reads a ready choice from the registry and allocates nothing.
+func (a *API) session(w http.ResponseWriter, r *http.Request) {
+	if websocket.IsWebSocketUpgrade(r) {
+		a.sessionWS(w, r)
+		return
+	}
+	start := time.Now()
+	if a.o.Limiter != nil && !a.o.Limiter.Allow(r) {
+		a.o.Metrics.Sessions.WithLabelValues("limited").Inc()
+		w.Header()["Content-Type"] = textPlain
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write(limitedBody)
+		return
+	}
+	name, ok := a.o.Registry.Place()
+	w.Header()["Content-Type"] = textPlain
+	if !ok {
+		_, _ = w.Write(noServer)
+		a.o.Metrics.Sessions.WithLabelValues("none").Inc()
+	} else {
+		_, _ = w.Write(a.scheme)
+		_, _ = io.WriteString(w, name)
+		a.o.Metrics.Sessions.WithLabelValues("placed").Inc()
+	}
+	a.o.Metrics.SessionLatency.Observe(time.Since(start).Seconds())
+}
+
+// sessionAnswer is the body of /session for the WebSocket form.
+func (a *API) sessionAnswer() []byte {
+	name, ok := a.o.Registry.Place()
+	if !ok {
+		a.o.Metrics.Sessions.WithLabelValues("none").Inc()
+		return noServer
+	}
+	a.o.Metrics.Sessions.WithLabelValues("placed").Inc()
+	return append(append([]byte(nil), a.scheme...), name...)
+}
+
+func (a *API) availability(w http.ResponseWriter, r *http.Request) {
+	if websocket.IsWebSocketUpgrade(r) {
+		a.availabilityWS(w, r)
+		return
+	}
+	if a.o.Registry.Available() {
+		writeText(w, one)
+	} else {
+		writeText(w, zero)
+	}
+}
+
+func (a *API) load(w http.ResponseWriter, r *http.Request) {
+	mean, ok := a.o.Registry.MeanLoad()
+	if !ok {
+		mean = -1
+	}
+	writeText(w, strconv.AppendFloat(nil, mean, 'f', -1, 64))
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if !a.o.Ready() {
+		w.Header()["Content-Type"] = textPlain
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready"))
+		return
+	}
+	writeText(w, []byte("ok"))
+}

@@ -1,0 +1,84 @@
+"use strict";
+(function () {
+  var doc = JSON.parse(document.getElementById("initial").textContent);
+  var received = Date.now();
+  var el = function (id) { return document.getElementById(id); };
+  function esc(s) { return String(s).replace(/[&<>"']/g, function (c) { return "&#" + c.charCodeAt(0) + ";"; }); }
+  function pct(v) { return v == null ? "n/a" : v.toFixed(1) + "%"; }
+  function bar(name, v, limit) {
+    if (v == null) return "<span>" + name + "</span><span class=na>—</span><span class=na>n/a</span>";
+    var w = Math.max(0, Math.min(100, v));
+    return "<span>" + name + "</span><div class=bar><i style='width:" + w + "%'" + (v >= limit ? " class=hot" : "") +
+      "></i></div><span>" + pct(v) + "</span>";
+  }
+  function spark(h, limit) {
+    if (!h || h.length < 2) return "";
+    var n = 120, pts = [], out = "";
+    for (var i = 0; i < h.length; i++) {
+      var x = ((n - h.length + i) / (n - 1)) * 300, y = 36 - (Math.max(0, h[i]) / 100) * 34 - 1;
+      if (h[i] < 0) { if (pts.length > 1) out += "<polyline points='" + pts.join(" ") + "'/>"; pts = []; continue; }
+      pts.push(x.toFixed(1) + "," + y.toFixed(1));
+    }
+    if (pts.length > 1) out += "<polyline points='" + pts.join(" ") + "'/>";
+    var ly = 36 - (limit / 100) * 34 - 1;
+    return "<svg class=spark viewBox='0 0 300 36' preserveAspectRatio=none aria-label='load, last 10 minutes'>" +
+      "<line x1=0 x2=300 y1=" + ly + " y2=" + ly + " />" + out + "</svg>";
+  }
+  function ago(s) {
+    if (!s.lastSeen) return "never heard from";
+    var now = Date.parse(doc.summary.now || "") || Date.now();
+    var secs = Math.max(0, (now - Date.parse(s.lastSeen) + (Date.now() - received)) / 1000);
+    return "last heartbeat " + secs.toFixed(secs < 10 ? 1 : 0) + " s ago";
+  }
+  function card(s) {
+    var lim = doc.summary.loadThreshold;
+    var why = "";
+    if (s.state === "full") why = "saturated: " + (s.saturated || "load") + " (load " + pct(s.load) + ")";
+    else if (s.state === "down") why = (s.reason || "down") + " · since " + new Date(s.since).toLocaleString();
+    else if (s.state === "draining") why = "draining: takes no new session";
+    else if (s.state === "unknown") why = "no heartbeat since the coordinator started: is its agent running?";
+    if (s.probe && s.state !== "down") why += (why ? " · " : "") + "probe: " + s.probe;
+    return "<article class='server st-" + s.state + "' data-server='" + esc(s.server) + "'>" +
+      "<h2><a href='" + esc(s.link) + "'>" + esc(s.server) + "</a> <span class=state>" + s.state + "</span></h2>" +
+      "<div class=bars>" + bar("load", s.lastSeen ? s.load : null, lim) + bar("CPU", s.cpu, lim) +
+      bar("RAM", s.memory, lim) + bar("swap", s.swap, lim) + bar("GPU", s.gpu, lim) + bar("VRAM", s.vram, lim) + "</div>" +
+      "<div class=facts><span>sessions " + (s.sessions || 0) + " / " + (s.maxSessions || "?") + "</span><span>handed out " +
+      s.handedOut + "</span><span class=ago>" + ago(s) + "</span></div>" +
+      spark(s.history, lim) + (why ? "<p class=reason>" + esc(why) + "</p>" : "") + "</article>";
+  }
+  function render() {
+    var m = doc.summary;
+    el("s-avail").textContent = m.available;
+    el("s-total").textContent = m.servers;
+    el("s-mean").textContent = m.meanLoad == null ? "N/A" : m.meanLoad.toFixed(1) + "%";
+    el("s-handed").textContent = m.handedOut;
+    el("s-none").textContent = m.noServer;
+    el("started").textContent = new Date(m.started).toLocaleString();
+    el("servers").innerHTML = doc.servers.map(card).join("");
+  }
+  function update(d) { doc = d; received = Date.now(); render(); }
+  function live(on, how) { var l = el("live"); l.className = on ? "live" : "live off"; l.textContent = on ? "live (" + how + ")" : how; }
+  var polling = null;
+  function poll() {
+    if (polling) return;
+    polling = setInterval(function () {
+      fetch(location.pathname + "?feed=json", { cache: "no-store" }).then(function (r) { return r.json(); })
+        .then(function (d) { update(d); live(true, "polling"); }).catch(function () { live(false, "offline"); });
+    }, 1000);
+  }
+  function connect() {
+    var ws;
+    try { ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + location.pathname); }
+    catch (e) { poll(); return; }
+    var opened = false;
+    ws.onopen = function () { opened = true; if (polling) { clearInterval(polling); polling = null; } live(true, "push"); };
+    ws.onmessage = function (e) { update(JSON.parse(e.data)); };
+    ws.onclose = function () { if (!opened) { poll(); return; } live(false, "reconnecting…"); setTimeout(connect, 1000); };
+  }
+  render();
+  setInterval(function () {
+    var a = document.querySelectorAll(".ago");
+    for (var i = 0; i < a.length && i < doc.servers.length; i++) a[i].textContent = ago(doc.servers[i]);
+  }, 1000);
+  connect();
+})();

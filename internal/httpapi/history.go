@@ -1,0 +1,67 @@
+package httpapi
+
+import (
+	"sync"
+	"time"
+)
+
+// The monitor's load history: one point per server every historyStep, for
+// historyLen points (10 minutes).
+const (
+	historyStep = 5 * time.Second
+	historyLen  = 120
+)
+
+type history struct {
+	mu    sync.Mutex
+	rings map[string][]float64
+}
+
+func newHistory() *history { return &history{rings: map[string][]float64{}} }
+
+// record appends one point per server; a server never heard from gets none.
+func (h *history) record(a *API) {
+	views := a.o.Registry.Snapshot()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range views {
+		if v.LastSeen.IsZero() {
+			continue
+		}
+		load := v.Load
+		if v.State.String() == "down" {
+			load = -1 // a gap in the chart
+		}
+		r := append(h.rings[v.Server], load)
+		if len(r) > historyLen {
+			r = append(r[:0], r[len(r)-historyLen:]...)
+		}
+		h.rings[v.Server] = r
+	}
+}
+
+// get copies every ring.
+func (h *history) get() map[string][]float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string][]float64, len(h.rings))
+	for k, v := range h.rings {
+		out[k] = append([]float64(nil), v...)
+	}
+	return out
+}
+
+// runHistory samples the registry until the API closes.
+func (a *API) runHistory() {
+	t := time.NewTicker(historyStep)
+	defer t.Stop()
+	a.history.record(a)
+	for {
+		select {
+		case <-t.C:
+			a.history.record(a)
+		case <-a.closing:
+			return
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	_ "embed"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The page is one document with its CSS and script inline: the seed's
+// Apache rules forward /monitor alone, so nothing else could be fetched.
+//
+//go:embed assets/monitor.html
+var monitorHTML string
+
+//go:embed assets/monitor.css
+var monitorCSS string
+
+//go:embed assets/monitor.js
+var monitorJS string
+
+var monitorTmpl = template.Must(template.New("monitor").Parse(monitorHTML))
+
+// monitorRefresh is how often a live monitor client is sent a new document
+// when anything changed; well inside the 1 s the page promises.
+const monitorRefresh = 250 * time.Millisecond
+
+// monitor serves the page, its JSON feed (?feed=json, for clients behind a
+// proxy that does not pass WebSocket), or the live WebSocket feed.
+func (a *API) monitor(w http.ResponseWriter, r *http.Request) {
+	if websocket.IsWebSocketUpgrade(r) {
+		a.monitorWS(w, r)
+		return
+	}
+	if r.URL.Query().Get("feed") == "json" {
+		a.servers(w, r)
+		return
+	}
+	doc := a.serversDoc()
+	initial, _ := json.Marshal(doc)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = monitorTmpl.Execute(w, map[string]any{
+		"Doc":     doc,
+		"Initial": template.JS(initial),
+		"CSS":     template.CSS(monitorCSS),
+		"JS":      template.JS(monitorJS),
+	})
+}
+
+func (a *API) monitorWS(w http.ResponseWriter, r *http.Request) {
+	conn, done, ok := a.upgrade(w, r, "monitor")
+	if !ok {
+		return
+	}
+	defer done()
+	a.pushLoop(conn,
+		func() <-chan struct{} { return tick(monitorRefresh) },
+		func() []byte {
+			doc := a.serversDoc()
+			doc.Summary.Now = "" // so that an unchanged farm sends nothing
+			b, _ := json.Marshal(doc)
+			return b
+		})
+}
+
+// tick returns a channel closed after d.
+func tick(d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	time.AfterFunc(d, func() { close(ch) })
+	return ch
+}

@@ -1,0 +1,129 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+)
+
+// serverJSON is one item of /api/servers. The first six fields are the
+// contract's (PROTOCOL.md §1); the rest feed the monitor page.
+type serverJSON struct {
+	Server      string    `json:"server"`
+	State       string    `json:"state"`
+	Load        float64   `json:"load"`
+	Sessions    int       `json:"sessions"`
+	MaxSessions int       `json:"maxSessions"`
+	LastSeen    *string   `json:"lastSeen"`
+	Effective   float64   `json:"effectiveLoad"`
+	Reason      string    `json:"reason,omitempty"`
+	Since       string    `json:"since"`
+	CPU         *float64  `json:"cpu,omitempty"`
+	Memory      *float64  `json:"memory,omitempty"`
+	Swap        *float64  `json:"swap,omitempty"`
+	GPU         *float64  `json:"gpu,omitempty"`
+	GPUMemory   *float64  `json:"gpuMemory,omitempty"`
+	VRAM        *float64  `json:"vram,omitempty"`
+	Interval    float64   `json:"interval,omitempty"`
+	HandedOut   uint64    `json:"handedOut"`
+	Probe       string    `json:"probe,omitempty"`
+	Saturated   string    `json:"saturated,omitempty"`
+	Link        string    `json:"link"`
+	History     []float64 `json:"history"`
+}
+
+type summaryJSON struct {
+	Servers   int      `json:"servers"`
+	Available int      `json:"available"`
+	MeanLoad  *float64 `json:"meanLoad"`
+	HandedOut uint64   `json:"handedOut"`
+	NoServer  uint64   `json:"noServer"`
+	Threshold float64  `json:"loadThreshold"`
+	Version   string   `json:"version"`
+	Started   string   `json:"started"`
+	Now       string   `json:"now"`
+}
+
+type serversJSON struct {
+	Servers []serverJSON `json:"servers"`
+	Summary summaryJSON  `json:"summary"`
+}
+
+// link is a server's own monitor page, built as the original built it.
+func (a *API) link(entry string) string {
+	if a.o.SSL {
+		return "https://" + entry + "/monitor"
+	}
+	return "http://" + entry + "/monitor"
+}
+
+// saturated names the resource that holds a server's load at its level,
+// following the load formula max(cpu, (swap + memory + gpuMemory) / 3, gpu).
+func saturated(v alloc.View) string {
+	val := func(p *float64) float64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	cpu, gpu := val(v.Vector.CPU), val(v.Vector.GPU)
+	mem := (val(v.Vector.Swap) + val(v.Vector.Memory) + val(v.Vector.GPUMemory)) / 3
+	switch {
+	case v.Vector.CPU == nil && v.Vector.GPU == nil && v.Vector.Memory == nil:
+		return "load"
+	case cpu >= mem && cpu >= gpu:
+		return "CPU"
+	case gpu >= mem:
+		return "GPU"
+	}
+	return "memory (RAM, swap, GPU memory)"
+}
+
+func (a *API) serversDoc() serversJSON {
+	views := a.o.Registry.Snapshot()
+	hist := a.history.get()
+	doc := serversJSON{Servers: make([]serverJSON, len(views))}
+	for i, v := range views {
+		s := serverJSON{Server: v.Server, State: v.State.String(), Load: v.Load, MaxSessions: v.MaxSessions,
+			Effective: v.Effective, Reason: v.Reason, Since: v.Since.UTC().Format(time.RFC3339),
+			CPU: v.Vector.CPU, Memory: v.Vector.Memory, Swap: v.Vector.Swap, GPU: v.Vector.GPU,
+			GPUMemory: v.Vector.GPUMemory, VRAM: v.Vector.VRAM, Interval: v.Interval.Seconds(),
+			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server]}
+		if v.Sessions > 0 {
+			s.Sessions = v.Sessions
+		}
+		if !v.LastSeen.IsZero() {
+			ls := v.LastSeen.UTC().Format(time.RFC3339Nano)
+			s.LastSeen = &ls
+		}
+		if v.State == alloc.Full {
+			s.Saturated = saturated(v)
+		}
+		if s.History == nil {
+			s.History = []float64{}
+		}
+		if v.State == alloc.Up && v.Effective < a.o.Registry.Threshold() {
+			doc.Summary.Available++
+		}
+		doc.Servers[i] = s
+	}
+	handed, none := a.o.Registry.Counts()
+	doc.Summary.Servers = len(views)
+	doc.Summary.HandedOut, doc.Summary.NoServer = handed, none
+	doc.Summary.Threshold = a.o.Registry.Threshold()
+	doc.Summary.Version = a.o.Version
+	doc.Summary.Started = a.o.Started.UTC().Format(time.RFC3339)
+	doc.Summary.Now = time.Now().UTC().Format(time.RFC3339Nano)
+	if mean, ok := a.o.Registry.MeanLoad(); ok {
+		doc.Summary.MeanLoad = &mean
+	}
+	return doc
+}
+
+func (a *API) servers(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(a.serversDoc())
+}

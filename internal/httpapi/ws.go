@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// WebSocket limits: clients send nothing the coordinator needs, so a small
+// read limit; a client that answers no ping within pongWait is dropped.
+const (
+	wsReadLimit  = 4096
+	wsWriteWait  = 5 * time.Second
+	closeTimeout = time.Second
+)
+
+func (a *API) checkOrigin(r *http.Request) bool {
+	if len(a.o.AllowedOrigins) == 0 {
+		return true // as the original: any page may embed a simulation
+	}
+	return slices.Contains(a.o.AllowedOrigins, r.Header.Get("Origin"))
+}
+
+// upgrade admits a WebSocket client within the cap and tracks it for shutdown.
+func (a *API) upgrade(w http.ResponseWriter, r *http.Request, endpoint string) (*websocket.Conn, func(), bool) {
+	if a.wsCount.Add(1) > int64(a.o.MaxWebSocketClients) {
+		a.wsCount.Add(-1)
+		http.Error(w, "too many WebSocket clients", http.StatusServiceUnavailable)
+		return nil, nil, false
+	}
+	select {
+	case <-a.closing:
+		a.wsCount.Add(-1)
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return nil, nil, false
+	default:
+	}
+	conn, err := a.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		a.wsCount.Add(-1)
+		return nil, nil, false // the upgrader has answered the client
+	}
+	a.wsWG.Add(1)
+	gauge := a.o.Metrics.WebSocketClients.WithLabelValues(endpoint)
+	gauge.Inc()
+	conn.SetReadLimit(wsReadLimit)
+	done := func() {
+		_ = conn.Close()
+		gauge.Dec()
+		a.wsCount.Add(-1)
+		a.wsWG.Done()
+	}
+	return conn, done, true
+}
+
+// closeConn sends a close frame and gives the client a moment to answer it.
+func closeConn(conn *websocket.Conn, code int, text string, readerDone <-chan struct{}) {
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(wsWriteWait))
+	if readerDone == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(closeTimeout))
+		for {
+			if _, _, err := conn.NextReader(); err != nil {
+				return
+			}
+		}
+	}
+	select {
+	case <-readerDone:
+	case <-time.After(closeTimeout):
+	}
+}
+
+// sessionWS sends one text message with the /session answer, then a normal close.
+func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
+	if a.o.Limiter != nil && !a.o.Limiter.Allow(r) {
+		a.o.Metrics.Sessions.WithLabelValues("limited").Inc()
+		w.Header()["Content-Type"] = textPlain
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write(limitedBody)
+		return
+	}
+	conn, done, ok := a.upgrade(w, r, "session")
+	if !ok {
+		return
+	}
+	defer done()
+	_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+	if err := conn.WriteMessage(websocket.TextMessage, a.sessionAnswer()); err != nil {
+		return
+	}
+	closeConn(conn, websocket.CloseNormalClosure, "", nil)
+}
+
+// reader discards what the client sends, answers pings, and closes done
+// when the client leaves or stops answering pings.
+func (a *API) reader(conn *websocket.Conn, done chan<- struct{}) {
+	defer close(done)
+	pongWait := 2 * a.o.PingInterval
+	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
+	for {
+		if _, _, err := conn.NextReader(); err != nil {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+	}
+}
+
+// pushLoop runs a WebSocket client that is sent next() whenever changed
+// fires and the value differs from the last one sent, pinged while idle,
+// and closed with 1001 when the coordinator stops.
+func (a *API) pushLoop(conn *websocket.Conn, changed func() <-chan struct{}, next func() []byte) {
+	readerDone := make(chan struct{})
+	go a.reader(conn, readerDone)
+	ping := time.NewTicker(a.o.PingInterval)
+	defer ping.Stop()
+	var last []byte
+	for {
+		ch := changed() // before next(): no change may fall between the two
+		if msg := next(); msg != nil && string(msg) != string(last) {
+			_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+			if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+				return
+			}
+			last = msg
+		}
+		select {
+		case <-ch:
+		case <-ping.C:
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+				return
+			}
+		case <-readerDone:
+			return
+		case <-a.closing:
+			closeConn(conn, websocket.CloseGoingAway, "coordinator stopping", readerDone)
+			return
+		}
+	}
+}
+
+// availabilityWS pushes 1 or 0 at once and at every availability flip.
+func (a *API) availabilityWS(w http.ResponseWriter, r *http.Request) {
+	conn, done, ok := a.upgrade(w, r, "availability")
+	if !ok {
+		return
+	}
+	defer done()
+	a.pushLoop(conn, a.o.Registry.AvailabilityChanged, func() []byte {
+		if a.o.Registry.Available() {
+			return one
+		}
+		return zero
+	})
+}
+
+// Close sends every WebSocket client a close frame and waits for them to go,
+// at most until the deadline of wait.
+func (a *API) Close(wait time.Duration) {
+	a.closeMu.Do(func() { close(a.closing) })
+	ch := make(chan struct{})
+	go func() { a.wsWG.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(wait):
+		a.o.Logger.Warn("WebSocket clients still open at shutdown deadline")
+	}
+}
+
+// WebSocketClients is the number of WebSocket clients connected.
+func (a *API) WebSocketClients() int { return int(a.wsCount.Load()) }

@@ -1,0 +1,79 @@
+// Package metrics defines the coordinator's Prometheus metrics in one
+// place. Each coordinator owns its own prometheus.Registry, so tests can run
+// several side by side.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the coordinator's collectors.
+type Metrics struct {
+	Reg *prometheus.Registry
+
+	HeartbeatsReceived prometheus.Counter
+	HeartbeatsDropped  *prometheus.CounterVec // by reason
+	Sessions           *prometheus.CounterVec // by result: placed, none, limited
+	SessionLatency     prometheus.Histogram
+	WebSocketClients   *prometheus.GaugeVec // by endpoint
+	Mails              *prometheus.CounterVec // by result: sent, failed, abandoned
+	MailsPending       prometheus.Gauge
+	StateChanges       *prometheus.CounterVec // by new state
+}
+
+// New registers every metric, plus the Go and process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Metrics{
+		Reg: r,
+		HeartbeatsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_heartbeats_received_total", Help: "Heartbeats applied to the registry."}),
+		HeartbeatsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_heartbeats_dropped_total", Help: "Heartbeats dropped, by reason."}, []string{"reason"}),
+		Sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_session_requests_total", Help: "/session requests, by result (placed, none, limited)."}, []string{"result"}),
+		SessionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "simgate_session_duration_seconds", Help: "Time to answer /session over HTTP.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05}}),
+		WebSocketClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "simgate_websocket_clients", Help: "WebSocket clients connected, by endpoint."}, []string{"endpoint"}),
+		Mails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_mails_total", Help: "Notification mails, by result (sent, failed attempt, abandoned)."}, []string{"result"}),
+		MailsPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "simgate_mails_pending", Help: "Notification mails waiting to be sent."}),
+		StateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_state_changes_total", Help: "Server state changes, by new state."}, []string{"state"}),
+	}
+	f(m.HeartbeatsReceived)
+	f(m.HeartbeatsDropped)
+	f(m.Sessions)
+	f(m.SessionLatency)
+	f(m.WebSocketClients)
+	f(m.Mails)
+	f(m.MailsPending)
+	f(m.StateChanges)
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, s := range []string{"placed", "none", "limited"} {
+		m.Sessions.WithLabelValues(s)
+	}
+	return m
+}
+
+// Handler serves the exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Reg, promhttp.HandlerOpts{})
+}
+
+// GaugeFunc registers a gauge computed at scrape time.
+func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
+	m.Reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// Register adds a custom collector (the per-server gauges).
+func (m *Metrics) Register(c prometheus.Collector) { m.Reg.MustRegister(c) }
