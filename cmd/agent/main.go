@@ -53,4 +53,3 @@ func run(args []string, stdout, stderr io.Writer) int {
 	_ = a.Run(ctx, nc)
 	return 0
 }
-

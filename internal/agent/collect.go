@@ -8,11 +8,11 @@ import "context"
 
 // Reading is one sample of the machine. nil fields were not measured.
 type Reading struct {
-	CPU, Memory, Swap     *float64
-	GPU, GPUMemory, VRAM  *float64
-	Sessions              *int
-	ServiceErr            error // the simulation server's probe failed
-	ServiceChecked        bool
+	CPU, Memory, Swap    *float64
+	GPU, GPUMemory, VRAM *float64
+	Sessions             *int
+	ServiceErr           error // the simulation server's probe failed
+	ServiceChecked       bool
 }
 
 // Collector fills its part of a Reading.

@@ -50,21 +50,21 @@ type Heartbeat struct {
 // wire mirrors Heartbeat with every field a pointer or raw value, so that
 // Decode can tell a missing required field from a zero one.
 type wire struct {
-	V           *float64     `json:"v"`
-	Server      *string      `json:"server"`
-	Status      *string      `json:"status"`
-	Load        *float64     `json:"load"`
-	CPU         *float64     `json:"cpu"`
-	Memory      *float64     `json:"memory"`
-	Swap        *float64     `json:"swap"`
-	GPU         *float64     `json:"gpu"`
-	GPUMemory   *float64     `json:"gpuMemory"`
-	VRAM        *float64     `json:"vram"`
-	Sessions    *float64     `json:"sessions"`
-	MaxSessions *float64     `json:"maxSessions"`
-	Interval    *float64     `json:"interval"`
-	Time        *string      `json:"time"`
-	Probe       *string      `json:"probe"`
+	V           *float64 `json:"v"`
+	Server      *string  `json:"server"`
+	Status      *string  `json:"status"`
+	Load        *float64 `json:"load"`
+	CPU         *float64 `json:"cpu"`
+	Memory      *float64 `json:"memory"`
+	Swap        *float64 `json:"swap"`
+	GPU         *float64 `json:"gpu"`
+	GPUMemory   *float64 `json:"gpuMemory"`
+	VRAM        *float64 `json:"vram"`
+	Sessions    *float64 `json:"sessions"`
+	MaxSessions *float64 `json:"maxSessions"`
+	Interval    *float64 `json:"interval"`
+	Time        *string  `json:"time"`
+	Probe       *string  `json:"probe"`
 }
 
 // ErrInvalid wraps every reason a heartbeat is refused.

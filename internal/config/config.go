@@ -54,11 +54,11 @@ type NATS struct {
 // compatibility with the original keys.
 type Mail struct {
 	// Queue is kept here between runs (mails not yet sent at a stop).
-	RetryMax time.Duration // longest wait between two attempts
-	GiveUp   time.Duration // a mail still unsent after this long is abandoned (logged at error level)
-	HoldOff  time.Duration // after a down/full mail for a server, further ones wait this long and go as one digest
-	Hysteresis float64     // a full server is "available again" only below loadThreshold − hysteresis
-	Grace    time.Duration // a configured server never heard from within this period is reported as not responding
+	RetryMax   time.Duration // longest wait between two attempts
+	GiveUp     time.Duration // a mail still unsent after this long is abandoned (logged at error level)
+	HoldOff    time.Duration // after a down/full mail for a server, further ones wait this long and go as one digest
+	Hysteresis float64       // a full server is "available again" only below loadThreshold − hysteresis
+	Grace      time.Duration // a configured server never heard from within this period is reported as not responding
 }
 
 // HTTP holds the limits applied to clients.

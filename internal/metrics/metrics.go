@@ -19,7 +19,7 @@ type Metrics struct {
 	HeartbeatsDropped  *prometheus.CounterVec // by reason
 	Sessions           *prometheus.CounterVec // by result: placed, none, limited
 	SessionLatency     prometheus.Histogram
-	WebSocketClients   *prometheus.GaugeVec // by endpoint
+	WebSocketClients   *prometheus.GaugeVec   // by endpoint
 	Mails              *prometheus.CounterVec // by result: sent, failed, abandoned
 	MailsPending       prometheus.Gauge
 	StateChanges       *prometheus.CounterVec // by new state
