@@ -96,7 +96,7 @@ func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 func (s *Server) Addr() net.Addr { return s.ns.Addr() }
 
 // Ready reports whether the server accepts connections.
-func (s *Server) Ready() bool { return s.ns.Running() && s.ns.ReadyForConnections(0) }
+func (s *Server) Ready() bool { return s.ns.Running() }
 
 // NumClients is the number of client connections.
 func (s *Server) NumClients() int { return s.ns.NumClients() }

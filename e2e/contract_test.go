@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+const noServer = "Error: no simulation server available at the moment."
+
+func checkCORS(t *testing.T, resp *http.Response) {
+	t.Helper()
+	for k, want := range map[string]string{
+		"Access-Control-Allow-Origin":  "*",
+		"Access-Control-Allow-Headers": "x-requested-with",
+		"Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s %s: %s = %q, want %q", resp.Request.Method, resp.Request.URL.Path, k, got, want)
+		}
+	}
+}
+
+func expectText(t *testing.T, url, want string) {
+	t.Helper()
+	resp, body, err := get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || body != want || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Errorf("GET %s = %d %q (%s), want 200 %q text/plain", url, resp.StatusCode, body, resp.Header.Get("Content-Type"), want)
+	}
+	checkCORS(t, resp)
+}
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func readText(t *testing.T, c *websocket.Conn, within time.Duration) string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(within))
+	typ, msg, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("reading a WebSocket message: %v", err)
+	}
+	if typ != websocket.TextMessage {
+		t.Fatalf("message type %d, want text", typ)
+	}
+	return string(msg)
+}
+
+// TestContract walks every client endpoint of PROTOCOL.md §1 with two real
+// agent processes and one direct publisher on a real coordinator.
+func TestContract(t *testing.T) {
+	const agentA, agentB, direct = "agent-a.test:2101", "agent-b.test/2102", "direct.test:2103"
+	f := startFarm(t, map[string]any{"simulationServers": []string{agentA, agentB, direct}})
+	ws := strings.Replace(f.base, "http://", "ws://", 1)
+
+	// Nothing heard yet: every answer says so.
+	expectText(t, f.base+"/", "0")
+	expectText(t, f.base+"/session", noServer)
+	expectText(t, f.base+"/load", "-1")
+	avail := dial(t, ws+"/")
+	if got := readText(t, avail, 2*time.Second); got != "0" {
+		t.Fatalf("first message on / = %q, want 0", got)
+	}
+	for _, s := range f.servers(t) {
+		if s.State != "unknown" || s.LastSeen != nil {
+			t.Errorf("%s before any heartbeat: %+v", s.Server, s)
+		}
+	}
+
+	// A heartbeat makes a server available, and / pushes 1.
+	pub := f.publisher(t, "tester")
+	pub.beat(direct, "up", 10)
+	if got := readText(t, avail, 2*time.Second); got != "1" {
+		t.Fatalf("push on / after a server came up = %q, want 1", got)
+	}
+	expectText(t, f.base+"/", "1")
+	expectText(t, f.base+"/load", "10")
+	expectText(t, f.base+"/session", "ws://"+direct)
+
+	// /session over WebSocket: one text message, then a normal close.
+	sess := dial(t, ws+"/session")
+	if got := readText(t, sess, 2*time.Second); got != "ws://"+direct {
+		t.Errorf("WebSocket /session = %q", got)
+	}
+	_ = sess.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, _, err := sess.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Errorf("after the answer: %v, want a close frame 1000", err)
+	}
+
+	// Two real agents join.
+	a := f.startAgent(t, agentA)
+	b := f.startAgent(t, agentB)
+	f.waitState(t, agentA, 5*time.Second, "up", "full")
+	f.waitState(t, agentB, 5*time.Second, "up", "full")
+	for _, name := range []string{agentA, agentB} {
+		s := f.servers(t)[name]
+		if s.LastSeen == nil || s.CPU == nil || s.MaxSessions != 100 {
+			t.Errorf("%s as reported: %+v", name, s)
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		_, body, err := get(f.base + "/session")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[body] = true
+	}
+	for body := range seen {
+		if body != "ws://"+agentA && body != "ws://"+agentB && body != "ws://"+direct {
+			t.Errorf("/session answered %q, not a configured entry", body)
+		}
+	}
+
+	// OPTIONS on every endpoint: 204 with the CORS headers.
+	for _, path := range []string{"/session", "/", "/load", "/monitor", "/api/servers"} {
+		req, _ := http.NewRequest(http.MethodOptions, f.base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("OPTIONS %s = %d", path, resp.StatusCode)
+		}
+		checkCORS(t, resp)
+	}
+	resp, body, _ := get(f.base + "/monitor")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(body, agentA) || !strings.Contains(body, direct) {
+		t.Errorf("/monitor: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	checkCORS(t, resp)
+	resp, body, _ = get(f.base + "/healthz")
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Errorf("/healthz = %d %q", resp.StatusCode, body)
+	}
+	resp, _, _ = get(f.base + "/metrics")
+	if resp.StatusCode != 200 {
+		t.Errorf("/metrics = %d", resp.StatusCode)
+	}
+
+	// SIGKILL: the connection closes and the server leaves placement at once.
+	_ = b.cmd.Process.Kill()
+	took := f.waitState(t, agentB, time.Second, "down")
+	t.Logf("agent killed: down after %v", took)
+
+	// SIGTERM: a leaving heartbeat, exit 0 within 2 s.
+	code, took := a.stop(t, syscall.SIGTERM, 2*time.Second)
+	if code != 0 {
+		t.Errorf("agent exit status %d after SIGTERM", code)
+	}
+	t.Logf("agent stopped in %v", took)
+	f.waitState(t, agentA, time.Second, "down")
+	if r := f.servers(t)[agentA].Reason; !strings.Contains(r, "planned") {
+		t.Errorf("reason after SIGTERM = %q, want the planned stop", r)
+	}
+
+	// The last server leaves: / pushes 0, /session and /load say none.
+	pub.beat(direct, "leaving", 10)
+	testutil.WaitFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		_ = avail.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, msg, err := avail.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if string(msg) != "0" {
+			return fmt.Errorf("push %q", msg)
+		}
+		return nil
+	})
+	expectText(t, f.base+"/", "0")
+	expectText(t, f.base+"/session", noServer)
+	expectText(t, f.base+"/load", "-1")
+
+	// The coordinator stops on SIGTERM: WebSocket clients get a close frame, exit 0.
+	closed := make(chan error, 1)
+	go func() {
+		_ = avail.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := avail.ReadMessage()
+		closed <- err
+	}()
+	code, _ = f.coord.stop(t, syscall.SIGTERM, 10*time.Second)
+	if code != 0 {
+		t.Errorf("coordinator exit status %d after SIGTERM", code)
+	}
+	if err := <-closed; !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Errorf("WebSocket client at coordinator stop: %v, want close 1001", err)
+	}
+}
+
+func TestAPIServersShape(t *testing.T) {
+	f := startFarm(t, map[string]any{"simulationServers": []string{"b.test/1", "a.test/1"}})
+	f.publisher(t, "x").beat("a.test/1", "up", 42.5)
+	f.waitState(t, "a.test/1", 2*time.Second, "up")
+	resp, body, err := get(f.base + "/api/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var doc struct {
+		Servers []map[string]any `json:"servers"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	list := doc.Servers
+	if len(list) != 2 || list[0]["server"] != "b.test/1" || list[1]["server"] != "a.test/1" {
+		t.Fatalf("not in configuration order: %s", body)
+	}
+	if list[0]["state"] != "unknown" || list[0]["lastSeen"] != nil {
+		t.Errorf("never heard from: %v", list[0])
+	}
+	if list[1]["load"] != 42.5 || list[1]["maxSessions"] != 100.0 {
+		t.Errorf("reported: %v", list[1])
+	}
+	if _, err := time.Parse(time.RFC3339, list[1]["lastSeen"].(string)); err != nil {
+		t.Errorf("lastSeen: %v", err)
+	}
+	for _, k := range []string{"server", "state", "load", "sessions", "maxSessions", "lastSeen"} {
+		if _, ok := list[1][k]; !ok {
+			t.Errorf("field %q missing", k)
+		}
+	}
+}
+
+func TestVersionFlags(t *testing.T) {
+	coord, agent := testutil.Binaries(t)
+	for _, bin := range []string{coord, agent} {
+		out, err := exec.Command(bin, "-version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "simgate ") {
+			t.Errorf("%s -version: %q, %v", bin, out, err)
+		}
+		out, err = exec.Command(bin, "-h").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Usage:") {
+			t.Errorf("%s -h: %v\n%s", bin, err, out)
+		}
+	}
+}

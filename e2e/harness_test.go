@@ -1,0 +1,229 @@
+// Package e2e runs the real coordinator and agent binaries against each
+// other over real sockets and checks the contract (PROTOCOL.md) from outside.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+// proc is a running binary whose output is kept for failure reports.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	return startIn(t, "", bin, args...)
+}
+
+// startIn starts bin in the working directory dir ("" for the test's own).
+func startIn(t *testing.T, dir, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("output of %s %v:\n%s", filepath.Base(bin), args, p.out.String())
+		}
+	})
+	return p
+}
+
+// stop signals the process and returns its exit code and how long it took.
+func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) (int, time.Duration) {
+	t.Helper()
+	begin := time.Now()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		t.Fatalf("process did not exit within %v after %v", within, sig)
+	}
+	return p.cmd.ProcessState.ExitCode(), time.Since(begin)
+}
+
+// farm is a coordinator started from a configuration file.
+type farm struct {
+	base  string // http://127.0.0.1:port
+	nats  string
+	coord *proc
+	agent string // agent binary
+	cfg   string
+}
+
+func startFarm(t *testing.T, extra map[string]any) *farm {
+	t.Helper()
+	coordBin, agentBin := testutil.Binaries(t)
+	port, natsPort := testutil.FreePort(t), testutil.FreePort(t)
+	cfg := map[string]any{
+		"port": port, "ssl": false, "portRewrite": false, "debug": true,
+		"nats": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
+	}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	data, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "session.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := &farm{base: fmt.Sprintf("http://127.0.0.1:%d", port), nats: fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
+		agent: agentBin, cfg: path}
+	f.coord = start(t, coordBin, path)
+	f.waitReady(t)
+	return f
+}
+
+func (f *farm) waitReady(t *testing.T) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		_, _, err := get(f.base + "/readyz")
+		return err
+	})
+}
+
+func (f *farm) startAgent(t *testing.T, server string, args ...string) *proc {
+	t.Helper()
+	return start(t, f.agent, append([]string{"-nats", f.nats, "-server", server, "-interval", "200ms", "-probe", "off"}, args...)...)
+}
+
+func get(url string) (*http.Response, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode >= 500 {
+		return resp, string(body), fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return resp, string(body), nil
+}
+
+type apiServer struct {
+	Server      string   `json:"server"`
+	State       string   `json:"state"`
+	Load        float64  `json:"load"`
+	Sessions    int      `json:"sessions"`
+	MaxSessions int      `json:"maxSessions"`
+	LastSeen    *string  `json:"lastSeen"`
+	Reason      string   `json:"reason"`
+	CPU         *float64 `json:"cpu"`
+}
+
+func (f *farm) servers(t *testing.T) map[string]apiServer {
+	t.Helper()
+	_, body, err := get(f.base + "/api/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Servers []apiServer `json:"servers"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("/api/servers: %v: %s", err, body)
+	}
+	out := map[string]apiServer{}
+	for _, s := range doc.Servers {
+		out[s.Server] = s
+	}
+	return out
+}
+
+func (f *farm) waitState(t *testing.T, server string, within time.Duration, states ...string) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	testutil.WaitFor(t, within, 5*time.Millisecond, func() error {
+		s := f.servers(t)[server]
+		for _, st := range states {
+			if s.State == st {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is %q (%s), want %v", server, s.State, s.Reason, states)
+	})
+	return time.Since(begin)
+}
+
+// publisher speaks the heartbeat schema directly, as PROTOCOL.md allows anyone to.
+type publisher struct {
+	t  *testing.T
+	nc *nats.Conn
+}
+
+func (f *farm) publisher(t *testing.T, name string) *publisher {
+	t.Helper()
+	nc, err := nats.Connect(f.nats, nats.Name(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return &publisher{t: t, nc: nc}
+}
+
+func (p *publisher) beat(server, status string, load float64) {
+	p.t.Helper()
+	node := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, server)
+	data := fmt.Sprintf(`{"v":1,"server":%q,"status":%q,"load":%g,"interval":1,"maxSessions":100}`, server, status, load)
+	if err := p.nc.Publish("simgate.load."+node, []byte(data)); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.nc.Flush(); err != nil {
+		p.t.Fatal(err)
+	}
+}

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+func TestBadConfigExits2NamingTheKey(t *testing.T) {
+	coord, _ := testutil.Binaries(t)
+	tests := []struct{ name, doc, key string }{
+		{"string for a boolean", `{"ssl": "false"}`, `"ssl"`},
+		{"unknown key", `{"simulationServer": ["a/1"]}`, `"simulationServer"`},
+		{"port out of range", `{"port": 0}`, `"port"`},
+		{"bad entry", `{"simulationServers": ["nohost"]}`, `"simulationServers"`},
+		{"nested key", `{"nats": {"listen": "0.0.0.0:4222"}}`, `"nats.listen"`},
+		{"unreadable JSON", `{"port": 1999,}`, `line 1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "session.json")
+			if err := os.WriteFile(path, []byte(tt.doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(coord, path).CombinedOutput()
+			code := -1
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != 2 || !strings.Contains(string(out), tt.key) {
+				t.Errorf("exit %d, output %q; want exit 2 naming %s", code, out, tt.key)
+			}
+		})
+	}
+	out, err := exec.Command(coord, "a.json", "b.json").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("two arguments: %v %s", err, out)
+	}
+}
+
+// TestSeedConfigStarts runs the seed's session.json unchanged (it names the
+// default ports 1999 and 4222, and logs to log/session/ under the working directory).
+func TestSeedConfigStarts(t *testing.T) {
+	coord, _ := testutil.Binaries(t)
+	dir := t.TempDir()
+	seed, err := os.ReadFile(filepath.Join("testdata", "seed-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "session.json")
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startIn(t, dir, coord, path)
+	f := &farm{base: "http://127.0.0.1:1999", coord: p}
+	f.waitReady(t)
+	expectText(t, f.base+"/session", noServer) // its one server has no agent yet
+	if s := f.servers(t)["cyberbotics1.epfl.ch/2000"]; s.State != "unknown" {
+		t.Errorf("seed server: %+v", s)
+	}
+	if code, _ := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "log", "session", "output.log")); err != nil {
+		t.Errorf("log file: %v", err)
+	}
+}
+
+// TestConfigFreeStart is the README's run command as a new user runs it:
+// no file, and /session answers a ws:// URL within 3 s.
+func TestConfigFreeStart(t *testing.T) {
+	coord, _ := testutil.Binaries(t)
+	begin := time.Now()
+	p := startIn(t, t.TempDir(), coord)
+	testutil.WaitFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+		_, body, err := get("http://127.0.0.1:1999/session")
+		if err != nil {
+			return err
+		}
+		if body != "ws://localhost:2000" {
+			return fmt.Errorf("/session = %q", body)
+		}
+		return nil
+	})
+	t.Logf("config-free coordinator answered /session after %v", time.Since(begin))
+	if code, _ := p.stop(t, syscall.SIGINT, 10*time.Second); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+}

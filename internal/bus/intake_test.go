@@ -1,0 +1,140 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+// recorder is a Sink that remembers what it was given.
+type recorder struct {
+	mu    sync.Mutex
+	known map[string]bool
+	beats []Heartbeat
+	lost  []string
+}
+
+func (r *recorder) Heartbeat(hb Heartbeat) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.known != nil && !r.known[hb.Server] {
+		return errors.New("unknown")
+	}
+	r.beats = append(r.beats, hb)
+	return nil
+}
+
+func (r *recorder) ConnectionLost(entry string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lost = append(r.lost, entry)
+}
+
+func (r *recorder) counts() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.beats), append([]string(nil), r.lost...)
+}
+
+func startIntake(t *testing.T, rec *recorder) (*Server, *sync.Map) {
+	t.Helper()
+	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	drops := &sync.Map{}
+	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: rec,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dropped: func(reason string) {
+			v, _ := drops.LoadOrStore(reason, new(int))
+			*(v.(*int))++
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	return srv, drops
+}
+
+func TestIntakeDropsBadHeartbeats(t *testing.T) {
+	rec := &recorder{known: map[string]bool{"a/1": true}}
+	srv, drops := startIntake(t, rec)
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("tester"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ok := `{"v":1,"server":"a/1","status":"up","load":1,"interval":1}`
+	publish := func(subj, data string) {
+		if err := nc.Publish(subj, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("simgate.load.a_1", `{"v":1,"server":"a/1","status":"up","load":"x","interval":1}`) // schema
+	publish("simgate.load.b_1", ok)                                                             // subject mismatch
+	publish("simgate.load.a_1.extra", ok)                                                       // not one token
+	publish("simgate.load.x_1", `{"v":1,"server":"x/1","status":"up","load":1,"interval":1}`)   // unknown server
+	publish("simgate.load.a_1", ok)                                                             // the one good
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A payload over 4 KiB is refused by the server itself.
+	if err := nc.Publish("simgate.load.a_1", make([]byte, 5000)); err == nil {
+		t.Error("oversize payload accepted by the client")
+	}
+	testutil.WaitFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		n, _ := rec.counts()
+		if n != 1 {
+			return fmt.Errorf("%d heartbeats applied", n)
+		}
+		for _, r := range []string{DropSchema, DropSubject, DropUnknown} {
+			if _, ok := drops.Load(r); !ok {
+				return fmt.Errorf("no drop counted for %s", r)
+			}
+		}
+		return nil
+	})
+}
+
+func TestIntakeSeesConnectionLoss(t *testing.T) {
+	rec := &recorder{}
+	srv, _ := startIntake(t, rec)
+	a1, err := nats.Connect(srv.ClientURL(), nats.Name("a/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := nats.Connect(srv.ClientURL(), nats.Name("a/1")) // a restarted agent, briefly overlapping
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1.Close()
+	b, err := nats.Connect(srv.ClientURL(), nats.Name("b/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b.Close()
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if _, lost := rec.counts(); len(lost) != 1 || lost[0] != "b/1" {
+			return fmt.Errorf("lost = %v, want [b/1] (a/1 still has a connection)", lost)
+		}
+		return nil
+	})
+	t.Logf("connection loss seen after %v", time.Since(start))
+	a2.Close()
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if _, lost := rec.counts(); len(lost) != 2 {
+			return fmt.Errorf("lost = %v", lost)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,152 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSeedConfigLoads(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != "cyberbotics1.epfl.ch" || c.Port != 1999 || !c.PortRewrite || !c.SSL {
+		t.Errorf("keys read wrong: %+v", c)
+	}
+	if len(c.SimulationServers) != 1 || c.SimulationServers[0] != "cyberbotics1.epfl.ch/2000" {
+		t.Errorf("simulationServers = %v", c.SimulationServers)
+	}
+	if c.MailSenderUser != "support@cyberbotics.com" {
+		t.Errorf("mailSenderUser defaults to mailSender, got %q", c.MailSenderUser)
+	}
+	if c.MailServerPort != 587 || c.MailOff() != "" {
+		t.Errorf("mail: port %d, off %q", c.MailServerPort, c.MailOff())
+	}
+	if got := c.MonitorURL(); got != "https://cyberbotics1.epfl.ch/1999/monitor" {
+		t.Errorf("MonitorURL = %q", got)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != "localhost" || !c.SSL || c.Port != 1999 || !c.PortRewrite || c.LogDir != "log" ||
+		c.Debug || c.MailServerPort != 25 || c.LoadThreshold != 95 || c.HeartbeatTimeout != 0 ||
+		c.NATS.Listen != "127.0.0.1:4222" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.MailOff() == "" {
+		t.Error("mail must be off without administrator")
+	}
+}
+
+func TestGoodValues(t *testing.T) {
+	c, err := Parse([]byte(`{"ssl": false, "heartbeatTimeout": 2.5, "loadThreshold": 80,
+		"simulationServers": ["a.example/2000", "b:2001"], "nats": {"listen": "localhost:0"},
+		"sslKey": "/x", "sslCertificate": "/y", "localAgent": "b:2001"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SSL || c.HeartbeatTimeout != 2500*time.Millisecond || c.LoadThreshold != 80 || c.LocalAgent != "b:2001" {
+		t.Errorf("%+v", c)
+	}
+	if len(c.Warnings) != 2 {
+		t.Errorf("obsolete keys must warn once each: %v", c.Warnings)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	tests := []struct {
+		name, doc, key, want string
+	}{
+		{"ssl as string", `{"ssl": "false"}`, "ssl", "want a boolean"},
+		{"port as string", `{"port": "1999"}`, "port", "want a whole number"},
+		{"port fraction", `{"port": 1999.5}`, "port", "want a whole number"},
+		{"port range", `{"port": 70000}`, "port", "between 1 and 65535"},
+		{"unknown key with hint", `{"simulationServer": []}`, "simulationServer", `did you mean "simulationServers"`},
+		{"unknown key", `{"color": "red"}`, "color", "unknown key"},
+		{"servers not array", `{"simulationServers": "a/1"}`, "simulationServers", "array of strings"},
+		{"server entry without port", `{"simulationServers": ["host"]}`, "simulationServers", "host/port"},
+		{"server entry duplicate", `{"simulationServers": ["a/1", "a/1"]}`, "simulationServers", "twice"},
+		{"server entry with scheme", `{"simulationServers": ["ws://a/1"]}`, "simulationServers", "not a host name"},
+		{"administrator not an address", `{"administrator": "nobody"}`, "administrator", "not an e-mail address"},
+		{"threshold range", `{"loadThreshold": 0}`, "loadThreshold", "(0, 100]"},
+		{"threshold type", `{"loadThreshold": true}`, "loadThreshold", "want a number"},
+		{"timeout negative", `{"heartbeatTimeout": -1}`, "heartbeatTimeout", "out of range"},
+		{"nats not object", `{"nats": "x"}`, "nats", "want an object"},
+		{"nats unknown key", `{"nats": {"lisen": "127.0.0.1:1"}}`, "nats.lisen", `did you mean "listen"`},
+		{"nats listen bad", `{"nats": {"listen": "nowhere"}}`, "nats.listen", "not host:port"},
+		{"nats beyond loopback", `{"nats": {"listen": "0.0.0.0:4222"}}`, "nats.listen", "requires NATS authentication"},
+		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
+		{"debug null", `{"debug": null}`, "debug", "want a boolean"},
+		{"trusted proxy", `{"http": {"trustedProxies": ["apache"]}}`, "http.trustedProxies", "neither an IP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if ce.Key != tt.key || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got key %q, error %q; want key %q and %q", ce.Key, err, tt.key, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnreadable(t *testing.T) {
+	for name, doc := range map[string]string{
+		"truncated": `{"port": 1999`,
+		"array":     `[1, 2]`,
+		"trailing":  `{} {}`,
+		"empty":     ``,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse([]byte(doc)); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+	_, err := Load(filepath.Join(t.TempDir(), "missing.json"))
+	if err == nil || !strings.Contains(err.Error(), "cannot read") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestPasswordFileReadableByOthersWarns(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "session.json")
+	if err := os.WriteFile(p, []byte(`{"mailSenderPassword": "secret"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || strings.Contains(c.Warnings[0], "secret") {
+		t.Errorf("want one warning that does not show the password: %v", c.Warnings)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = Load(p); len(c.Warnings) != 0 {
+		t.Errorf("mode 600 must not warn: %v", c.Warnings)
+	}
+}
+
+func TestCheckEntry(t *testing.T) {
+	for entry, ok := range map[string]bool{
+		"cyberbotics1.epfl.ch/2000": true, "localhost:2000": true, "[::1]:2000": true,
+		"host": false, "host/": false, "/2000": false, "host/0": false, "host/abc": false, "a b/1": false,
+	} {
+		if got := CheckEntry(entry) == nil; got != ok {
+			t.Errorf("CheckEntry(%q) ok = %v, want %v", entry, got, ok)
+		}
+	}
+}
