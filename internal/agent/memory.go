@@ -20,13 +20,10 @@ func (memoryCollector) Collect(ctx context.Context, r *Reading) error {
 		return err
 	}
 	r.Memory = ptr(clampPct(vm.UsedPercent))
-	sw, err := mem.SwapMemoryWithContext(ctx)
-	if err != nil {
-		return err
-	}
+	// Swap from the same read of /proc/meminfo: one file per sample.
 	swap := 0.0
-	if sw.Total > 0 {
-		swap = clampPct(sw.UsedPercent)
+	if vm.SwapTotal > 0 {
+		swap = clampPct(100 * float64(vm.SwapTotal-vm.SwapFree) / float64(vm.SwapTotal))
 	}
 	r.Swap = ptr(swap)
 	return nil
