@@ -45,6 +45,28 @@ type Vector struct {
 	CPU, Memory, Swap, GPU, GPUMemory, VRAM *float64
 }
 
+// Saturated names the resource that holds the load at its level, following
+// the load formula max(cpu, (swap + memory + gpuMemory) / 3, gpu).
+func (v Vector) Saturated() string {
+	val := func(p *float64) float64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	cpu, gpu := val(v.CPU), val(v.GPU)
+	mem := (val(v.Swap) + val(v.Memory) + val(v.GPUMemory)) / 3
+	switch {
+	case v.CPU == nil && v.GPU == nil && v.Memory == nil:
+		return "load (no components reported)"
+	case cpu >= mem && cpu >= gpu:
+		return fmt.Sprintf("CPU (%.4g%%)", cpu)
+	case gpu >= mem:
+		return fmt.Sprintf("GPU (%.4g%%)", gpu)
+	}
+	return fmt.Sprintf("memory: RAM, swap and GPU memory average %.4g%%", mem)
+}
+
 // Report is one heartbeat, in the registry's words.
 type Report struct {
 	Server      string
@@ -67,6 +89,7 @@ type Change struct {
 	Vector   Vector
 	At       time.Time
 	Reported bool // Load and Vector come from a report (false for unknown servers)
+	Planned  bool // the agent said it was leaving: a stop, not a failure
 }
 
 // ErrUnknownServer refuses a report for a server that is not configured.
@@ -188,7 +211,9 @@ func (r *Registry) Apply(rep Report) error {
 	}
 	var changes []Change
 	if to != s.state {
-		changes = append(changes, r.transition(s, to, reason, rep.At))
+		c := r.transition(s, to, reason, rep.At)
+		c.Planned = rep.Status == StatusLeaving
+		changes = append(changes, c)
 	} else if to == Down {
 		s.reason = reason
 	}

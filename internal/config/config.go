@@ -59,6 +59,7 @@ type Mail struct {
 	HoldOff    time.Duration // after a down/full mail for a server, further ones wait this long and go as one digest
 	Hysteresis float64       // a full server is "available again" only below loadThreshold − hysteresis
 	Grace      time.Duration // a configured server never heard from within this period is reported as not responding
+	CAFile     string        // PEM certificates trusted for the SMTP server's TLS, besides the system's
 }
 
 // HTTP holds the limits applied to clients.
@@ -185,6 +186,7 @@ func Parse(data []byte) (Config, error) {
 			{"holdOff", secondsVal(&c.Mail.HoldOff)},
 			{"hysteresis", floatVal(&c.Mail.Hysteresis)},
 			{"grace", secondsVal(&c.Mail.Grace)},
+			{"caFile", stringVal(&c.Mail.CAFile)},
 		})},
 		{"http", objectVal([]field{
 			{"maxWebSocketClients", intVal(&c.HTTP.MaxWebSocketClients)},

@@ -45,6 +45,7 @@ type Coordinator struct {
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	local   *localAgent
+	mail    *mailer
 	stopped sync.Once
 }
 
@@ -60,6 +61,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		log.Warn("configuration: " + w)
 	}
 	subj := bus.Subjects{Prefix: cfg.NATS.Prefix}
+	if c.mail, err = startMailer(cfg, log, c.metrics); err != nil {
+		return c, err
+	}
 	c.reg = alloc.New(alloc.Options{
 		Servers:   cfg.SimulationServers,
 		Threshold: cfg.LoadThreshold,
@@ -76,7 +80,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	c.pub = bus.NewPublisher(c.pubConn, subj)
 	c.intake, err = bus.StartIntake(c.nats, bus.IntakeOptions{
 		Subjects: subj,
-		Sink:     sink{c.reg},
+		Sink:     sink{reg: c.reg, onReport: c.mail.report},
 		Logger:   log,
 		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
 		Received: c.metrics.HeartbeatsReceived.Inc,
@@ -116,7 +120,8 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
-	c.wg.Add(2)
+	c.wg.Add(3)
+	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
 	go func() {
 		defer c.wg.Done()
 		if err := c.http.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -184,6 +189,7 @@ func (c *Coordinator) Stop(ctx context.Context) {
 		if c.nats != nil {
 			c.nats.Shutdown()
 		}
+		c.mail.close()
 		c.log.Info("session server stopped")
 	})
 }
@@ -192,6 +198,7 @@ func (c *Coordinator) Stop(ctx context.Context) {
 func (c *Coordinator) onChange(ch alloc.Change) {
 	c.log.Info("server state changed", "server", ch.Server, "from", ch.From.String(), "state", ch.To.String(), "reason", ch.Reason)
 	c.metrics.StateChanges.WithLabelValues(ch.To.String()).Inc()
+	c.mail.change(ch)
 	ev := bus.Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
 		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
 	if ch.Reported {

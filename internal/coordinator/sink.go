@@ -7,8 +7,12 @@ import (
 	"github.com/simgate/simgate/internal/bus"
 )
 
-// sink turns heartbeats into registry reports.
-type sink struct{ reg *alloc.Registry }
+// sink turns heartbeats into registry reports, and shows each applied
+// report to onReport (the mail policy watches loads).
+type sink struct {
+	reg      *alloc.Registry
+	onReport func(alloc.Report)
+}
 
 var statuses = map[string]alloc.Status{
 	bus.StatusUp:          alloc.StatusUp,
@@ -34,7 +38,13 @@ func (s sink) Heartbeat(hb bus.Heartbeat) error {
 	if hb.MaxSessions != nil {
 		rep.MaxSessions = *hb.MaxSessions
 	}
-	return s.reg.Apply(rep)
+	if err := s.reg.Apply(rep); err != nil {
+		return err
+	}
+	if s.onReport != nil {
+		s.onReport(rep)
+	}
+	return nil
 }
 
 func (s sink) ConnectionLost(entry string) { s.reg.ConnectionLost(entry) }

@@ -59,28 +59,6 @@ func (a *API) link(entry string) string {
 	return "http://" + entry + "/monitor"
 }
 
-// saturated names the resource that holds a server's load at its level,
-// following the load formula max(cpu, (swap + memory + gpuMemory) / 3, gpu).
-func saturated(v alloc.View) string {
-	val := func(p *float64) float64 {
-		if p == nil {
-			return 0
-		}
-		return *p
-	}
-	cpu, gpu := val(v.Vector.CPU), val(v.Vector.GPU)
-	mem := (val(v.Vector.Swap) + val(v.Vector.Memory) + val(v.Vector.GPUMemory)) / 3
-	switch {
-	case v.Vector.CPU == nil && v.Vector.GPU == nil && v.Vector.Memory == nil:
-		return "load"
-	case cpu >= mem && cpu >= gpu:
-		return "CPU"
-	case gpu >= mem:
-		return "GPU"
-	}
-	return "memory (RAM, swap, GPU memory)"
-}
-
 func (a *API) serversDoc() serversJSON {
 	views := a.o.Registry.Snapshot()
 	hist := a.history.get()
@@ -99,7 +77,7 @@ func (a *API) serversDoc() serversJSON {
 			s.LastSeen = &ls
 		}
 		if v.State == alloc.Full {
-			s.Saturated = saturated(v)
+			s.Saturated = v.Vector.Saturated()
 		}
 		if s.History == nil {
 			s.History = []float64{}

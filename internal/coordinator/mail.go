@@ -1,0 +1,115 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/metrics"
+	"github.com/simgate/simgate/internal/notify"
+)
+
+// mailer joins the mail policy and queue to the coordinator; a nil mailer
+// (notifications off) accepts every call and does nothing.
+type mailer struct {
+	policy *notify.Policy
+	queue  *notify.Queue
+	grace  time.Duration
+	log    *slog.Logger
+}
+
+func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*mailer, error) {
+	if why := cfg.MailOff(); why != "" {
+		log.Info("e-mail notifications are off: " + why)
+		return nil, nil
+	}
+	var tlsCfg *tls.Config
+	if cfg.Mail.CAFile != "" {
+		pem, err := os.ReadFile(cfg.Mail.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mail.caFile: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mail.caFile %s holds no PEM certificate", cfg.Mail.CAFile)
+		}
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	q, err := notify.NewQueue(notify.QueueOptions{
+		Transport: &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
+			Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg},
+		Logger:      log.With("component", "mail"),
+		Spool:       filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
+		RetryMax:    cfg.Mail.RetryMax,
+		GiveUp:      cfg.Mail.GiveUp,
+		OnSent:      m.Mails.WithLabelValues("sent").Inc,
+		OnFailed:    m.Mails.WithLabelValues("failed").Inc,
+		OnAbandoned: m.Mails.WithLabelValues("abandoned").Inc,
+		OnPending:   func(n int) { m.MailsPending.Set(float64(n)) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("e-mail notifications on", "administrator", cfg.Administrator, "server", cfg.MailServer,
+		"port", cfg.MailServerPort, "auth", cfg.MailSenderPassword != "")
+	return &mailer{
+		queue: q, grace: cfg.Mail.Grace, log: log,
+		policy: notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
+			HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: q.Enqueue}),
+	}, nil
+}
+
+func (m *mailer) change(c alloc.Change) {
+	if m != nil {
+		m.policy.Change(c)
+	}
+}
+
+func (m *mailer) report(r alloc.Report) {
+	if m != nil {
+		m.policy.Load(r.Server, r.Load, r.Vector, r.At)
+	}
+}
+
+// run sends digests as hold-off windows end, and reports once the
+// configured servers never heard from within the start-up grace period.
+func (m *mailer) run(ctx context.Context, reg *alloc.Registry) {
+	if m == nil {
+		return
+	}
+	grace := time.NewTimer(m.grace)
+	defer grace.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			m.policy.Tick(now)
+		case now := <-grace.C:
+			for _, v := range reg.Snapshot() {
+				if v.State == alloc.Unknown {
+					m.log.Warn("server never heard from since start", "server", v.Server, "grace", m.grace)
+					m.policy.NotResponding(v.Server, fmt.Sprintf("no heartbeat from its agent in the %s since the session server started", m.grace), now)
+				}
+			}
+		}
+	}
+}
+
+func (m *mailer) close() {
+	if m != nil {
+		m.queue.Close()
+	}
+}

@@ -1,0 +1,288 @@
+package notify
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/notify/smtptest"
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+type sent struct {
+	mu    sync.Mutex
+	mails [][2]string
+}
+
+func (s *sent) send(subject, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mails = append(s.mails, [2]string{subject, body})
+}
+
+func (s *sent) all() [][2]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][2]string(nil), s.mails...)
+}
+
+func newPolicy(s *sent) *Policy {
+	return NewPolicy(PolicyOptions{Threshold: 95, Hysteresis: 5, HoldOff: 10 * time.Minute,
+		MonitorURL: "https://cyberbotics1.epfl.ch/1999/monitor", Send: s.send})
+}
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func TestFourMails(t *testing.T) {
+	var s sent
+	p := newPolicy(&s)
+	const srv = "cyberbotics1.epfl.ch/2000"
+	cpu := 97.0
+	p.Change(alloc.Change{Server: srv, From: alloc.Unknown, To: alloc.Up, At: t0, Load: 10})
+	p.Change(alloc.Change{Server: srv, From: alloc.Up, To: alloc.Down, Reason: "its agent's NATS connection closed", At: t0})
+	p.Change(alloc.Change{Server: srv, From: alloc.Down, To: alloc.Up, At: t0.Add(time.Second), Load: 12})
+	p.Load(srv, 97, alloc.Vector{CPU: &cpu}, t0.Add(2*time.Second))
+	p.Load(srv, 40, alloc.Vector{}, t0.Add(3*time.Second))
+	want := []struct{ subject, first string }{
+		{SubjectDown, srv + " simulation server may be down, as it is not responding to the requests of the session server..."},
+		{SubjectUp, srv + " simulation server is up and running again (load = 12%)."},
+		{SubjectFull, srv + " simulation server has reached maximum load (97%)."},
+		{SubjectAvailable, srv + " simulation server is available again (load = 40%)."},
+	}
+	got := s.all()
+	if len(got) != len(want) {
+		t.Fatalf("%d mails: %q", len(got), got)
+	}
+	for i, w := range want {
+		if got[i][0] != w.subject || !strings.HasPrefix(got[i][1], w.first+"\n") {
+			t.Errorf("mail %d: %q / %q; want %q opening with %q", i, got[i][0], got[i][1], w.subject, w.first)
+		}
+		if !strings.Contains(got[i][1], "Check it at https://cyberbotics1.epfl.ch/1999/monitor") {
+			t.Errorf("mail %d has no monitor link: %q", i, got[i][1])
+		}
+	}
+	if !strings.Contains(got[0][1], "NATS connection closed") || !strings.Contains(got[2][1], "CPU") {
+		t.Errorf("why missing: %q %q", got[0][1], got[2][1])
+	}
+}
+
+func TestPlannedStopAndStartupMailNothing(t *testing.T) {
+	var s sent
+	p := newPolicy(&s)
+	p.Change(alloc.Change{Server: "a/1", From: alloc.Unknown, To: alloc.Up, At: t0})
+	p.Change(alloc.Change{Server: "a/1", From: alloc.Up, To: alloc.Down, Planned: true, At: t0})
+	p.Change(alloc.Change{Server: "a/1", From: alloc.Down, To: alloc.Up, At: t0})
+	if got := s.all(); len(got) != 0 {
+		t.Errorf("mails %q", got)
+	}
+	p.NotResponding("b/1", "no heartbeat", t0)
+	p.Change(alloc.Change{Server: "b/1", From: alloc.Unknown, To: alloc.Up, At: t0.Add(time.Minute)})
+	if got := s.all(); len(got) != 2 || got[0][0] != SubjectDown || got[1][0] != SubjectUp {
+		t.Errorf("grace: %q", got)
+	}
+}
+
+func TestFlappingIsBounded(t *testing.T) {
+	var s sent
+	p := newPolicy(&s)
+	now := t0
+	downs := 0
+	// Down and up every 20 s for a simulated 10 minutes, the policy ticking each second.
+	for now.Before(t0.Add(10 * time.Minute)) {
+		p.Change(alloc.Change{Server: "a/1", From: alloc.Up, To: alloc.Down, Reason: "silent", At: now})
+		downs++
+		for i := 0; i < 10; i++ {
+			now = now.Add(time.Second)
+			p.Tick(now)
+		}
+		p.Change(alloc.Change{Server: "a/1", From: alloc.Down, To: alloc.Up, At: now})
+		for i := 0; i < 10; i++ {
+			now = now.Add(time.Second)
+			p.Tick(now)
+		}
+	}
+	got := s.all()
+	t.Logf("%d downs in 10 minutes: %d mails", downs, len(got))
+	if len(got) > 3 {
+		t.Errorf("%d mails for one flapping server, want at most 3", len(got))
+	}
+	last := got[len(got)-1]
+	if !strings.Contains(last[1], "more times") {
+		t.Errorf("the digest must say what happened: %q", last[1])
+	}
+}
+
+func TestLoadHoveringAtThresholdIsQuiet(t *testing.T) {
+	var s sent
+	p := newPolicy(&s)
+	now := t0
+	for i := 0; i < 600; i++ { // 10 minutes of 1 s heartbeats alternating 94 and 96
+		load := 94.0
+		if i%2 == 1 {
+			load = 96
+		}
+		p.Load("a/1", load, alloc.Vector{}, now)
+		p.Tick(now)
+		now = now.Add(time.Second)
+	}
+	if got := s.all(); len(got) > 2 {
+		t.Errorf("%d mails for a load oscillating 94–96, want at most 2: %q", len(got), got)
+	}
+}
+
+func smtpFor(srv *smtptest.Server) *SMTP {
+	host, port, _ := net.SplitHostPort(srv.Addr)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(srv.CAPEM)
+	var p int
+	fmt.Sscan(port, &p)
+	return &SMTP{Host: host, Port: p, User: srv.User, Password: srv.Password,
+		From: "support@example.org", To: "admin@example.org", TLS: &tls.Config{RootCAs: pool}}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestSMTPStartTLSAndAuth(t *testing.T) {
+	srv := smtptest.Start(t, "127.0.0.1:0")
+	tr := smtpFor(srv)
+	if err := tr.Send(context.Background(), Mail{Subject: SubjectDown, Body: "a/1 simulation server may be down\n", Created: t0}); err != nil {
+		t.Fatal(err)
+	}
+	m := srv.Messages()[0]
+	if m.User != srv.User || m.From != "support@example.org" || len(m.To) != 1 || m.To[0] != "admin@example.org" {
+		t.Errorf("%+v", m)
+	}
+	for _, h := range []string{"Subject: " + SubjectDown, `From: "Simulation Server" <support@example.org>`, `To: "Administrator" <admin@example.org>`} {
+		if !strings.Contains(m.Data, h) {
+			t.Errorf("header %q missing in\n%s", h, m.Data)
+		}
+	}
+	bad := *tr
+	bad.Password = "wrong"
+	if err := bad.Send(context.Background(), Mail{Subject: "x", Body: "x"}); err == nil {
+		t.Error("wrong password accepted")
+	}
+	untrusted := *tr
+	untrusted.TLS = nil
+	if err := untrusted.Send(context.Background(), Mail{Subject: "x", Body: "x"}); err == nil {
+		t.Error("untrusted certificate accepted")
+	}
+}
+
+func TestQueueRetriesUntilTheServerComes(t *testing.T) {
+	port := testutil.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// The transport is set up for a server that is not there yet.
+	probe := smtptest.Start(t, "127.0.0.1:0")
+	tr := smtpFor(probe)
+	probe.Close()
+	tr.Port = port
+	failures := make(chan struct{}, 100)
+	q, err := NewQueue(QueueOptions{Transport: tr, Logger: quiet(), RetryMax: time.Second, GiveUp: time.Hour,
+		OnFailed: func() { failures <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	begin := time.Now()
+	q.Enqueue(SubjectDown, "a/1 simulation server may be down\n")
+	if q.Pending() != 1 {
+		t.Fatal("not queued")
+	}
+	// The SMTP server starts once the queue has been failing for 3 s.
+	for time.Since(begin) < 3*time.Second {
+		select {
+		case <-failures:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the queue stopped retrying")
+		}
+	}
+	srv := smtptest.Start(t, addr)
+	select {
+	case <-srv.Arrived():
+	case <-time.After(10 * time.Second):
+		t.Fatal("mail did not arrive after the SMTP server started")
+	}
+	t.Logf("delivered %v after it was queued", time.Since(begin))
+	testutil.WaitFor(t, time.Second, 10*time.Millisecond, func() error {
+		if n := q.Pending(); n != 0 {
+			return fmt.Errorf("%d pending", n)
+		}
+		return nil
+	})
+}
+
+func TestPendingMailSurvivesARestart(t *testing.T) {
+	spool := filepath.Join(t.TempDir(), "session", "pending-mail.json")
+	probe := smtptest.Start(t, "127.0.0.1:0")
+	tr := smtpFor(probe)
+	probe.Close() // down during the first run
+	q, err := NewQueue(QueueOptions{Transport: tr, Logger: quiet(), Spool: spool, RetryMax: time.Hour, GiveUp: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Enqueue(SubjectFull, "a/1 simulation server has reached maximum load (97%).\n")
+	q.Close()
+
+	srv := smtptest.Start(t, "127.0.0.1:0")
+	tr2 := smtpFor(srv)
+	q2, err := NewQueue(QueueOptions{Transport: tr2, Logger: quiet(), Spool: spool, RetryMax: time.Hour, GiveUp: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	select {
+	case <-srv.Arrived():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pending mail was not sent after the restart")
+	}
+	if m := srv.Messages()[0]; !strings.Contains(m.Data, SubjectFull) {
+		t.Errorf("%s", m.Data)
+	}
+}
+
+type failing struct{}
+
+func (failing) Send(context.Context, Mail) error { return fmt.Errorf("refused") }
+
+func TestAbandonIsLoggedAtErrorLevel(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	abandoned := make(chan struct{}, 1)
+	q, err := NewQueue(QueueOptions{Transport: failing{}, Logger: log, FirstTry: time.Millisecond,
+		RetryMax: 5 * time.Millisecond, GiveUp: 20 * time.Millisecond, OnAbandoned: func() { abandoned <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Enqueue("s", "b")
+	select {
+	case <-abandoned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never abandoned")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), "level=ERROR msg=\"mail abandoned\"") {
+		t.Errorf("log: %s", buf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

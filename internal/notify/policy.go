@@ -1,0 +1,197 @@
+package notify
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+)
+
+// The original's subjects (PROTOCOL.md §3); administrators' filters match them.
+const (
+	SubjectDown      = "Simulation server not responding"
+	SubjectUp        = "Simulation server working again"
+	SubjectFull      = "Simulation server reached maximum load"
+	SubjectAvailable = "Simulation server available again"
+)
+
+// PolicyOptions configures a Policy.
+type PolicyOptions struct {
+	Threshold  float64       // loadThreshold
+	Hysteresis float64       // "available again" only below Threshold − Hysteresis
+	HoldOff    time.Duration // after a bad mail, repeats wait this long and go as one digest
+	MonitorURL string
+	Send       func(subject, body string) // must not block (Queue.Enqueue)
+}
+
+// Policy turns state changes and loads into mails, once per real event:
+// down/up and full/available each go through a hold-off window, and
+// full/available through a hysteresis band, so flapping cannot storm.
+type Policy struct {
+	o       PolicyOptions
+	mu      sync.Mutex
+	servers map[string]*serverMail
+}
+
+type serverMail struct {
+	down, full pair
+}
+
+// pair is one bad/good pair of mails (down/up, full/available).
+type pair struct {
+	owed     bool      // a bad mail went (or was held): the good one is owed
+	window   time.Time // start of the hold-off window; zero: none
+	sentGood bool      // the good mail of this window went
+	held     int       // bad events held back in this window
+	last     event     // the latest held event, for the digest
+	lastBad  event     // the latest bad event, for the digest count text
+}
+
+type event struct {
+	bad    bool
+	line   string
+	detail string
+	at     time.Time
+}
+
+// NewPolicy builds a policy.
+func NewPolicy(o PolicyOptions) *Policy {
+	return &Policy{o: o, servers: map[string]*serverMail{}}
+}
+
+func (p *Policy) server(name string) *serverMail {
+	s := p.servers[name]
+	if s == nil {
+		s = &serverMail{}
+		p.servers[name] = s
+	}
+	return s
+}
+
+func pct(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// Change takes a registry state change.
+func (p *Policy) Change(c alloc.Change) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.server(c.Server)
+	alive := func(st alloc.State) bool { return st == alloc.Up || st == alloc.Full || st == alloc.Draining }
+	switch {
+	case c.To == alloc.Down && alive(c.From) && !c.Planned:
+		p.bad(&s.down, event{bad: true,
+			line:   c.Server + " simulation server may be down, as it is not responding to the requests of the session server...",
+			detail: "Why: " + c.Reason + ".", at: c.At})
+	case alive(c.To) && (c.From == alloc.Down || c.From == alloc.Unknown) && s.down.owed:
+		p.good(&s.down, event{
+			line: fmt.Sprintf("%s simulation server is up and running again (load = %s%%).", c.Server, pct(c.Load)),
+			at:   c.At})
+	}
+}
+
+// NotResponding reports a configured server never heard from since start.
+func (p *Policy) NotResponding(server, why string, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bad(&p.server(server).down, event{bad: true,
+		line:   server + " simulation server may be down, as it is not responding to the requests of the session server...",
+		detail: "Why: " + why + ".", at: at})
+}
+
+// Load takes one reported load, for the full/available mails.
+func (p *Policy) Load(server string, load float64, v alloc.Vector, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.server(server)
+	switch {
+	case load >= p.o.Threshold && !s.full.owed:
+		p.bad(&s.full, event{bad: true,
+			line:   fmt.Sprintf("%s simulation server has reached maximum load (%s%%).", server, pct(load)),
+			detail: "Saturated: " + v.Saturated() + ".", at: at})
+	case load < p.o.Threshold-p.o.Hysteresis && s.full.owed:
+		p.good(&s.full, event{
+			line: fmt.Sprintf("%s simulation server is available again (load = %s%%).", server, pct(load)), at: at})
+	}
+}
+
+func (p *Policy) bad(pr *pair, e event) {
+	pr.owed = true
+	pr.lastBad = e
+	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
+		pr.window, pr.sentGood, pr.held = e.at, false, 0
+		p.mail(e, "")
+		return
+	}
+	pr.held++
+	pr.last = e
+}
+
+func (p *Policy) good(pr *pair, e event) {
+	pr.owed = false
+	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
+		pr.window = time.Time{}
+		p.mail(e, "")
+		return
+	}
+	if !pr.sentGood && pr.held == 0 {
+		pr.sentGood = true
+		p.mail(e, "")
+		return
+	}
+	pr.last = e
+}
+
+// Tick sends the digests of windows that have ended; call it every second or so.
+func (p *Policy) Tick(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.servers {
+		for _, pr := range []*pair{&s.down, &s.full} {
+			if pr.window.IsZero() || now.Before(pr.window.Add(p.o.HoldOff)) {
+				continue
+			}
+			if pr.held == 0 {
+				pr.window = time.Time{}
+				continue
+			}
+			what := "went down"
+			if pr == &s.full {
+				what = "reached maximum load"
+			}
+			note := fmt.Sprintf("Flapping: it %s %d more times between %s and %s; those mails were held back and this one sums them up.",
+				what, pr.held, stamp(pr.window), stamp(now))
+			last := pr.last
+			if pr.owed {
+				last = pr.lastBad
+			}
+			p.mail(last, note)
+			pr.held, pr.sentGood = 0, false
+			pr.window = time.Time{}
+			if pr.owed {
+				pr.window = now // a bad mail just went: a new window
+			}
+		}
+	}
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// mail writes the body: the original's line first (administrators' filters
+// match it), then why and when, then the link to the monitor as the original.
+func (p *Policy) mail(e event, note string) {
+	subject := map[bool]map[bool]string{true: {true: SubjectDown, false: SubjectFull}, false: {true: SubjectUp, false: SubjectAvailable}}
+	isDown := strings.Contains(e.line, "not responding") || strings.Contains(e.line, "running again")
+	var b strings.Builder
+	b.WriteString(e.line + "\n\n")
+	if e.detail != "" {
+		b.WriteString(e.detail + "\n")
+	}
+	b.WriteString("When: " + stamp(e.at) + ".\n")
+	if note != "" {
+		b.WriteString(note + "\n")
+	}
+	b.WriteString("Check it at " + p.o.MonitorURL + "\n\n-Simulation Server\n")
+	p.o.Send(subject[e.bad][isDown], b.String())
+}

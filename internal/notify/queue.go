@@ -1,0 +1,252 @@
+// Package notify e-mails the administrator: a policy decides which state
+// changes deserve a mail (no storms), a queue sends them without ever
+// blocking the caller, retries with back-off, keeps what is pending across
+// restarts, and logs at error level any mail it finally abandons. It knows
+// SMTP and the registry's changes; nothing of NATS or HTTP.
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Mail is one notification.
+type Mail struct {
+	Subject  string    `json:"subject"`
+	Body     string    `json:"body"`
+	Created  time.Time `json:"created"`
+	Attempts int       `json:"attempts"`
+	NextTry  time.Time `json:"nextTry"`
+	LastErr  string    `json:"lastError,omitempty"`
+}
+
+// Transport delivers one mail; SMTP is the real one.
+type Transport interface {
+	Send(ctx context.Context, m Mail) error
+}
+
+// QueueOptions configures a Queue.
+type QueueOptions struct {
+	Transport Transport
+	Logger    *slog.Logger
+	// Spool keeps pending mails between runs; "" keeps them in memory only.
+	Spool    string
+	FirstTry time.Duration // first retry delay, doubled each time (default 500 ms)
+	RetryMax time.Duration // longest delay between attempts
+	GiveUp   time.Duration // age at which an unsent mail is abandoned
+	// Hooks for metrics; any may be nil.
+	OnSent, OnFailed, OnAbandoned func()
+	OnPending                     func(n int)
+}
+
+// Queue sends mails in the background.
+type Queue struct {
+	o     QueueOptions
+	mu    sync.Mutex
+	mails []Mail
+	wake  chan struct{}
+	done  chan struct{}
+	stop  context.CancelFunc
+}
+
+// NewQueue loads the spool, if any, and starts sending.
+func NewQueue(o QueueOptions) (*Queue, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.FirstTry <= 0 {
+		o.FirstTry = 500 * time.Millisecond
+	}
+	q := &Queue{o: o, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if o.Spool != "" {
+		data, err := os.ReadFile(o.Spool)
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(data, &q.mails); err != nil {
+				return nil, fmt.Errorf("pending mails in %s are unreadable: %w", o.Spool, err)
+			}
+			now := time.Now()
+			for i := range q.mails {
+				q.mails[i].NextTry = now // a new run: try at once
+			}
+			if len(q.mails) > 0 {
+				o.Logger.Info("mails pending from the last run", "count", len(q.mails), "spool", o.Spool)
+			}
+		case !os.IsNotExist(err):
+			return nil, fmt.Errorf("reading pending mails: %w", err)
+		}
+	}
+	q.pending()
+	ctx, cancel := context.WithCancel(context.Background())
+	q.stop = cancel
+	go q.run(ctx)
+	return q, nil
+}
+
+// Enqueue adds a mail and returns at once.
+func (q *Queue) Enqueue(subject, body string) {
+	now := time.Now()
+	q.mu.Lock()
+	q.mails = append(q.mails, Mail{Subject: subject, Body: body, Created: now, NextTry: now})
+	q.saveLocked()
+	q.mu.Unlock()
+	q.pending()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Pending is the number of mails not yet sent.
+func (q *Queue) Pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.mails)
+}
+
+// Close stops sending and keeps what is pending in the spool for the next run.
+func (q *Queue) Close() {
+	q.stop()
+	<-q.done
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.saveLocked()
+	if n := len(q.mails); n > 0 {
+		q.o.Logger.Warn("mails still pending at stop; they will be sent after the next start", "count", n, "spool", q.o.Spool)
+	}
+}
+
+func (q *Queue) pending() {
+	if q.o.OnPending != nil {
+		q.o.OnPending(q.Pending())
+	}
+}
+
+func call(f func()) {
+	if f != nil {
+		f()
+	}
+}
+
+func (q *Queue) run(ctx context.Context) {
+	defer close(q.done)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		case <-timer.C:
+		}
+		next := q.sendDue(ctx)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+	}
+}
+
+// sendDue tries every mail whose time has come, one at a time, and returns
+// when the next one is due (zero: none pending).
+func (q *Queue) sendDue(ctx context.Context) time.Time {
+	for {
+		q.mu.Lock()
+		now := time.Now()
+		idx := -1
+		var next time.Time
+		for i, m := range q.mails {
+			if !m.NextTry.After(now) {
+				idx = i
+				break
+			}
+			if next.IsZero() || m.NextTry.Before(next) {
+				next = m.NextTry
+			}
+		}
+		if idx < 0 {
+			q.mu.Unlock()
+			return next
+		}
+		m := q.mails[idx]
+		q.mu.Unlock()
+
+		err := q.o.Transport.Send(ctx, m)
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		q.mu.Lock()
+		// Find it again: Enqueue may have appended meanwhile, nothing removes but us.
+		i := q.indexLocked(m)
+		switch {
+		case err == nil:
+			q.mails = append(q.mails[:i], q.mails[i+1:]...)
+			q.o.Logger.Info("mail sent", "subject", m.Subject, "attempts", m.Attempts+1)
+			call(q.o.OnSent)
+		case time.Since(m.Created) >= q.o.GiveUp:
+			q.mails = append(q.mails[:i], q.mails[i+1:]...)
+			q.o.Logger.Error("mail abandoned", "subject", m.Subject, "attempts", m.Attempts+1,
+				"age", time.Since(m.Created).Round(time.Second), "error", err, "body", m.Body)
+			call(q.o.OnAbandoned)
+		default:
+			m.Attempts++
+			delay := q.o.FirstTry << min(m.Attempts-1, 20)
+			if delay > q.o.RetryMax || delay <= 0 {
+				delay = q.o.RetryMax
+			}
+			m.NextTry = time.Now().Add(delay)
+			m.LastErr = err.Error()
+			q.mails[i] = m
+			q.o.Logger.Warn("mail not sent; will retry", "subject", m.Subject, "attempt", m.Attempts,
+				"retry_in", delay, "error", err)
+			call(q.o.OnFailed)
+		}
+		q.saveLocked()
+		q.mu.Unlock()
+		q.pending()
+	}
+}
+
+func (q *Queue) indexLocked(m Mail) int {
+	for i, x := range q.mails {
+		if x.Created.Equal(m.Created) && x.Subject == m.Subject && x.Body == m.Body {
+			return i
+		}
+	}
+	return 0
+}
+
+// saveLocked writes the pending mails to the spool atomically; q.mu is held.
+func (q *Queue) saveLocked() {
+	if q.o.Spool == "" {
+		return
+	}
+	if len(q.mails) == 0 {
+		if err := os.Remove(q.o.Spool); err != nil && !os.IsNotExist(err) {
+			q.o.Logger.Warn("cannot clear the mail spool", "spool", q.o.Spool, "error", err)
+		}
+		return
+	}
+	data, _ := json.MarshalIndent(q.mails, "", "  ")
+	tmp := q.o.Spool + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(q.o.Spool), 0o750); err == nil {
+		if err = os.WriteFile(tmp, data, 0o600); err == nil {
+			err = os.Rename(tmp, q.o.Spool)
+		}
+		if err == nil {
+			return
+		}
+		q.o.Logger.Error("cannot keep pending mails on disk", "spool", q.o.Spool, "error", err)
+	}
+}

@@ -1,0 +1,122 @@
+package notify
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/smtp"
+	"strconv"
+	"time"
+
+	"gopkg.in/gomail.v2"
+)
+
+// stepTimeout bounds every SMTP step (connect, greeting, STARTTLS, AUTH,
+// MAIL, RCPT, DATA, QUIT): a stalled mail server never holds a mail forever.
+const stepTimeout = 15 * time.Second
+
+// SMTP sends mails as the original did: From "Simulation Server <sender>",
+// To "Administrator <administrator>". gomail composes the message; the
+// transport below sets a deadline on every step, which gomail's dialer cannot.
+type SMTP struct {
+	Host     string
+	Port     int
+	User     string
+	Password string // when set: STARTTLS (or implicit TLS on 465) and AUTH
+	From, To string
+	TLS      *tls.Config // nil: system roots, server name = Host
+}
+
+// Send delivers m.
+func (s *SMTP) Send(ctx context.Context, m Mail) error {
+	msg := gomail.NewMessage()
+	msg.SetAddressHeader("From", s.From, "Simulation Server")
+	msg.SetAddressHeader("To", s.To, "Administrator")
+	msg.SetHeader("Subject", m.Subject)
+	msg.SetDateHeader("Date", m.Created)
+	msg.SetBody("text/plain", m.Body)
+	return gomail.Send(gomail.SendFunc(func(from string, to []string, w io.WriterTo) error {
+		return s.deliver(ctx, from, to, w)
+	}), msg)
+}
+
+func (s *SMTP) tlsConfig() *tls.Config {
+	if s.TLS != nil {
+		c := s.TLS.Clone()
+		if c.ServerName == "" {
+			c.ServerName = s.Host
+		}
+		return c
+	}
+	return &tls.Config{ServerName: s.Host, MinVersion: tls.VersionTLS12}
+}
+
+func (s *SMTP) deliver(ctx context.Context, from string, to []string, w io.WriterTo) error {
+	addr := net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	d := &net.Dialer{Timeout: stepTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	step := func() { _ = conn.SetDeadline(time.Now().Add(stepTimeout)) }
+	step()
+	var c net.Conn = conn
+	if s.Port == 465 { // implicit TLS
+		tc := tls.Client(conn, s.tlsConfig())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("TLS with %s: %w", addr, err)
+		}
+		c = tc
+	}
+	client, err := smtp.NewClient(c, s.Host)
+	if err != nil {
+		return fmt.Errorf("greeting from %s: %w", addr, err)
+	}
+	defer client.Close()
+	step()
+	if err := client.Hello("localhost"); err != nil {
+		return fmt.Errorf("EHLO: %w", err)
+	}
+	if s.Password != "" {
+		if s.Port != 465 {
+			if ok, _ := client.Extension("STARTTLS"); !ok {
+				return fmt.Errorf("%s offers no STARTTLS; refusing to send the password in clear", addr)
+			}
+			step()
+			if err := client.StartTLS(s.tlsConfig()); err != nil {
+				return fmt.Errorf("STARTTLS: %w", err)
+			}
+		}
+		step()
+		if err := client.Auth(smtp.PlainAuth("", s.User, s.Password, s.Host)); err != nil {
+			return fmt.Errorf("AUTH as %s: %w", s.User, err)
+		}
+	}
+	step()
+	if err := client.Mail(from); err != nil {
+		return fmt.Errorf("MAIL FROM: %w", err)
+	}
+	for _, rcpt := range to {
+		step()
+		if err := client.Rcpt(rcpt); err != nil {
+			return fmt.Errorf("RCPT TO %s: %w", rcpt, err)
+		}
+	}
+	step()
+	wc, err := client.Data()
+	if err != nil {
+		return fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := w.WriteTo(wc); err != nil {
+		return fmt.Errorf("writing the message: %w", err)
+	}
+	step()
+	if err := wc.Close(); err != nil {
+		return fmt.Errorf("end of DATA: %w", err)
+	}
+	step()
+	return client.Quit()
+}

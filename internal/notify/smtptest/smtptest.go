@@ -1,0 +1,164 @@
+// Package smtptest runs a real SMTP server (go-smtp) for tests: STARTTLS
+// with a throw-away certificate, AUTH PLAIN with one user, and a record of
+// every message delivered.
+package smtptest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Message is one delivered mail.
+type Message struct {
+	From string
+	To   []string
+	Data string
+	User string // who authenticated
+}
+
+// Server is a running SMTP server.
+type Server struct {
+	Addr     string
+	CAPEM    []byte // the certificate to trust
+	User     string
+	Password string
+	srv      *smtp.Server
+	mu       sync.Mutex
+	msgs     []Message
+	arrived  chan struct{}
+}
+
+// Start runs a server on addr ("127.0.0.1:0" for any port) until the test ends.
+func Start(t testing.TB, addr string) *Server {
+	t.Helper()
+	certOnce.Do(func() { testCert, testCA = selfSigned(t) })
+	cert, caPEM := testCert, testCA
+	s := &Server{CAPEM: caPEM, User: "sender@example.org", Password: "s3cret", arrived: make(chan struct{}, 100)}
+	s.srv = smtp.NewServer(backend{s})
+	s.srv.Domain = "localhost"
+	s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	s.srv.ReadTimeout, s.srv.WriteTimeout = 10*time.Second, 10*time.Second
+	s.srv.ErrorLog = log.New(io.Discard, "", 0)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Addr = ln.Addr().String()
+	go func() { _ = s.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = s.srv.Close() })
+	return s
+}
+
+// Close stops the server.
+func (s *Server) Close() { _ = s.srv.Close() }
+
+// Messages returns what was delivered so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Arrived fires once per delivered message.
+func (s *Server) Arrived() <-chan struct{} { return s.arrived }
+
+// One certificate for every server of a test process, so that a client set
+// up before a server starts trusts it.
+var (
+	certOnce sync.Once
+	testCert tls.Certificate
+	testCA   []byte
+)
+
+type backend struct{ s *Server }
+
+func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+
+type session struct {
+	s    *Server
+	user string
+	msg  Message
+}
+
+func (se *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (se *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != se.s.User || pass != se.s.Password {
+			return errors.New("invalid credentials")
+		}
+		se.user = user
+		return nil
+	}), nil
+}
+
+func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	if se.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	se.msg = Message{From: from, User: se.user}
+	return nil
+}
+
+func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	se.msg.To = append(se.msg.To, to)
+	return nil
+}
+
+func (se *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	se.msg.Data = string(b)
+	se.s.mu.Lock()
+	se.s.msgs = append(se.s.msgs, se.msg)
+	se.s.mu.Unlock()
+	se.s.arrived <- struct{}{}
+	return nil
+}
+
+func (se *session) Reset()        { se.msg = Message{} }
+func (se *session) Logout() error { return nil }
+
+func selfSigned(t testing.TB) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "simgate test SMTP"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, certPEM
+}
