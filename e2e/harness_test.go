@@ -213,13 +213,25 @@ func (f *farm) publisher(t *testing.T, name string) *publisher {
 
 func (p *publisher) beat(server, status string, load float64) {
 	p.t.Helper()
+	p.send(server, status, load, 1)
+}
+
+// beatEvery sends one "up" heartbeat announcing the given interval in seconds.
+func (p *publisher) beatEvery(server string, load, interval float64) {
+	p.t.Helper()
+	p.send(server, "up", load, interval)
+	time.Sleep(time.Duration(interval * float64(time.Second))) // the publisher's own cadence, not a wait
+}
+
+func (p *publisher) send(server, status string, load, interval float64) {
+	p.t.Helper()
 	node := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
 			return r
 		}
 		return '_'
 	}, server)
-	data := fmt.Sprintf(`{"v":1,"server":%q,"status":%q,"load":%g,"interval":1,"maxSessions":100}`, server, status, load)
+	data := fmt.Sprintf(`{"v":1,"server":%q,"status":%q,"load":%g,"interval":%g,"maxSessions":100}`, server, status, load, interval)
 	if err := p.nc.Publish("simgate.load."+node, []byte(data)); err != nil {
 		p.t.Fatal(err)
 	}
