@@ -138,16 +138,13 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 		hb.MaxSessions = ptr(a.o.MaxSessions)
 	}
 	a.noteService(r)
-	switch {
-	case r.ServiceErr != nil:
+	if r.ServiceErr != nil {
 		hb.Probe = r.ServiceErr.Error()
-		if !a.o.Advisory {
-			hb.Status = bus.StatusServiceDown
-		}
-	case a.Draining():
-		hb.Status = bus.StatusDraining
 	}
-	if hb.Status == bus.StatusUp && a.Draining() {
+	switch {
+	case r.ServiceErr != nil && !a.o.Advisory:
+		hb.Status = bus.StatusServiceDown
+	case a.Draining():
 		hb.Status = bus.StatusDraining
 	}
 	a.lastHB.Store(&hb)

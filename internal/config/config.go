@@ -342,7 +342,7 @@ func CheckEntry(s string) error {
 }
 
 func checkListen(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port: %v", addr, err)
 	}
@@ -350,7 +350,6 @@ func checkListen(addr string) error {
 	if err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("%q: port %q is not between 0 and 65535", addr, port)
 	}
-	_ = host
 	return nil
 }
 

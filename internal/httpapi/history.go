@@ -3,6 +3,8 @@ package httpapi
 import (
 	"sync"
 	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
 )
 
 // The monitor's load history: one point per server every historyStep, for
@@ -29,7 +31,7 @@ func (h *history) record(a *API) {
 			continue
 		}
 		load := v.Load
-		if v.State.String() == "down" {
+		if v.State == alloc.Down {
 			load = -1 // a gap in the chart
 		}
 		r := append(h.rings[v.Server], load)

@@ -51,10 +51,11 @@ type pair struct {
 }
 
 type event struct {
-	bad    bool
-	line   string
-	detail string
-	at     time.Time
+	subject string
+	bad     bool
+	line    string
+	detail  string
+	at      time.Time
 }
 
 // NewPolicy builds a policy.
@@ -81,11 +82,11 @@ func (p *Policy) Change(c alloc.Change) {
 	alive := func(st alloc.State) bool { return st == alloc.Up || st == alloc.Full || st == alloc.Draining }
 	switch {
 	case c.To == alloc.Down && alive(c.From) && !c.Planned:
-		p.bad(&s.down, event{bad: true,
+		p.bad(&s.down, event{subject: SubjectDown, bad: true,
 			line:   c.Server + " simulation server may be down, as it is not responding to the requests of the session server...",
 			detail: "Why: " + c.Reason + ".", at: c.At})
 	case alive(c.To) && (c.From == alloc.Down || c.From == alloc.Unknown) && s.down.owed:
-		p.good(&s.down, event{
+		p.good(&s.down, event{subject: SubjectUp,
 			line: fmt.Sprintf("%s simulation server is up and running again (load = %s%%).", c.Server, pct(c.Load)),
 			at:   c.At})
 	}
@@ -95,7 +96,7 @@ func (p *Policy) Change(c alloc.Change) {
 func (p *Policy) NotResponding(server, why string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bad(&p.server(server).down, event{bad: true,
+	p.bad(&p.server(server).down, event{subject: SubjectDown, bad: true,
 		line:   server + " simulation server may be down, as it is not responding to the requests of the session server...",
 		detail: "Why: " + why + ".", at: at})
 }
@@ -107,11 +108,11 @@ func (p *Policy) Load(server string, load float64, v alloc.Vector, at time.Time)
 	s := p.server(server)
 	switch {
 	case load >= p.o.Threshold && !s.full.owed:
-		p.bad(&s.full, event{bad: true,
+		p.bad(&s.full, event{subject: SubjectFull, bad: true,
 			line:   fmt.Sprintf("%s simulation server has reached maximum load (%s%%).", server, pct(load)),
 			detail: "Saturated: " + v.Saturated() + ".", at: at})
 	case load < p.o.Threshold-p.o.Hysteresis && s.full.owed:
-		p.good(&s.full, event{
+		p.good(&s.full, event{subject: SubjectAvailable,
 			line: fmt.Sprintf("%s simulation server is available again (load = %s%%).", server, pct(load)), at: at})
 	}
 }
@@ -181,8 +182,6 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC"
 // mail writes the body: the original's line first (administrators' filters
 // match it), then why and when, then the link to the monitor as the original.
 func (p *Policy) mail(e event, note string) {
-	subject := map[bool]map[bool]string{true: {true: SubjectDown, false: SubjectFull}, false: {true: SubjectUp, false: SubjectAvailable}}
-	isDown := strings.Contains(e.line, "not responding") || strings.Contains(e.line, "running again")
 	var b strings.Builder
 	b.WriteString(e.line + "\n\n")
 	if e.detail != "" {
@@ -193,5 +192,5 @@ func (p *Policy) mail(e event, note string) {
 		b.WriteString(note + "\n")
 	}
 	b.WriteString("Check it at " + p.o.MonitorURL + "\n\n-Simulation Server\n")
-	p.o.Send(subject[e.bad][isDown], b.String())
+	p.o.Send(e.subject, b.String())
 }
