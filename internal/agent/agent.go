@@ -92,15 +92,40 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 		}
 		break
 	}
+	a.leave(nc, subject)
+	return nil
+}
+
+// leave sends the leaving heartbeat as a request and waits for the
+// coordinator's acknowledgement, so that the heartbeat is applied before
+// this connection closes: the close advisory travels on another connection
+// and would otherwise be able to overtake it and read as a failure.
+// A coordinator that does not answer (an older one) gets a flushed publish.
+func (a *Agent) leave(nc *nats.Conn, subject string) {
+	if !nc.IsConnected() {
+		return
+	}
 	hb := a.last()
 	hb.Status = bus.StatusLeaving
-	a.publish(nc, subject, hb)
+	data, err := hb.Encode()
+	if err != nil {
+		a.o.Logger.Warn("leaving heartbeat not built", "server", a.o.Server, "error", err)
+		return
+	}
+	if _, err = nc.Request(subject, data, 2*time.Second); err == nil {
+		a.o.Logger.Info("leaving heartbeat acknowledged", "server", a.o.Server)
+		return
+	}
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
+		a.o.Logger.Warn("leaving heartbeat may not have reached the coordinator", "server", a.o.Server, "error", err)
+		return
+	}
+	// Nobody acknowledges: the request itself was published; make sure it left.
 	if err := nc.FlushTimeout(time.Second); err != nil {
 		a.o.Logger.Warn("leaving heartbeat may not have reached the coordinator", "server", a.o.Server, "error", err)
-		return nil
+		return
 	}
-	a.o.Logger.Info("leaving heartbeat sent", "server", a.o.Server)
-	return nil
+	a.o.Logger.Info("leaving heartbeat sent (not acknowledged)", "server", a.o.Server, "reason", err)
 }
 
 func (a *Agent) publish(nc *nats.Conn, subject string, hb bus.Heartbeat) {

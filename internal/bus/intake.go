@@ -118,23 +118,37 @@ func (in *Intake) drop(subject, server, reason string, err error) {
 }
 
 func (in *Intake) onHeartbeat(m *nats.Msg) {
+	reason := in.intake(m)
+	if m.Reply != "" {
+		// An agent asking for an acknowledgement (its leaving heartbeat)
+		// gets one once the heartbeat has been applied or dropped.
+		ack := "ok"
+		if reason != "" {
+			ack = "dropped: " + reason
+		}
+		_ = m.Respond([]byte(ack))
+	}
+}
+
+// intake applies one heartbeat message and returns the drop reason, or "".
+func (in *Intake) intake(m *nats.Msg) string {
 	node := in.o.Subjects.nodeOf(m.Subject)
 	if node == "" {
 		in.drop(m.Subject, "", DropSubject, fmt.Errorf("subject is not %s.load.<node>", in.o.Subjects.Prefix))
-		return
+		return DropSubject
 	}
 	if len(m.Data) > MaxHeartbeat {
 		in.drop(m.Subject, "", DropSize, fmt.Errorf("%d bytes", len(m.Data)))
-		return
+		return DropSize
 	}
 	hb, err := Decode(m.Data)
 	if err != nil {
 		in.drop(m.Subject, "", DropSchema, err)
-		return
+		return DropSchema
 	}
 	if Node(hb.Server) != node {
 		in.drop(m.Subject, hb.Server, DropSubject, fmt.Errorf("server %q belongs on node %q", hb.Server, Node(hb.Server)))
-		return
+		return DropSubject
 	}
 	in.mu.Lock()
 	stale := in.lost[hb.Server]
@@ -142,15 +156,16 @@ func (in *Intake) onHeartbeat(m *nats.Msg) {
 	if stale {
 		// Sent just before its connection closed and overtaken by the advisory.
 		in.drop(m.Subject, hb.Server, DropStale, fmt.Errorf("its agent's connection has closed"))
-		return
+		return DropStale
 	}
 	if err := in.o.Sink.Heartbeat(hb); err != nil {
 		in.drop(m.Subject, hb.Server, DropUnknown, err)
-		return
+		return DropUnknown
 	}
 	if in.o.Received != nil {
 		in.o.Received()
 	}
+	return ""
 }
 
 type advisory struct {

@@ -138,3 +138,37 @@ func TestIntakeSeesConnectionLoss(t *testing.T) {
 		return nil
 	})
 }
+
+// A heartbeat sent as a request (the agent's leaving one) is acknowledged
+// only after the sink has it, so the sender may close its connection at once.
+func TestIntakeAcknowledgesRequests(t *testing.T) {
+	rec := &recorder{known: map[string]bool{"a/1": true}}
+	srv, _ := startIntake(t, rec)
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("a/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"applied", `{"v":1,"server":"a/1","status":"leaving","load":1,"interval":1}`, "ok"},
+		{"unknown server", `{"v":1,"server":"b/1","status":"leaving","load":1,"interval":1}`, "dropped: " + DropSubject},
+		{"bad schema", `{"v":1}`, "dropped: " + DropSchema},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := rec.counts()
+			m, err := nc.Request("simgate.load.a_1", []byte(tc.data), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(m.Data) != tc.want {
+				t.Errorf("ack = %q, want %q", m.Data, tc.want)
+			}
+			after, _ := rec.counts()
+			if applied := after > before; applied != (tc.want == "ok") {
+				t.Errorf("applied = %v when acknowledged %q", applied, m.Data)
+			}
+		})
+	}
+}
