@@ -30,16 +30,20 @@ func (h *history) record(a *API) {
 		if v.LastSeen.IsZero() {
 			continue
 		}
-		load := v.Load
-		if v.State == alloc.Down {
-			load = -1 // a gap in the chart
-		}
-		r := append(h.rings[v.Server], load)
+		r := append(h.rings[v.Server], historyPoint(v))
 		if len(r) > historyLen {
 			r = append(r[:0], r[len(r)-historyLen:]...)
 		}
 		h.rings[v.Server] = r
 	}
+}
+
+// historyPoint is a server's load in the chart: -1, a gap, while it is down.
+func historyPoint(v alloc.View) float64 {
+	if v.State == alloc.Down {
+		return -1
+	}
+	return v.Load
 }
 
 // get copies every ring.

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
@@ -41,14 +43,25 @@ func (a *API) monitor(w http.ResponseWriter, r *http.Request) {
 	}
 	doc := a.serversDoc()
 	initial, _ := json.Marshal(doc)
+	mean := "N/A"
+	if doc.Summary.MeanLoad != nil {
+		mean = fmt.Sprintf("%.1f%%", *doc.Summary.MeanLoad)
+	}
+	var page bytes.Buffer
+	if err := monitorTmpl.Execute(&page, map[string]any{
+		"Doc":      doc,
+		"MeanLoad": mean,
+		"Initial":  template.JS(initial),
+		"CSS":      template.CSS(monitorCSS),
+		"JS":       template.JS(monitorJS),
+	}); err != nil {
+		a.o.Logger.Error("monitor page not rendered", "error", err)
+		http.Error(w, "Error: the monitor page could not be rendered.", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = monitorTmpl.Execute(w, map[string]any{
-		"Doc":     doc,
-		"Initial": template.JS(initial),
-		"CSS":     template.CSS(monitorCSS),
-		"JS":      template.JS(monitorJS),
-	})
+	_, _ = page.WriteTo(w)
 }
 
 func (a *API) monitorWS(w http.ResponseWriter, r *http.Request) {

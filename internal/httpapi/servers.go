@@ -75,6 +75,11 @@ func (a *API) serversDoc() serversJSON {
 		if !v.LastSeen.IsZero() {
 			ls := v.LastSeen.UTC().Format(time.RFC3339Nano)
 			s.LastSeen = &ls
+			// The chart ends on the load of now, so that it moves with the page.
+			if len(s.History) == historyLen {
+				s.History = s.History[1:]
+			}
+			s.History = append(s.History, historyPoint(v))
 		}
 		if v.State == alloc.Full {
 			s.Saturated = v.Vector.Saturated()

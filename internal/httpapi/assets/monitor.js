@@ -33,7 +33,7 @@
   function card(s) {
     var lim = doc.summary.loadThreshold;
     var why = "";
-    if (s.state === "full") why = "saturated: " + (s.saturated || "load") + " (load " + pct(s.load) + ")";
+    if (s.state === "full") why = s.saturated ? "saturated: " + s.saturated : "load " + pct(s.load) + " at or above " + lim + "%";
     else if (s.state === "down") why = (s.reason || "down") + " · since " + new Date(s.since).toLocaleString();
     else if (s.state === "draining") why = "draining: takes no new session";
     else if (s.state === "unknown") why = "no heartbeat since the coordinator started: is its agent running?";
