@@ -8,3 +8,8 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...
 go test -race -count=1 -timeout 8m ./...
+# Each fuzz target for a few seconds (FUZZTIME=5m for a real session).
+for target in "FuzzDecode ./internal/bus" "FuzzParse ./internal/config"; do
+  set -- $target
+  go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-5s}" "$2"
+done

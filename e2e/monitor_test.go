@@ -47,6 +47,9 @@ func browser(t *testing.T, timeout time.Duration) context.Context {
 		chromedp.DisableGPU,
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1200, 800),
+		// A closed network: nothing of Chromium's own may try to go out.
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
 	)
 	ctx, cancelTimeout := context.WithTimeout(context.Background(), timeout)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)

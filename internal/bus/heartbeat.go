@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
 )
 
 // MaxHeartbeat is the largest heartbeat the contract allows, in bytes.
@@ -47,24 +50,143 @@ type Heartbeat struct {
 	Probe string `json:"probe,omitempty"`
 }
 
-// wire mirrors Heartbeat with every field a pointer or raw value, so that
-// Decode can tell a missing required field from a zero one.
+// Fields Decode reads: numbers, then strings, in wire's arrays.
+const (
+	fV = iota
+	fLoad
+	fCPU
+	fMemory
+	fSwap
+	fGPU
+	fGPUMemory
+	fVRAM
+	fSessions
+	fMaxSessions
+	fInterval
+	numFields
+)
+
+const (
+	fServer = iota
+	fStatus
+	fTime
+	fProbe
+	strFields
+)
+
+var numKeys = map[string]int{"v": fV, "load": fLoad, "cpu": fCPU, "memory": fMemory, "swap": fSwap, "gpu": fGPU,
+	"gpuMemory": fGPUMemory, "vram": fVRAM, "sessions": fSessions, "maxSessions": fMaxSessions, "interval": fInterval}
+
+var strKeys = map[string]int{"server": fServer, "status": fStatus, "time": fTime, "probe": fProbe}
+
+// wire holds the fields Decode reads and which of them were present.
 type wire struct {
-	V           *float64 `json:"v"`
-	Server      *string  `json:"server"`
-	Status      *string  `json:"status"`
-	Load        *float64 `json:"load"`
-	CPU         *float64 `json:"cpu"`
-	Memory      *float64 `json:"memory"`
-	Swap        *float64 `json:"swap"`
-	GPU         *float64 `json:"gpu"`
-	GPUMemory   *float64 `json:"gpuMemory"`
-	VRAM        *float64 `json:"vram"`
-	Sessions    *float64 `json:"sessions"`
-	MaxSessions *float64 `json:"maxSessions"`
-	Interval    *float64 `json:"interval"`
-	Time        *string  `json:"time"`
-	Probe       *string  `json:"probe"`
+	num    [numFields]float64
+	str    [strFields]string
+	hasNum [numFields]bool
+	hasStr [strFields]bool
+	// scratch holds a number's literal while it is checked.
+	scratch [40]byte
+}
+
+func (w *wire) opt(i int) *float64 {
+	if !w.hasNum[i] {
+		return nil
+	}
+	return &w.num[i] // w lives on the heap with the heartbeat: one allocation
+}
+
+// jsonNumber reports whether s is a number as JSON (RFC 8259) writes it:
+// the parser is lenient ("01", "+1", "NaN"), the schema's fields are not.
+func jsonNumber(s []byte) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if i == len(s) || s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i == len(s) || s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	return i == len(s)
+}
+
+// parsers are reused: the intake decodes every heartbeat of the farm.
+var parsers fastjson.ParserPool
+
+// readWire extracts the schema's fields from a syntactically valid JSON
+// object, as encoding/json would into a struct of pointers: exact key
+// names, null as absent, the last of duplicate keys, a value of the wrong
+// type refused, unknown keys ignored.
+func readWire(data []byte, w *wire) error {
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(data)
+	if err != nil {
+		return err
+	}
+	o, err := v.Object()
+	if err != nil {
+		return err
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		null := v.Type() == fastjson.TypeNull
+		if i, ok := numKeys[string(k)]; ok {
+			w.hasNum[i] = false
+			if null {
+				return
+			}
+			f, ferr := v.Float64()
+			if ferr != nil || v.Type() != fastjson.TypeNumber || !jsonNumber(v.MarshalTo(w.scratch[:0])) || math.IsInf(f, 0) || math.IsNaN(f) {
+				err = fmt.Errorf("%s is not a number", k)
+				return
+			}
+			w.num[i], w.hasNum[i] = f, true
+			return
+		}
+		if i, ok := strKeys[string(k)]; ok {
+			w.hasStr[i] = false
+			if null {
+				return
+			}
+			b, serr := v.StringBytes()
+			if serr != nil {
+				err = fmt.Errorf("%s is not a string", k)
+				return
+			}
+			w.str[i], w.hasStr[i] = string(b), true
+		}
+	})
+	return err
 }
 
 // ErrInvalid wraps every reason a heartbeat is refused.
@@ -76,7 +198,11 @@ func invalid(format string, args ...any) error {
 
 // Decode parses and validates a heartbeat against PROTOCOL.md §2.
 // It never panics on any input; every refusal wraps ErrInvalid.
-func Decode(data []byte) (Heartbeat, error) {
+func Decode(data []byte) (Heartbeat, error) { return decodeWith(data, readWire) }
+
+// decodeWith is Decode with the field reader given: the fuzz test compares
+// readWire with encoding/json.
+func decodeWith(data []byte, read func([]byte, *wire) error) (Heartbeat, error) {
 	if len(data) > MaxHeartbeat {
 		return Heartbeat{}, invalid("%d bytes, more than %d", len(data), MaxHeartbeat)
 	}
@@ -84,26 +210,32 @@ func Decode(data []byte) (Heartbeat, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Heartbeat{}, invalid("not a JSON object")
 	}
-	var w wire
-	if err := json.Unmarshal(data, &w); err != nil {
+	if d := depth(trimmed); d > maxDepth {
+		return Heartbeat{}, invalid("nested %d levels deep; a heartbeat is a flat object", d)
+	}
+	if !utf8.Valid(data) {
+		return Heartbeat{}, invalid("not UTF-8")
+	}
+	w := new(wire)
+	if err := read(data, w); err != nil {
 		return Heartbeat{}, invalid("%v", err)
 	}
 	switch {
-	case w.V == nil:
+	case !w.hasNum[fV]:
 		return Heartbeat{}, invalid("missing v")
-	case *w.V != 1:
-		return Heartbeat{}, invalid("v is %v, want 1", *w.V)
-	case w.Server == nil || *w.Server == "":
+	case w.num[fV] != 1:
+		return Heartbeat{}, invalid("v is %v, want 1", w.num[fV])
+	case !w.hasStr[fServer] || w.str[fServer] == "":
 		return Heartbeat{}, invalid("missing server")
-	case w.Status == nil:
+	case !w.hasStr[fStatus]:
 		return Heartbeat{}, invalid("missing status")
-	case w.Load == nil:
+	case !w.hasNum[fLoad]:
 		return Heartbeat{}, invalid("missing load")
-	case w.Interval == nil:
+	case !w.hasNum[fInterval]:
 		return Heartbeat{}, invalid("missing interval")
 	}
-	hb := Heartbeat{V: 1, Server: *w.Server, Status: *w.Status, Load: *w.Load, Interval: *w.Interval,
-		CPU: w.CPU, Memory: w.Memory, Swap: w.Swap, GPU: w.GPU, GPUMemory: w.GPUMemory, VRAM: w.VRAM}
+	hb := Heartbeat{V: 1, Server: w.str[fServer], Status: w.str[fStatus], Load: w.num[fLoad], Interval: w.num[fInterval],
+		CPU: w.opt(fCPU), Memory: w.opt(fMemory), Swap: w.opt(fSwap), GPU: w.opt(fGPU), GPUMemory: w.opt(fGPUMemory), VRAM: w.opt(fVRAM)}
 	if len(hb.Server) > 255 {
 		return Heartbeat{}, invalid("server is %d bytes long", len(hb.Server))
 	}
@@ -125,20 +257,20 @@ func Decode(data []byte) (Heartbeat, error) {
 		return Heartbeat{}, invalid("interval %v is not in (0, 60]", hb.Interval)
 	}
 	var err error
-	if hb.Sessions, err = count("sessions", w.Sessions); err != nil {
+	if hb.Sessions, err = count("sessions", w.opt(fSessions)); err != nil {
 		return Heartbeat{}, err
 	}
-	if hb.MaxSessions, err = count("maxSessions", w.MaxSessions); err != nil {
+	if hb.MaxSessions, err = count("maxSessions", w.opt(fMaxSessions)); err != nil {
 		return Heartbeat{}, err
 	}
-	if w.Time != nil {
-		if _, err := time.Parse(time.RFC3339Nano, *w.Time); err != nil {
-			return Heartbeat{}, invalid("time %q is not RFC 3339", *w.Time)
+	if w.hasStr[fTime] {
+		if _, err := time.Parse(time.RFC3339Nano, w.str[fTime]); err != nil {
+			return Heartbeat{}, invalid("time %q is not RFC 3339", w.str[fTime])
 		}
-		hb.Time = *w.Time
+		hb.Time = w.str[fTime]
 	}
-	if w.Probe != nil {
-		hb.Probe = *w.Probe
+	if w.hasStr[fProbe] {
+		hb.Probe = w.str[fProbe]
 		if len(hb.Probe) > 512 {
 			hb.Probe = hb.Probe[:512]
 		}
@@ -167,4 +299,34 @@ func (hb Heartbeat) Encode() ([]byte, error) {
 // IntervalDuration is the heartbeat's interval as a duration.
 func (hb Heartbeat) IntervalDuration() time.Duration {
 	return time.Duration(hb.Interval * float64(time.Second))
+}
+
+// maxDepth bounds the nesting of a heartbeat: the schema is one flat object,
+// and unknown fields may hold small values, not a tower of brackets.
+const maxDepth = 8
+
+// depth is the deepest nesting of objects and arrays in data, strings skipped.
+func depth(data []byte) int {
+	d, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			d++
+			deepest = max(deepest, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return deepest
 }

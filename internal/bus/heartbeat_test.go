@@ -21,6 +21,10 @@ func TestDecodeGood(t *testing.T) {
 	if err != nil || min.CPU != nil || min.GPU != nil || min.Sessions != nil {
 		t.Errorf("minimal heartbeat with unknown field: %+v, %v", min, err)
 	}
+	// Brackets inside strings are not nesting.
+	if _, err := Decode([]byte(`{"v":1,"server":"a/1","status":"up","load":0,"interval":1,"note":"[[[[[[[[[[{{{{{{{{{{\"\\"}`)); err != nil {
+		t.Errorf("brackets in a string: %v", err)
+	}
 }
 
 func TestDecodeHostile(t *testing.T) {
@@ -53,6 +57,7 @@ func TestDecodeHostile(t *testing.T) {
 		"sessions negative": `{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"sessions":-1}`,
 		"bad time":          `{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"time":"yesterday"}`,
 		"deep nesting":      `{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"x":` + deep + `}`,
+		"deep, small":       `{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"x":` + strings.Repeat("[", 9) + strings.Repeat("]", 9) + `}`,
 		"oversize":          `{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"pad":"` + strings.Repeat("x", 5000) + `"}`,
 	}
 	for name, doc := range tests {
@@ -81,5 +86,15 @@ func TestNode(t *testing.T) {
 	}
 	if s.nodeOf("simgate.load.a_1") != "a_1" || s.nodeOf("simgate.load.a.b") != "" || s.nodeOf("other.load.a") != "" {
 		t.Error("nodeOf")
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	data := []byte(good)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -27,6 +27,8 @@ const (
 	DropSize     = "size"
 	DropStale    = "closed-connection"
 	DropInternal = "internal"
+	// DropPermission: the server refused the publish (a user not bound to the server).
+	DropPermission = "permission"
 )
 
 // IntakeOptions configures StartIntake.

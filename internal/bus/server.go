@@ -26,6 +26,19 @@ const (
 type ServerOptions struct {
 	Listen string // host:port; port 0 picks a free one
 	Logger *slog.Logger
+	// Subjects is the subject space permissions are written in.
+	Subjects Subjects
+	// Users, when any, turn authentication on: nobody connects without
+	// credentials. Without them any local client is an anonymous agent.
+	Users []User
+	// Servers are the configured entries: a connection may be named after
+	// one only by an agent user bound to it.
+	Servers []string
+	// TLSCert and TLSKey, both set, make the listener TLS-only.
+	TLSCert, TLSKey string
+	// Denied, when set, is called with the subject of each publish the
+	// server refused for want of permission (a forged heartbeat).
+	Denied func(subject string)
 }
 
 // Server is the embedded NATS server agents connect to.
@@ -54,32 +67,50 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	if o.Subjects.Prefix == "" {
+		o.Subjects.Prefix = DefaultPrefix
+	}
 	s := &Server{sysPass: secret(), coordPas: secret()}
 	sys := server.NewAccount(sysAccount)
 	app := server.NewAccount(appAccount)
+	auth, err := newAuthenticator(o, app, sys, map[string]string{sysUser: s.sysPass, coordUser: s.coordPas})
+	if err != nil {
+		return nil, err
+	}
 	opts := &server.Options{
-		ServerName:    "simgate",
-		Host:          host,
-		Port:          port,
-		NoSigs:        true, // the coordinator owns signal handling
-		MaxPayload:    MaxHeartbeat,
-		Accounts:      []*server.Account{sys, app},
-		SystemAccount: sysAccount,
-		Users: []*server.User{
-			{Username: sysUser, Password: s.sysPass, Account: sys},
-			{Username: coordUser, Password: s.coordPas, Account: app},
-			{Username: anonUser, Password: secret(), Account: app},
-		},
-		// Agents without credentials land in the application account.
-		NoAuthUser: anonUser,
+		ServerName:                 "simgate",
+		Host:                       host,
+		Port:                       port,
+		NoSigs:                     true, // the coordinator owns signal handling
+		MaxPayload:                 MaxHeartbeat,
+		Accounts:                   []*server.Account{sys, app},
+		SystemAccount:              sysAccount,
+		CustomClientAuthentication: auth,
+		AlwaysEnableNonce:          auth.needsNonce(),
+	}
+	if o.TLSCert != "" || o.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("NATS TLS certificate: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 5
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS server: %w", err)
 	}
-	if o.Logger != nil {
-		ns.SetLoggerV2(natsLogger{o.Logger.With("component", "nats")}, false, false, false)
+	// The server registers its own copies of the accounts: users must carry those.
+	regApp, err1 := ns.LookupAccount(appAccount)
+	regSys, err2 := ns.LookupAccount(sysAccount)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("embedded NATS server accounts: %v %v", err1, err2)
 	}
+	auth.bind(map[*server.Account]*server.Account{app: regApp, sys: regSys})
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
@@ -128,8 +159,12 @@ func secret() string {
 	return hex.EncodeToString(b)
 }
 
-// natsLogger sends nats-server's log lines to slog.
-type natsLogger struct{ l *slog.Logger }
+// natsLogger sends nats-server's log lines to slog, and tells denied
+// publishes to whoever counts them.
+type natsLogger struct {
+	l      *slog.Logger
+	denied func(subject string)
+}
 
 func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(fmt.Sprintf(f, v...)) }
 func (n natsLogger) Warnf(f string, v ...any) {
@@ -140,6 +175,22 @@ func (n natsLogger) Warnf(f string, v ...any) {
 	n.l.Warn(msg)
 }
 func (n natsLogger) Fatalf(f string, v ...any) { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Errorf(f string, v ...any) { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Errorf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if _, rest, ok := strings.Cut(msg, "Publish Violation - Subject "); ok {
+		subject := rest
+		if f := strings.Fields(rest); len(f) > 0 {
+			if u, err := strconv.Unquote(f[0]); err == nil {
+				subject = u
+			}
+		}
+		n.l.Warn("NATS publish refused: this user may not publish there", "detail", msg)
+		if n.denied != nil {
+			n.denied(subject)
+		}
+		return
+	}
+	n.l.Error(msg)
+}
 func (n natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n natsLogger) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }

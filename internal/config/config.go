@@ -46,8 +46,22 @@ type Config struct {
 
 // NATS configures the embedded NATS server.
 type NATS struct {
-	Listen string // host:port agents connect to
-	Prefix string // first token of every subject
+	Listen  string     // host:port agents connect to
+	Prefix  string     // first token of every subject
+	TLSCert string     // PEM certificate of the listener; with TLSKey, TLS only
+	TLSKey  string     // its private key
+	Users   []NATSUser // any: authentication on, nobody connects without credentials
+}
+
+// NATSUser is one NATS user: an agent bound to its servers, or a
+// read-only monitor. Exactly one of Password (with User), Token or Nkey.
+type NATSUser struct {
+	User     string
+	Password string // plain, or a bcrypt hash ("$2a$…")
+	Token    string
+	Nkey     string // public user nkey, "U…"
+	Role     string // "agent" or "monitor"
+	Servers  []string
 }
 
 // Mail tunes the notification queue; the addresses live in Config for
@@ -145,9 +159,9 @@ func Load(path string) (Config, error) {
 		return Config{}, err
 	}
 	c.Path = path
-	if c.MailSenderPassword != "" {
+	if secret := c.secretKey(); secret != "" {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s holds mailSenderPassword and is readable by every user of this machine (mode %v): chmod o-r it", path, fi.Mode().Perm()))
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s holds %s and is readable by every user of this machine (mode %v): chmod o-r it", path, secret, fi.Mode().Perm()))
 		}
 	}
 	return c, nil
@@ -176,6 +190,22 @@ func Parse(data []byte) (Config, error) {
 		{"nats", objectVal([]field{
 			{"listen", stringVal(&c.NATS.Listen)},
 			{"prefix", stringVal(&c.NATS.Prefix)},
+			{"tls", objectVal([]field{
+				{"cert", stringVal(&c.NATS.TLSCert)},
+				{"key", stringVal(&c.NATS.TLSKey)},
+			})},
+			{"users", objectsVal(func() []field {
+				c.NATS.Users = append(c.NATS.Users, NATSUser{})
+				u := &c.NATS.Users[len(c.NATS.Users)-1]
+				return []field{
+					{"user", stringVal(&u.User)},
+					{"password", stringVal(&u.Password)},
+					{"token", stringVal(&u.Token)},
+					{"nkey", stringVal(&u.Nkey)},
+					{"role", stringVal(&u.Role)},
+					{"servers", stringsVal(&u.Servers)},
+				}
+			})},
 		})},
 		{"loadThreshold", floatVal(&c.LoadThreshold)},
 		{"heartbeatTimeout", secondsVal(&c.HeartbeatTimeout)},
@@ -247,11 +277,11 @@ func (c *Config) validate() error {
 	if err := checkListen(c.NATS.Listen); err != nil {
 		return bad("nats.listen", "%v", err)
 	}
-	if !loopback(c.NATS.Listen) {
-		return bad("nats.listen", "%q listens beyond loopback, which requires NATS authentication; simgate refuses to let anyone on the network publish heartbeats. Listen on 127.0.0.1 or configure authentication", c.NATS.Listen)
-	}
 	if !validToken(c.NATS.Prefix) {
 		return bad("nats.prefix", "%q must be one NATS token of letters, digits, '_' or '-'", c.NATS.Prefix)
+	}
+	if err := c.validateNATSAuth(seen); err != nil {
+		return err
 	}
 	if !(c.LoadThreshold > 0 && c.LoadThreshold <= 100) {
 		return bad("loadThreshold", "must be a percentage in (0, 100], not %v", c.LoadThreshold)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/simgate/simgate/internal/testutil"
 )
 
 func TestSeedConfigLoads(t *testing.T) {
@@ -86,6 +88,24 @@ func TestBadConfigs(t *testing.T) {
 		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
 		{"debug null", `{"debug": null}`, "debug", "want a boolean"},
 		{"trusted proxy", `{"http": {"trustedProxies": ["apache"]}}`, "http.trustedProxies", "neither an IP"},
+		{"nats users not array", `{"nats": {"users": {}}}`, "nats.users", "array of objects"},
+		{"nats user unknown key", `{"nats": {"users": [{"user": "a", "pasword": "x"}]}}`, "nats.users[0].pasword", `did you mean "password"`},
+		{"nats user two secrets", `{"nats": {"users": [{"user": "a", "password": "x", "token": "0123456789abcdef", "role": "monitor"}]}}`, "nats.users[0]", "exactly one of"},
+		{"nats user no secret", `{"nats": {"users": [{"user": "a", "role": "monitor"}]}}`, "nats.users[0]", "exactly one of"},
+		{"nats password without user", `{"nats": {"users": [{"password": "x", "role": "monitor"}]}}`, "nats.users[0].user", "needs a user name"},
+		{"nats short token", `{"nats": {"users": [{"token": "short", "role": "monitor"}]}}`, "nats.users[0].token", "at least 16"},
+		{"nats bad nkey", `{"nats": {"users": [{"nkey": "SUAB", "role": "monitor"}]}}`, "nats.users[0].nkey", "not a public user nkey"},
+		{"nats bad bcrypt", `{"nats": {"users": [{"user": "a", "password": "$2a$xx", "role": "monitor"}]}}`, "nats.users[0].password", "bcrypt"},
+		{"nats role", `{"nats": {"users": [{"user": "a", "password": "x", "role": "admin"}]}}`, "nats.users[0].role", `want "agent" or "monitor"`},
+		{"nats agent unbound", `{"nats": {"users": [{"user": "a", "password": "x", "role": "agent"}]}}`, "nats.users[0].servers", "must be bound"},
+		{"nats agent unknown server", `{"simulationServers": ["a/1"], "nats": {"users": [{"user": "a", "password": "x", "role": "agent", "servers": ["b/1"]}]}}`, "nats.users[0].servers", "not one of simulationServers"},
+		{"nats monitor bound", `{"nats": {"users": [{"user": "a", "password": "x", "role": "monitor", "servers": ["a/1"]}]}}`, "nats.users[0].servers", "bound to none"},
+		{"nats reserved user", `{"nats": {"users": [{"user": "simgate-agent", "password": "x", "role": "monitor"}]}}`, "nats.users[0].user", "coordinator's own"},
+		{"nats user twice", `{"nats": {"users": [{"user": "a", "password": "x", "role": "monitor"}, {"user": "a", "password": "y", "role": "monitor"}]}}`, "nats.users[1].user", "twice"},
+		{"servers share a node", `{"simulationServers": ["a.b/1", "a_b/1"]}`, "simulationServers", "share the NATS subject token"},
+		{"nats tls half", `{"nats": {"tls": {"cert": "/x"}}}`, "nats.tls", "set both or neither"},
+		{"nats tls missing", `{"nats": {"tls": {"cert": "/nonexistent/c.pem", "key": "/nonexistent/k.pem"}}}`, "nats.tls.cert", "not a readable regular file"},
+		{"nats tls device", `{"nats": {"tls": {"cert": "/dev/zero", "key": "/dev/zero"}}}`, "nats.tls.cert", "not a readable regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +118,27 @@ func TestBadConfigs(t *testing.T) {
 				t.Errorf("got key %q, error %q; want key %q and %q", ce.Key, err, tt.key, tt.want)
 			}
 		})
+	}
+}
+
+func TestNATSAuth(t *testing.T) {
+	c, err := Parse([]byte(`{"simulationServers": ["a.example/2000", "b.example/2000"],
+		"nats": {"listen": "0.0.0.0:4222", "users": [
+			{"user": "sim-a", "password": "secret", "role": "agent", "servers": ["a.example/2000"]},
+			{"token": "0123456789abcdef-b", "role": "agent", "servers": ["b.example/2000"]},
+			{"nkey": "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4", "role": "monitor"},
+			{"user": "ops", "password": "$2a$11$3kIDaCxw.Glsl1.u5nKa6eUnNDLV5HV9tIuUp7EHhMt6Nm9myW1aS", "role": "monitor"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.NATS.Users) != 4 || c.NATS.Users[1].Servers[0] != "b.example/2000" || c.NATS.Users[2].Role != "monitor" {
+		t.Errorf("users read wrong: %+v", c.NATS.Users)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "without TLS") {
+		t.Errorf("beyond loopback without TLS must warn once: %v", c.Warnings)
+	}
+	if u := c.NATS.BusUsers(); len(u) != 4 || u[0].Name != "sim-a" || u[3].Password == "" {
+		t.Errorf("BusUsers: %+v", u)
 	}
 }
 
@@ -148,5 +189,26 @@ func TestCheckEntry(t *testing.T) {
 		if got := CheckEntry(entry) == nil; got != ok {
 			t.Errorf("CheckEntry(%q) ok = %v, want %v", entry, got, ok)
 		}
+	}
+}
+
+// The README's secure setup parses, once its certificate paths point at
+// real files.
+func TestSecureExampleParses(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "session-secure.json.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := testutil.TLSFiles(t)
+	doc := strings.NewReplacer("/etc/simgate/nats-cert.pem", cert, "/etc/simgate/nats-key.pem", key).Replace(string(data))
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.NATS.Users) != 2 || c.NATS.TLSCert != cert || c.NATS.Listen != "0.0.0.0:4222" {
+		t.Errorf("read wrong: %+v", c.NATS)
+	}
+	if _, err := Parse(data); err == nil || !strings.Contains(err.Error(), "nats.tls.cert") {
+		t.Errorf("missing certificate files: %v, want an error naming nats.tls.cert", err)
 	}
 }

@@ -218,3 +218,19 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// objectsVal decodes an array of objects; each() gives the fields of the next item.
+func objectsVal(each func() []field) func(string, []byte) error {
+	return func(key string, raw []byte) error {
+		var items []json.RawMessage
+		if jsonKind(raw) != "an array" || json.Unmarshal(raw, &items) != nil {
+			return typeErr(key, "an array of objects", raw)
+		}
+		for i, item := range items {
+			if err := objectVal(each())(fmt.Sprintf("%s[%d]", key, i), item); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,10 +72,24 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Timeout:   cfg.HeartbeatTimeout,
 		OnChange:  c.onChange,
 	})
-	if c.nats, err = bus.StartServer(bus.ServerOptions{Listen: cfg.NATS.Listen, Logger: log}); err != nil {
+	servers := cfg.SimulationServers
+	if cfg.LocalAgent != "" {
+		servers = append(slices.Clip(servers), cfg.LocalAgent)
+	}
+	if c.nats, err = bus.StartServer(bus.ServerOptions{
+		Listen: cfg.NATS.Listen, Logger: log, Subjects: subj,
+		Users: cfg.NATS.BusUsers(), Servers: servers,
+		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey,
+		Denied: func(subject string) {
+			if strings.HasPrefix(subject, subj.Prefix+".load.") {
+				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()
+			}
+		},
+	}); err != nil {
 		return c, err
 	}
-	log.Info("NATS server listening", "url", c.nats.ClientURL(), "heartbeats", subj.LoadAll(), "events", subj.EventAll())
+	log.Info("NATS server listening", "url", c.nats.ClientURL(), "heartbeats", subj.LoadAll(), "events", subj.EventAll(),
+		"users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "")
 	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
 		return c, fmt.Errorf("connecting the event publisher: %w", err)
 	}
@@ -106,15 +122,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Version:             version.String(),
 		Started:             c.reg.Started(),
 	})
-	c.http = &http.Server{
-		Handler:           c.api,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
 	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
 		return c, fmt.Errorf("HTTP port %d: %w", cfg.Port, err)
 	}

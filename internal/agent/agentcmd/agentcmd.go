@@ -34,7 +34,7 @@ type Options struct {
 	User        string
 	Password    string
 	Token       string
-	Creds       string
+	NkeyFile    string
 	CA          string
 	LogLevel    slog.Level
 	Version     bool
@@ -62,7 +62,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.User, "user", "", "NATS user name")
 	fs.StringVar(&o.Password, "password", "", "NATS password (prefer the environment variable SIMGATE_PASSWORD)")
 	fs.StringVar(&o.Token, "token", "", "NATS token (prefer SIMGATE_TOKEN)")
-	fs.StringVar(&o.Creds, "creds", "", "NATS .creds file (user JWT and nkey seed)")
+	fs.StringVar(&o.NkeyFile, "nkey", "", "file holding this agent's NATS nkey seed (SU…); the coordinator lists its public key")
 	fs.StringVar(&o.CA, "ca", "", "CA certificate file that signs the NATS server's TLS certificate")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
@@ -131,6 +131,12 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("disconnected from NATS; reconnecting", "error", err)
 		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS connection attempt failed; retrying", "error", err)
+		}),
+		// Replies to this agent (the acknowledgement of its leaving heartbeat)
+		// come under an inbox an agent user is allowed to read.
+		nats.CustomInboxPrefix(bus.AgentInbox(o.Server)),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "error", err) }),
@@ -141,8 +147,12 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 	if o.Token != "" {
 		nopts = append(nopts, nats.Token(o.Token))
 	}
-	if o.Creds != "" {
-		nopts = append(nopts, nats.UserCredentials(o.Creds))
+	if o.NkeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NkeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-nkey %s: %w", o.NkeyFile, err)
+		}
+		nopts = append(nopts, opt)
 	}
 	if o.CA != "" {
 		nopts = append(nopts, nats.RootCAs(o.CA))

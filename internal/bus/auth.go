@@ -1,0 +1,273 @@
+package bus
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Roles a NATS user can have.
+const (
+	RoleAgent   = "agent"   // publishes heartbeats for the servers it is bound to
+	RoleMonitor = "monitor" // reads every simgate subject, publishes nothing
+)
+
+// User is one NATS user of the embedded server. Exactly one of Password
+// (with Name), Token or Nkey identifies it. A Password that starts with "$2"
+// is a bcrypt hash.
+type User struct {
+	Name     string // user name; for a token or nkey user, a label in logs
+	Password string
+	Token    string
+	Nkey     string // public user nkey ("U…"); the client signs the server's nonce
+	Role     string
+	Servers  []string // the entries an agent speaks for
+}
+
+// label names the user in logs, never with its secret.
+func (u *User) label() string {
+	switch {
+	case u.Name != "":
+		return u.Name
+	case u.Nkey != "":
+		return "nkey " + u.Nkey
+	}
+	return "token user"
+}
+
+// AgentInbox is the inbox prefix of the agent of entry: its request replies
+// (the acknowledgement of its leaving heartbeat) arrive under it, and an
+// agent user may subscribe there and nowhere else.
+func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }
+
+// authenticator decides every connection to the embedded server: the
+// coordinator's own in-process users, then the configured users, then
+// (only when no user is configured) anyone, as an anonymous agent.
+type authenticator struct {
+	internal map[string]internalUser
+	byName   map[string]*authUser
+	byToken  map[string]*authUser
+	byNkey   map[string]*authUser
+	anon     *server.User    // nil when authentication is on
+	claimed  map[string]bool // server entries: only an agent bound to one may name its connection so
+	log      *slog.Logger
+}
+
+type internalUser struct {
+	password string
+	user     *server.User
+}
+
+type authUser struct {
+	u    User
+	user *server.User // account and permissions registered on the connection
+}
+
+func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[string]string) (*authenticator, error) {
+	a := &authenticator{
+		internal: map[string]internalUser{},
+		byName:   map[string]*authUser{},
+		byToken:  map[string]*authUser{},
+		byNkey:   map[string]*authUser{},
+		claimed:  map[string]bool{},
+		log:      o.Logger,
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	for name, pass := range internal {
+		acc := app
+		if name == sysUser {
+			acc = sys
+		}
+		a.internal[name] = internalUser{password: pass, user: &server.User{Username: name, Account: acc}}
+	}
+	for _, s := range o.Servers {
+		a.claimed[s] = true
+	}
+	subj := o.Subjects
+	for i := range o.Users {
+		u := o.Users[i]
+		var perms *server.Permissions
+		switch u.Role {
+		case RoleAgent:
+			perms = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: []string{}},
+				Subscribe: &server.SubjectPermission{Allow: []string{}},
+			}
+			for _, s := range u.Servers {
+				a.claimed[s] = true
+				perms.Publish.Allow = append(perms.Publish.Allow, subj.Load(s))
+				perms.Subscribe.Allow = append(perms.Subscribe.Allow, AgentInbox(s)+".>")
+			}
+		case RoleMonitor:
+			perms = &server.Permissions{
+				Publish:   &server.SubjectPermission{Deny: []string{">"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{subj.Prefix + ".>"}},
+			}
+		default:
+			return nil, fmt.Errorf("NATS user %s: role %q is neither %q nor %q", u.label(), u.Role, RoleAgent, RoleMonitor)
+		}
+		au := &authUser{u: u, user: &server.User{Username: u.label(), Account: app, Permissions: perms}}
+		switch {
+		case u.Nkey != "":
+			if !nkeys.IsValidPublicUserKey(u.Nkey) {
+				return nil, fmt.Errorf("NATS user %s: not a public user nkey", u.label())
+			}
+			a.byNkey[u.Nkey] = au
+		case u.Token != "":
+			a.byToken[u.Token] = au
+		case u.Name != "" && u.Password != "":
+			if _, ok := a.internal[u.Name]; ok {
+				return nil, fmt.Errorf("NATS user name %q is reserved", u.Name)
+			}
+			a.byName[u.Name] = au
+		default:
+			return nil, fmt.Errorf("NATS user %s: needs a user name and password, a token or an nkey", u.label())
+		}
+	}
+	if len(o.Users) == 0 {
+		// Loopback only (the configuration refuses otherwise): anyone on this
+		// machine may publish heartbeats, but not events.
+		a.anon = &server.User{Username: anonUser, Account: app, Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Deny: []string{subj.EventAll()}},
+		}}
+	}
+	return a, nil
+}
+
+// bind swaps the accounts users were built with for the server's registered ones.
+func (a *authenticator) bind(registered map[*server.Account]*server.Account) {
+	swap := func(u *server.User) {
+		if r, ok := registered[u.Account]; ok {
+			u.Account = r
+		}
+	}
+	for _, iu := range a.internal {
+		swap(iu.user)
+	}
+	for _, m := range []map[string]*authUser{a.byName, a.byToken, a.byNkey} {
+		for _, au := range m {
+			swap(au.user)
+		}
+	}
+	if a.anon != nil {
+		swap(a.anon)
+	}
+}
+
+// needsNonce says whether the server must send a nonce for nkey users to sign.
+func (a *authenticator) needsNonce() bool { return len(a.byNkey) > 0 }
+
+// Check implements server.Authentication.
+func (a *authenticator) Check(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	if iu, ok := a.internal[o.Username]; ok {
+		if o.Password != "" && subtle.ConstantTimeCompare([]byte(o.Password), []byte(iu.password)) == 1 {
+			c.RegisterUser(iu.user)
+			return true
+		}
+		return a.refuse(c, "wrong password for an internal user")
+	}
+	var au *authUser
+	switch {
+	case o.Nkey != "":
+		au = a.byNkey[o.Nkey]
+		if au == nil {
+			return a.refuse(c, "unknown nkey "+o.Nkey)
+		}
+		if !verifyNonce(o.Nkey, o.Sig, c.GetNonce()) {
+			return a.refuse(c, "nkey signature does not verify")
+		}
+	case o.Token != "":
+		for tok, u := range a.byToken {
+			if subtle.ConstantTimeCompare([]byte(o.Token), []byte(tok)) == 1 {
+				au = u
+			}
+		}
+		if au == nil {
+			return a.refuse(c, "unknown token")
+		}
+	case o.Username != "":
+		au = a.byName[o.Username]
+		if au == nil || !passwordOK(au.u.Password, o.Password) {
+			return a.refuse(c, fmt.Sprintf("wrong user name or password (user %q)", o.Username))
+		}
+	default:
+		if a.anon == nil {
+			return a.refuse(c, "no credentials")
+		}
+		// Without authentication (loopback only) nothing can prove who
+		// speaks for a server: any local connection may take its name.
+		c.RegisterUser(a.anon)
+		return true
+	}
+	// A connection named after a server entry marks that server down when it
+	// closes: only an agent bound to the entry may take its name.
+	if a.claimed[o.Name] && !au.bound(o.Name) {
+		return a.refuse(c, fmt.Sprintf("user %s may not name its connection %q: it is not bound to that server", au.u.label(), o.Name))
+	}
+	c.RegisterUser(au.user)
+	return true
+}
+
+func (u *authUser) bound(entry string) bool {
+	if u.u.Role != RoleAgent {
+		return false
+	}
+	for _, s := range u.u.Servers {
+		if s == entry {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
+	if c.Kind() == server.CLIENT {
+		a.log.Warn("NATS connection refused", "remote", addr(c), "name", c.GetOpts().Name, "reason", why)
+	}
+	return false
+}
+
+func addr(c server.ClientAuthentication) string {
+	if ra := c.RemoteAddress(); ra != nil {
+		return ra.String()
+	}
+	return "in-process"
+}
+
+// passwordOK compares in constant time, or with bcrypt for a "$2…" hash.
+func passwordOK(want, got string) bool {
+	if got == "" {
+		return false
+	}
+	if strings.HasPrefix(want, "$2") {
+		return bcrypt.CompareHashAndPassword([]byte(want), []byte(got)) == nil
+	}
+	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+}
+
+// verifyNonce checks the client's signature of the server's nonce.
+func verifyNonce(pub, sig string, nonce []byte) bool {
+	if len(nonce) == 0 || sig == "" {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		if raw, err = base64.StdEncoding.DecodeString(sig); err != nil {
+			return false
+		}
+	}
+	kp, err := nkeys.FromPublicKey(pub)
+	if err != nil {
+		return false
+	}
+	return kp.Verify(nonce, raw) == nil
+}

@@ -1,0 +1,303 @@
+package bus
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+const (
+	serverA = "a.test/2000"
+	serverB = "b.test/2000"
+	serverC = "c.test/2000"
+	tokenB  = "token-of-agent-b-0123456789"
+)
+
+// authFarm is an embedded server with one user of every kind, over TLS.
+type authFarm struct {
+	srv    *Server
+	ca     string
+	nkey   nkeys.KeyPair
+	denied chan string
+}
+
+func startAuthServer(t *testing.T) *authFarm {
+	t.Helper()
+	cert, key := testutil.TLSFiles(t)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	hash, err := bcrypt.GenerateFromPassword([]byte("ops-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &authFarm{ca: cert, nkey: kp, denied: make(chan string, 16)}
+	f.srv, err = StartServer(ServerOptions{
+		Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Servers: []string{serverA, serverB, serverC},
+		TLSCert: cert, TLSKey: key,
+		Users: []User{
+			{Name: "agent-a", Password: "secret-a", Role: RoleAgent, Servers: []string{serverA}},
+			{Token: tokenB, Role: RoleAgent, Servers: []string{serverB}},
+			{Nkey: pub, Role: RoleAgent, Servers: []string{serverC}},
+			{Name: "ops", Password: string(hash), Role: RoleMonitor},
+		},
+		Denied: func(subject string) { f.denied <- subject },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.srv.Shutdown)
+	return f
+}
+
+// connect dials the TLS listener as a remote client would.
+func (f *authFarm) connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	url := strings.Replace(f.srv.ClientURL(), "nats://", "tls://", 1)
+	base := []nats.Option{nats.Name(name), nats.RootCAs(f.ca), nats.MaxReconnects(0), nats.Timeout(5 * time.Second)}
+	return nats.Connect(url, append(base, opts...)...)
+}
+
+func (f *authFarm) nkeyOpt() nats.Option {
+	pub, _ := f.nkey.PublicKey()
+	return nats.Nkey(pub, f.nkey.Sign)
+}
+
+func TestAuthRefusesWhoItShould(t *testing.T) {
+	f := startAuthServer(t)
+	wrongKP, _ := nkeys.CreateUser()
+	wrongPub, _ := wrongKP.PublicKey()
+	for _, tc := range []struct {
+		name   string
+		conn   string
+		opts   []nats.Option
+		wantOK bool
+	}{
+		{"anonymous", "", nil, false},
+		{"wrong password", serverA, []nats.Option{nats.UserInfo("agent-a", "nope")}, false},
+		{"unknown user", "", []nats.Option{nats.UserInfo("mallory", "secret-a")}, false},
+		{"internal user guessed", "", []nats.Option{nats.UserInfo(coordUser, "guess")}, false},
+		{"wrong token", serverB, []nats.Option{nats.Token("token-of-nobody-0123456789")}, false},
+		{"nkey not listed", serverC, []nats.Option{nats.Nkey(wrongPub, wrongKP.Sign)}, false},
+		{"nkey signed by another key", serverC, []nats.Option{nats.Nkey(func() string { p, _ := f.nkey.PublicKey(); return p }(), wrongKP.Sign)}, false},
+		{"agent naming itself after another server", serverB, []nats.Option{nats.UserInfo("agent-a", "secret-a")}, false},
+		{"monitor naming itself after a server", serverA, []nats.Option{nats.UserInfo("ops", "ops-secret")}, false},
+		{"password agent", serverA, []nats.Option{nats.UserInfo("agent-a", "secret-a")}, true},
+		{"token agent", serverB, []nats.Option{nats.Token(tokenB)}, true},
+		{"nkey agent", serverC, []nats.Option{f.nkeyOpt()}, true},
+		{"monitor (bcrypt password)", "ops-console", []nats.Option{nats.UserInfo("ops", "ops-secret")}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := f.connect(tc.conn, tc.opts...)
+			if nc != nil {
+				defer nc.Close()
+			}
+			if tc.wantOK && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.wantOK && err == nil {
+				t.Fatal("connected; want refused")
+			}
+			if !tc.wantOK && !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+				t.Errorf("refused with %v; want an authorization error", err)
+			}
+		})
+	}
+}
+
+func TestAuthTLSNeedsTheCA(t *testing.T) {
+	f := startAuthServer(t)
+	url := strings.Replace(f.srv.ClientURL(), "nats://", "tls://", 1)
+	if nc, err := nats.Connect(url, nats.UserInfo("agent-a", "secret-a"), nats.Name(serverA), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("connected without trusting the CA; want a certificate error")
+	}
+	plain := f.srv.ClientURL()
+	if nc, err := nats.Connect(plain, nats.UserInfo("agent-a", "secret-a"), nats.Name(serverA), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("connected in clear to a TLS-only listener")
+	}
+	nc, err := f.connect(serverA, nats.UserInfo("agent-a", "secret-a"))
+	if err != nil {
+		t.Fatalf("with the CA: %v", err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Error("the connection is not TLS")
+	}
+}
+
+// collect subscribes subject on nc and returns the channel messages arrive on.
+func collect(t *testing.T, nc *nats.Conn, subject string) (*nats.Subscription, chan *nats.Msg) {
+	t.Helper()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(subject, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub, ch
+}
+
+// asyncErrs captures the errors the server sends a client (permission violations).
+func asyncErrs() (nats.Option, chan error) {
+	ch := make(chan error, 16)
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { ch <- err }), ch
+}
+
+func wantErr(t *testing.T, ch chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if !strings.Contains(err.Error(), "Permissions Violation") {
+			t.Errorf("%s: error %v, want a permissions violation", what, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("%s: no permissions violation from the server", what)
+	}
+}
+
+func TestAuthPermissions(t *testing.T) {
+	f := startAuthServer(t)
+	subj := Subjects{Prefix: "simgate"}
+
+	// The coordinator's view: every heartbeat that gets through.
+	watcher, err := f.srv.Connect("watcher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	_, seen := collect(t, watcher, subj.Prefix+".>")
+
+	errOpt, errs := asyncErrs()
+	agentA, err := f.connect(serverA, nats.UserInfo("agent-a", "secret-a"), errOpt, nats.CustomInboxPrefix(AgentInbox(serverA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agentA.Close()
+
+	// Its own heartbeat goes through.
+	if err := agentA.Publish(subj.Load(serverA), []byte("own")); err != nil {
+		t.Fatal(err)
+	}
+	if err := agentA.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-seen:
+		if m.Subject != subj.Load(serverA) {
+			t.Fatalf("got %s", m.Subject)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an agent's own heartbeat did not arrive")
+	}
+
+	// Another server's heartbeat and an event are refused by the server.
+	for _, s := range []string{subj.Load(serverB), subj.Event(EventDown, serverB), "elsewhere"} {
+		if err := agentA.Publish(s, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, errs, "agent publishing on "+s)
+	}
+	select {
+	case got := <-f.denied:
+		if got != subj.Load(serverB) {
+			t.Errorf("first denied subject %q, want %q", got, subj.Load(serverB))
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the refused heartbeat was not reported for counting")
+	}
+	// Reading others' heartbeats is refused.
+	if _, err := agentA.SubscribeSync(subj.LoadAll()); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, errs, "agent subscribing to every heartbeat")
+
+	// Its leaving heartbeat can be acknowledged: its inbox is readable.
+	reply, err := watcher.Subscribe(subj.Load(serverA), func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := agentA.Request(subj.Load(serverA), []byte("leaving"), 5*time.Second); err != nil || string(m.Data) != "ok" {
+		t.Errorf("acknowledged request: %v %v", m, err)
+	}
+	_ = reply.Unsubscribe()
+
+	// A monitor reads everything and publishes nothing.
+	monErrOpt, monErrs := asyncErrs()
+	mon, err := f.connect("ops-console", nats.UserInfo("ops", "ops-secret"), monErrOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	_, monSeen := collect(t, mon, subj.Prefix+".>")
+	if err := agentA.Publish(subj.Load(serverA), []byte("seen by ops")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-monSeen:
+	case <-time.After(5 * time.Second):
+		t.Error("the monitor did not see a heartbeat")
+	}
+	for _, s := range []string{subj.Load(serverA), subj.Event(EventUp, serverA)} {
+		if err := mon.Publish(s, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, monErrs, "monitor publishing on "+s)
+	}
+	if _, err := mon.SubscribeSync("_INBOX.>"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, monErrs, "monitor subscribing outside simgate.>")
+}
+
+// Without users (loopback), anyone may publish heartbeats but nobody but the
+// coordinator publishes events.
+func TestAnonymousMayNotPublishEvents(t *testing.T) {
+	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	errOpt, errs := asyncErrs()
+	nc, err := nats.Connect(srv.ClientURL(), errOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("simgate.event.down.a_test_2000", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, errs, "anonymous event")
+	coord, err := srv.Connect("coordinator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	_, seen := collect(t, coord, "simgate.load.>")
+	if err := nc.Publish("simgate.load.a_test_2000", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-seen:
+	case <-time.After(5 * time.Second):
+		t.Error("an anonymous heartbeat did not arrive")
+	}
+}

@@ -1,0 +1,157 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/simgate/simgate/internal/bus"
+)
+
+// validateNATSAuth checks nats.tls and nats.users; configured holds the
+// simulationServers entries.
+func (c *Config) validateNATSAuth(configured map[string]bool) error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	n := &c.NATS
+	if (n.TLSCert == "") != (n.TLSKey == "") {
+		return bad("nats.tls", "cert and key go together: set both or neither")
+	}
+	if n.TLSCert != "" {
+		for _, f := range []struct{ key, path string }{{"nats.tls.cert", n.TLSCert}, {"nats.tls.key", n.TLSKey}} {
+			if fi, err := os.Stat(f.path); err != nil || !fi.Mode().IsRegular() {
+				return bad(f.key, "%q is not a readable regular file", f.path)
+			}
+		}
+		if _, err := tls.LoadX509KeyPair(n.TLSCert, n.TLSKey); err != nil {
+			return bad("nats.tls.cert", "cannot load the certificate and key: %v", err)
+		}
+	}
+	// Two entries on one node would share a subject: an agent bound to one
+	// could publish for the other.
+	nodes := map[string]string{}
+	claim := func(key, entry string) error {
+		if other, ok := nodes[bus.Node(entry)]; ok && other != entry {
+			return bad(key, "%q and %q share the NATS subject token %q: rename one", other, entry, bus.Node(entry))
+		}
+		nodes[bus.Node(entry)] = entry
+		return nil
+	}
+	for _, s := range c.SimulationServers {
+		if err := claim("simulationServers", s); err != nil {
+			return err
+		}
+	}
+	names, tokens, keys := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for i := range n.Users {
+		u := &n.Users[i]
+		key := fmt.Sprintf("nats.users[%d]", i)
+		ways := 0
+		for _, set := range []bool{u.Password != "", u.Token != "", u.Nkey != ""} {
+			if set {
+				ways++
+			}
+		}
+		if ways != 1 {
+			return bad(key, "give exactly one of password (with user), token or nkey")
+		}
+		switch {
+		case u.Password != "":
+			if u.User == "" {
+				return bad(key+".user", "a password needs a user name")
+			}
+			if strings.HasPrefix(u.Password, "$2") {
+				if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
+					return bad(key+".password", "starts like a bcrypt hash but is not one: %v", err)
+				}
+			}
+		case u.Token != "":
+			if len(u.Token) < 16 {
+				return bad(key+".token", "is %d characters; use at least 16 random ones", len(u.Token))
+			}
+			if tokens[u.Token] {
+				return bad(key+".token", "is the token of another user")
+			}
+			tokens[u.Token] = true
+		case u.Nkey != "":
+			if !nkeys.IsValidPublicUserKey(u.Nkey) {
+				return bad(key+".nkey", "is not a public user nkey (U…; `nk -gen user -pubout` makes one)")
+			}
+			if keys[u.Nkey] {
+				return bad(key+".nkey", "is the nkey of another user")
+			}
+			keys[u.Nkey] = true
+		}
+		if u.User != "" {
+			if strings.HasPrefix(u.User, "simgate-") {
+				return bad(key+".user", "names starting with simgate- are the coordinator's own")
+			}
+			if names[u.User] {
+				return bad(key+".user", "%q is listed twice", u.User)
+			}
+			names[u.User] = true
+		}
+		switch u.Role {
+		case bus.RoleAgent:
+			if len(u.Servers) == 0 {
+				return bad(key+".servers", "an agent must be bound to the servers it speaks for")
+			}
+			for _, s := range u.Servers {
+				if err := CheckEntry(s); err != nil {
+					return bad(key+".servers", "%q: %v", s, err)
+				}
+				if len(configured) > 0 && !configured[s] {
+					return bad(key+".servers", "%q is not one of simulationServers", s)
+				}
+				if err := claim(key+".servers", s); err != nil {
+					return err
+				}
+			}
+		case bus.RoleMonitor:
+			if len(u.Servers) > 0 {
+				return bad(key+".servers", "a monitor reads every server and is bound to none")
+			}
+		default:
+			return bad(key+".role", "want %q or %q, got %q", bus.RoleAgent, bus.RoleMonitor, u.Role)
+		}
+	}
+	if !loopback(n.Listen) {
+		if len(n.Users) == 0 {
+			return bad("nats.listen", "%q listens beyond loopback, which requires NATS authentication (nats.users); simgate refuses to let anyone on the network publish heartbeats. Listen on 127.0.0.1 or configure users", n.Listen)
+		}
+		if n.TLSCert == "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("nats.listen %q is reachable from the network without TLS: NATS passwords and tokens cross it in clear; set nats.tls", n.Listen))
+		}
+	}
+	return nil
+}
+
+// secretKey names a key of this configuration that holds a secret, or "".
+func (c *Config) secretKey() string {
+	if c.MailSenderPassword != "" {
+		return "mailSenderPassword"
+	}
+	for i, u := range c.NATS.Users {
+		if u.Password != "" && !strings.HasPrefix(u.Password, "$2") {
+			return fmt.Sprintf("nats.users[%d].password", i)
+		}
+		if u.Token != "" {
+			return fmt.Sprintf("nats.users[%d].token", i)
+		}
+	}
+	return ""
+}
+
+// BusUsers converts the configured users for the NATS server.
+func (n *NATS) BusUsers() []bus.User {
+	out := make([]bus.User, len(n.Users))
+	for i, u := range n.Users {
+		out[i] = bus.User{Name: u.User, Password: u.Password, Token: u.Token, Nkey: u.Nkey, Role: u.Role, Servers: u.Servers}
+	}
+	return out
+}

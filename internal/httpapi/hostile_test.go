@@ -1,0 +1,228 @@
+package httpapi
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+// serve runs the API behind the real http.Server with limits l on a real
+// socket, with one server up, until the test ends.
+func serve(t *testing.T, l Limits, o Options) (addr string, api *API) {
+	t.Helper()
+	reg := alloc.New(alloc.Options{Servers: []string{"a.test/2000"}, Threshold: 95, Seed: 1})
+	if err := reg.Apply(alloc.Report{Server: "a.test/2000", Status: alloc.StatusUp, Load: 10, Sessions: -1,
+		Interval: time.Minute, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	o.Registry = reg
+	o.Logger = slog.New(slog.DiscardHandler)
+	api = New(o)
+	srv := NewServer(api, l, o.Logger)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		api.Close(time.Second)
+		_ = srv.Close()
+	})
+	return ln.Addr().String(), api
+}
+
+func TestTricklingHeadersAreCut(t *testing.T) {
+	l := DefaultLimits()
+	l.ReadHeader = 300 * time.Millisecond
+	addr, _ := serve(t, l, Options{})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	begin := time.Now()
+	cut := make(chan error, 1)
+	go func() {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.ReadAll(conn) // whatever the server says, it must then close
+		cut <- err
+	}()
+	_, _ = io.WriteString(conn, "GET /session HTTP/1.1\r\nHost: x\r\n")
+	tick := time.NewTicker(50 * time.Millisecond) // the slow client's own pace
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case err := <-cut:
+			if err != nil && !errors.Is(err, syscall.ECONNRESET) { // a reset is a cut too
+				t.Fatalf("the connection was not closed by the server: %v", err)
+			}
+			took := time.Since(begin)
+			if took > 5*time.Second {
+				t.Errorf("cut after %v; the header timeout is %v", took, l.ReadHeader)
+			}
+			t.Logf("a client trickling a header line every 50 ms was cut after %v (%d lines)", took.Round(time.Millisecond), i)
+			return
+		case <-tick.C:
+			_, _ = fmt.Fprintf(conn, "X-Slow-%d: y\r\n", i)
+		}
+	}
+}
+
+func TestOversizedHeaderRefused(t *testing.T) {
+	addr, _ := serve(t, DefaultLimits(), Options{})
+	req, _ := http.NewRequest("GET", "http://"+addr+"/session", nil)
+	req.Header.Set("X-Big", strings.Repeat("b", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a 64 KiB header got %s, want 431", resp.Status)
+	}
+}
+
+func TestThousandWebSocketClientsLeaveNoGoroutine(t *testing.T) {
+	addr, api := serve(t, DefaultLimits(), Options{})
+	settle := func() int {
+		runtime.GC()
+		return runtime.NumGoroutine()
+	}
+	baseline := settle()
+	const n = 1000
+	conns := make([]*websocket.Conn, 0, n)
+	for i := range n {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "1" {
+			t.Fatalf("client %d read %q, %v", i, msg, err)
+		}
+		conns = append(conns, c)
+	}
+	if got := api.WebSocketClients(); got != n {
+		t.Errorf("%d clients counted, want %d", got, n)
+	}
+	peak := runtime.NumGoroutine()
+	for _, c := range conns {
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+		c.Close()
+	}
+	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := api.WebSocketClients(); got != 0 {
+			return fmt.Errorf("%d clients still counted", got)
+		}
+		if g := settle(); g > baseline+2 {
+			return fmt.Errorf("%d goroutines, baseline %d", g, baseline)
+		}
+		return nil
+	})
+	t.Logf("goroutines: %d before, %d with %d clients, back to %d", baseline, peak, n, runtime.NumGoroutine())
+}
+
+func TestWebSocketLimits(t *testing.T) {
+	addr, api := serve(t, DefaultLimits(), Options{PingInterval: 100 * time.Millisecond, MaxWebSocketClients: 2})
+
+	// A message over the read limit closes the connection (1009).
+	big, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	_ = big.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 10*wsReadLimit)))
+	_ = big.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err = big.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+		t.Errorf("oversize message: %v, want close 1009", err)
+	}
+
+	// A client that never reads never answers a ping: dropped after two intervals.
+	mute, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	testutil.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := api.WebSocketClients(); got != 0 {
+			return fmt.Errorf("%d clients still connected", got)
+		}
+		return nil
+	})
+
+	// The cap: the third concurrent client is refused.
+	for i := range 2 {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		defer c.Close()
+		go func() { // answer pings
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("third client over a cap of 2: %v %v, want 503", resp, err)
+	}
+}
+
+func TestRateLimitTripsAndRecovers(t *testing.T) {
+	addr, _ := serve(t, DefaultLimits(), Options{Limiter: NewLimiter(20, 5, nil)})
+	get := func(xff string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/session", nil)
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(bufio.NewReader(resp.Body))
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	var body string
+	for i := 0; i < 100; i++ {
+		if code, body = get(""); code == http.StatusTooManyRequests {
+			break
+		}
+	}
+	if code != http.StatusTooManyRequests || !strings.HasPrefix(body, "Error: ") {
+		t.Fatalf("the limit never tripped: last %d %q", code, body)
+	}
+	// X-Forwarded-For from an untrusted peer changes nothing.
+	if code, _ := get("203.0.113.9"); code != http.StatusTooManyRequests {
+		t.Errorf("a forged X-Forwarded-For escaped the limit: %d", code)
+	}
+	testutil.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if code, body := get(""); code != 200 || !strings.HasPrefix(body, "ws://") {
+			return fmt.Errorf("still %d %q", code, body)
+		}
+		return nil
+	})
+}

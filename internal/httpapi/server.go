@@ -1,0 +1,41 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Limits are the HTTP server's defences against slow and greedy clients.
+type Limits struct {
+	ReadHeader     time.Duration // a client trickling its headers is cut after this
+	Read           time.Duration // whole request
+	Write          time.Duration // whole answer (WebSocket connections clear it)
+	Idle           time.Duration // keep-alive between requests
+	MaxHeaderBytes int           // larger request headers are answered 431
+}
+
+// DefaultLimits suit a public session server: requests are tiny, answers short.
+func DefaultLimits() Limits {
+	return Limits{
+		ReadHeader:     5 * time.Second,
+		Read:           10 * time.Second,
+		Write:          10 * time.Second,
+		Idle:           60 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+	}
+}
+
+// NewServer wraps h in an http.Server with the limits l; its own errors
+// (TLS handshakes, hijack failures) go to log at debug level.
+func NewServer(h http.Handler, l Limits, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.ReadHeader,
+		ReadTimeout:       l.Read,
+		WriteTimeout:      l.Write,
+		IdleTimeout:       l.Idle,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
