@@ -7,6 +7,7 @@ package alloc
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,9 @@ type Options struct {
 	OnChange func(Change)
 	// Seed makes tie-breaks reproducible in tests; 0 picks a random seed.
 	Seed uint64
+	// Now is the clock (time.Now when nil); the placement simulator runs
+	// the registry on simulated time.
+	Now func() time.Time
 }
 
 // Registry holds every server's latest report and places sessions.
@@ -121,6 +125,10 @@ type Registry struct {
 	rng       *rand.Rand
 	handedOut uint64
 	noServer  uint64
+
+	// deadlines[i] is when servers[i] is silent too long (Unix ns; never
+	// when it is down or unknown): Sweep scans one packed array.
+	deadlines []int64
 
 	available atomic.Bool
 	availCh   atomic.Pointer[chan struct{}] // closed and replaced at each availability flip
@@ -140,10 +148,14 @@ type server struct {
 	eff     float64 // report.Load + reservations
 	tie     uint64
 	heapIdx int // -1 when not in the heap
+	idx     int // in servers and deadlines
 }
 
 // New builds a registry.
 func New(o Options) *Registry {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	seed := o.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -153,7 +165,7 @@ func New(o Options) *Registry {
 		open:    len(o.Servers) == 0,
 		byName:  make(map[string]*server, len(o.Servers)),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		started: time.Now(),
+		started: o.Now(),
 	}
 	ch := make(chan struct{})
 	r.availCh.Store(&ch)
@@ -164,9 +176,10 @@ func New(o Options) *Registry {
 }
 
 func (r *Registry) add(name string) *server {
-	s := &server{name: name, heapIdx: -1, since: r.started}
+	s := &server{name: name, heapIdx: -1, since: r.started, idx: len(r.servers)}
 	s.res.init()
 	r.servers = append(r.servers, s)
+	r.deadlines = append(r.deadlines, never)
 	r.byName[name] = s
 	return s
 }
@@ -190,36 +203,51 @@ func (r *Registry) Apply(rep Report) error {
 	s.seen = true
 	s.lastAt = rep.At
 	s.res.observe(prev, rep, r.sessionsPrior(rep))
-	var to State
-	var reason string
-	switch rep.Status {
-	case StatusLeaving:
-		to, reason = Down, "its agent stopped (planned)"
-	case StatusServiceDown:
-		to, reason = Down, "its simulation server does not answer"
-		if rep.Note != "" {
-			reason += ": " + rep.Note
-		}
-	case StatusDraining:
-		to, reason = Draining, "its agent says it is draining"
-	default:
-		if rep.Load >= r.o.Threshold {
-			to, reason = Full, fmt.Sprintf("load %.4g%% is at or above %.4g%%", rep.Load, r.o.Threshold)
-		} else {
-			to, reason = Up, fmt.Sprintf("load %.4g%%", rep.Load)
-		}
-	}
+	to := r.stateOf(rep)
 	var changes []Change
 	if to != s.state {
-		c := r.transition(s, to, reason, rep.At)
+		c := r.transition(s, to, r.reasonOf(rep), rep.At)
 		c.Planned = rep.Status == StatusLeaving
 		changes = append(changes, c)
 	} else if to == Down {
-		s.reason = reason
+		s.reason = r.reasonOf(rep)
 	}
 	r.reheap(s)
 	r.emit(changes)
 	return nil
+}
+
+// stateOf is the state a report puts its server in.
+func (r *Registry) stateOf(rep Report) State {
+	switch rep.Status {
+	case StatusLeaving, StatusServiceDown:
+		return Down
+	case StatusDraining:
+		return Draining
+	}
+	if rep.Load >= r.o.Threshold {
+		return Full
+	}
+	return Up
+}
+
+// reasonOf says why, in words; only built on a change, off the hot path.
+func (r *Registry) reasonOf(rep Report) string {
+	switch rep.Status {
+	case StatusLeaving:
+		return "its agent stopped (planned)"
+	case StatusServiceDown:
+		if rep.Note != "" {
+			return "its simulation server does not answer: " + rep.Note
+		}
+		return "its simulation server does not answer"
+	case StatusDraining:
+		return "its agent says it is draining"
+	}
+	if rep.Load >= r.o.Threshold {
+		return fmt.Sprintf("load %.4g%% is at or above %.4g%%", rep.Load, r.o.Threshold)
+	}
+	return fmt.Sprintf("load %.4g%%", rep.Load)
 }
 
 // sessionsPrior is the load one session is assumed to add before any is observed.
@@ -239,25 +267,37 @@ func (r *Registry) ConnectionLost(name string) {
 		r.mu.Unlock()
 		return
 	}
-	c := r.transition(s, Down, "its agent's NATS connection closed", time.Now())
+	c := r.transition(s, Down, "its agent's NATS connection closed", r.o.Now())
 	r.reheap(s)
 	r.emit([]Change{c})
+}
+
+// never is the deadline of a server that cannot go silent (down, unknown).
+const never = math.MaxInt64
+
+// setDeadline records when s will have been silent too long.
+func (r *Registry) setDeadline(s *server) {
+	if s.state == Down || s.state == Unknown {
+		r.deadlines[s.idx] = never
+		return
+	}
+	r.deadlines[s.idx] = s.lastAt.Add(r.timeout(s)).UnixNano()
 }
 
 // Sweep marks down every server silent for longer than its timeout at now.
 func (r *Registry) Sweep(now time.Time) {
 	r.mu.Lock()
 	var changes []Change
-	for _, s := range r.servers {
-		if s.state == Down || s.state == Unknown {
+	t := now.UnixNano()
+	for i, d := range r.deadlines {
+		if t <= d {
 			continue
 		}
+		s := r.servers[i]
 		limit := r.timeout(s)
-		if now.Sub(s.lastAt) > limit {
-			changes = append(changes, r.transition(s, Down,
-				fmt.Sprintf("no heartbeat for %s", limit.Round(time.Millisecond)), now))
-			r.reheap(s)
-		}
+		changes = append(changes, r.transition(s, Down,
+			fmt.Sprintf("no heartbeat for %s", limit.Round(time.Millisecond)), now))
+		r.reheap(s)
 	}
 	r.emit(changes)
 }
@@ -279,8 +319,9 @@ func (r *Registry) transition(s *server, to State, reason string, at time.Time) 
 
 // reheap puts s in or out of the placement heap after a change; r.mu is held.
 func (r *Registry) reheap(s *server) {
+	r.setDeadline(s)
 	if s.state == Up {
-		s.eff = s.report.Load + s.res.load()
+		s.eff = s.res.effective(s.report)
 		s.tie = r.rng.Uint64()
 		if s.heapIdx < 0 {
 			r.heap.push(s)
@@ -327,8 +368,8 @@ func (r *Registry) Place() (name string, ok bool) {
 		return "", false
 	}
 	s := r.heap[0]
-	s.res.add(time.Now())
-	s.eff = s.report.Load + s.res.load()
+	s.res.add(r.o.Now(), s.report.Sessions)
+	s.eff = s.res.effective(s.report)
 	s.tie = r.rng.Uint64()
 	r.heap.fix(0)
 	s.handed++
@@ -391,7 +432,7 @@ func (r *Registry) Snapshot() []View {
 			Sessions: -1}
 		if s.seen {
 			v.Load, v.Vector = s.report.Load, s.report.Vector
-			v.Effective = s.report.Load + s.res.load()
+			v.Effective = s.res.effective(s.report)
 			v.Sessions, v.MaxSessions = s.report.Sessions, s.report.MaxSessions
 			v.Interval, v.LastSeen, v.Note = s.report.Interval, s.lastAt, s.report.Note
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/metrics"
@@ -62,6 +63,8 @@ type API struct {
 	wsWG     sync.WaitGroup
 	wsCount  atomic.Int64
 	history  *history
+	// The /session counters, looked up once: the hot path only adds.
+	placed, none, limited prometheus.Counter
 }
 
 // Response pieces shared by every answer; header values are never mutated.
@@ -91,7 +94,10 @@ func New(o Options) *API {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory()}
+	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory(),
+		placed:  o.Metrics.Sessions.WithLabelValues("placed"),
+		none:    o.Metrics.Sessions.WithLabelValues("none"),
+		limited: o.Metrics.Sessions.WithLabelValues("limited")}
 	a.scheme = []byte("wss://")
 	if !o.SSL {
 		a.scheme = []byte("ws://")
@@ -135,6 +141,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if r.URL.Path == "/session" {
+		a.session(w, r) // the hot path skips the mux's pattern matching
+		return
+	}
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -152,7 +162,7 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	if a.o.Limiter != nil && !a.o.Limiter.Allow(r) {
-		a.o.Metrics.Sessions.WithLabelValues("limited").Inc()
+		a.limited.Inc()
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = w.Write(limitedBody)
@@ -162,11 +172,11 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
 		_, _ = w.Write(noServer)
-		a.o.Metrics.Sessions.WithLabelValues("none").Inc()
+		a.none.Inc()
 	} else {
 		_, _ = w.Write(a.scheme)
 		_, _ = io.WriteString(w, name)
-		a.o.Metrics.Sessions.WithLabelValues("placed").Inc()
+		a.placed.Inc()
 	}
 	a.o.Metrics.SessionLatency.Observe(time.Since(start).Seconds())
 }
@@ -175,10 +185,10 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 func (a *API) sessionAnswer() []byte {
 	name, ok := a.o.Registry.Place()
 	if !ok {
-		a.o.Metrics.Sessions.WithLabelValues("none").Inc()
+		a.none.Inc()
 		return noServer
 	}
-	a.o.Metrics.Sessions.WithLabelValues("placed").Inc()
+	a.placed.Inc()
 	return append(append([]byte(nil), a.scheme...), name...)
 }
 

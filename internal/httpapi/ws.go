@@ -75,7 +75,7 @@ func closeConn(conn *websocket.Conn, code int, text string, readerDone <-chan st
 // sessionWS sends one text message with the /session answer, then a normal close.
 func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
 	if a.o.Limiter != nil && !a.o.Limiter.Allow(r) {
-		a.o.Metrics.Sessions.WithLabelValues("limited").Inc()
+		a.limited.Inc()
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = w.Write(limitedBody)

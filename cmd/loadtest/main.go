@@ -1,0 +1,38 @@
+// Command loadtest measures simgate against the limit of the machine: run it
+// from the repository root (scripts/loadtest.sh installs wrk first).
+//
+//	go run ./cmd/loadtest [-servers 10000] [-conns 64] [-duration 5s] [-rounds 3] [-ws 10000]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/simgate/simgate/internal/loadtest"
+)
+
+func main() {
+	if code, ok := loadtest.Main(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	o := loadtest.Options{Out: os.Stdout}
+	flag.IntVar(&o.Servers, "servers", 10000, "servers in the large farm, each heartbeating every second")
+	flag.IntVar(&o.Conns, "conns", 64, "wrk connections")
+	flag.IntVar(&o.Threads, "threads", 1, "wrk threads (1 leaves a core to the server on a 2-core machine)")
+	flag.DurationVar(&o.Duration, "duration", 5*time.Second, "each wrk run")
+	flag.IntVar(&o.Rounds, "rounds", 3, "wrk runs per target, alternated between targets")
+	flag.IntVar(&o.WSClients, "ws", 10000, "WebSocket clients waiting on / for an availability flip")
+	flag.DurationVar(&o.IntakeTime, "intake-window", 10*time.Second, "how long the heartbeat intake's CPU is measured")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := loadtest.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,341 @@
+// Package loadtest measures the coordinator against the limit of the
+// machine: /session under wrk beside a constant Go handler (and nginx when
+// installed), heartbeat intake from thousands of simulated agents, and
+// thousands of WebSocket clients waiting for an availability flip.
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Options of a load-test run.
+type Options struct {
+	Servers    int           // the large farm (the small one has 4)
+	Conns      int           // wrk connections
+	Threads    int           // wrk threads
+	Duration   time.Duration // each wrk run
+	Rounds     int           // wrk runs per target, alternated; the median is kept
+	WSClients  int           // WebSocket clients on / for the flip
+	IntakeTime time.Duration // window of the intake CPU measurement
+	Out        io.Writer
+}
+
+// Main dispatches the helper roles of the loadtest binary; ok is false when
+// args name none.
+func Main(args []string) (code int, ok bool) {
+	if len(args) == 3 && args[0] == "-role-agents" {
+		n, _ := strconv.Atoi(args[2])
+		return agentsMain(args[1], n), true
+	}
+	if len(args) == 2 && args[0] == "-role-baseline" {
+		port, _ := strconv.Atoi(args[1])
+		return baselineMain(port), true
+	}
+	return 0, false
+}
+
+// target is one HTTP server under test.
+type target struct {
+	name string
+	url  string
+	pid  int
+}
+
+type farm struct {
+	coord  *exec.Cmd
+	agents *exec.Cmd
+	toAgts io.WriteCloser
+	base   string
+	pid    int
+}
+
+func (f *farm) stop() {
+	if f.toAgts != nil {
+		_ = f.toAgts.Close()
+	}
+	for _, c := range []*exec.Cmd{f.agents, f.coord} {
+		if c != nil && c.Process != nil {
+			_ = c.Process.Signal(syscall.SIGTERM)
+			_ = c.Wait()
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startFarm runs a coordinator for n servers, rate limit off, and the
+// helper process with n simulated agents; it returns once all are up.
+func startFarm(ctx context.Context, dir, coordBin, self string, n int) (*farm, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	natsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := map[string]any{
+		"port": port, "ssl": false, "portRewrite": false, "debug": true,
+		"simulationServers": ServerNames(n),
+		"nats":              map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
+		"http":              map[string]any{"sessionRate": 0, "maxWebSocketClients": 50000},
+	}
+	data, _ := json.Marshal(cfg)
+	path := filepath.Join(dir, fmt.Sprintf("session-%d.json", n))
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("coordinator-%d.log", n)))
+	if err != nil {
+		return nil, err
+	}
+	f := &farm{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	f.coord = exec.Command(coordBin, path)
+	f.coord.Stdout, f.coord.Stderr = logf, logf
+	if err := f.coord.Start(); err != nil {
+		return nil, err
+	}
+	f.pid = f.coord.Process.Pid
+	if err := waitFor(ctx, 20*time.Second, func() error {
+		resp, err := http.Get(f.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}); err != nil {
+		f.stop()
+		return nil, fmt.Errorf("coordinator for %d servers: %w (log in %s)", n, err, logf.Name())
+	}
+	f.agents = exec.Command(self, "-role-agents", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), strconv.Itoa(n))
+	f.agents.Stderr = os.Stderr
+	if f.toAgts, err = f.agents.StdinPipe(); err != nil {
+		f.stop()
+		return nil, err
+	}
+	if err := f.agents.Start(); err != nil {
+		f.stop()
+		return nil, err
+	}
+	if err := waitFor(ctx, 30*time.Second, func() error {
+		up, err := f.upCount()
+		if err == nil && up < n {
+			err = fmt.Errorf("%d of %d servers up", up, n)
+		}
+		return err
+	}); err != nil {
+		f.stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *farm) upCount() (int, error) {
+	resp, err := http.Get(f.base + "/api/servers")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Servers []struct {
+			State string `json:"state"`
+		} `json:"servers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return 0, err
+	}
+	up := 0
+	for _, s := range doc.Servers {
+		if s.State == "up" {
+			up++
+		}
+	}
+	return up, nil
+}
+
+// waitFor retries check every 50 ms until it succeeds or within passes.
+func waitFor(ctx context.Context, within time.Duration, check func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var err error
+	for {
+		if err = check(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%v: %w", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// Run performs the whole measurement and prints the report.
+func Run(ctx context.Context, o Options) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("wrk is not installed (apt-get install wrk; scripts/loadtest.sh does it)")
+	}
+	raiseFileLimit()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "simgate-loadtest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	coordBin := filepath.Join(dir, "coordinator")
+	if out, err := exec.Command("go", "build", "-o", coordBin, "./cmd/coordinator").CombinedOutput(); err != nil {
+		return fmt.Errorf("building the coordinator (run from the repository root): %v\n%s", err, out)
+	}
+	w := o.Out
+	fmt.Fprintf(w, "simgate load test: wrk -t%d -c%d, %v per run, %d rounds alternated, median kept\n",
+		o.Threads, o.Conns, o.Duration, o.Rounds)
+
+	small, err := startFarm(ctx, dir, coordBin, self, 4)
+	if err != nil {
+		return err
+	}
+	defer small.stop()
+	rssSmall, _ := rss(small.pid)
+	big, err := startFarm(ctx, dir, coordBin, self, o.Servers)
+	if err != nil {
+		return err
+	}
+	defer big.stop()
+
+	// Heartbeat intake: the large coordinator's own CPU time with no HTTP
+	// load, in the steady state (its start-up transitions done).
+	time.Sleep(5 * time.Second)
+	intake, err := cpuShare(big.pid, o.IntakeTime)
+	if err != nil {
+		return err
+	}
+	rssBig, _ := rss(big.pid)
+	agentsCPU, _ := cpuShare(big.agents.Process.Pid, time.Second)
+
+	basePort, err := freePort()
+	if err != nil {
+		return err
+	}
+	baseline := exec.Command(self, "-role-baseline", strconv.Itoa(basePort))
+	baseline.Stderr = os.Stderr
+	if err := baseline.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = baseline.Process.Kill(); _ = baseline.Wait() }()
+	targets := []target{
+		{name: "Go net/http constant", url: fmt.Sprintf("http://127.0.0.1:%d/", basePort), pid: baseline.Process.Pid},
+		{name: "simgate /session, 4 servers", url: small.base + "/session", pid: small.pid},
+		{name: fmt.Sprintf("simgate /session, %d servers", o.Servers), url: big.base + "/session", pid: big.pid},
+	}
+	nginxPort, _ := freePort()
+	if ng, err := startNginx(dir, nginxPort); err != nil {
+		fmt.Fprintf(w, "nginx: not started: %v\n", err)
+	} else if ng != nil {
+		defer func() { _ = ng.Process.Kill(); _ = ng.Wait() }()
+		targets = append(targets, target{name: "nginx constant", url: fmt.Sprintf("http://127.0.0.1:%d/", nginxPort), pid: ng.Process.Pid})
+	} else {
+		fmt.Fprintln(w, "nginx: not installed, left out")
+	}
+	for _, t := range targets {
+		if err := waitFor(ctx, 10*time.Second, func() error {
+			resp, err := http.Get(t.url)
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err
+		}); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration}
+	warm := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: time.Second}
+	results := make([][]Result, len(targets))
+	for _, t := range targets {
+		if _, err := warm.Run(ctx, t.name, t.url); err != nil {
+			return err
+		}
+	}
+	for range o.Rounds {
+		for i, t := range targets {
+			r, err := wrk.Run(ctx, t.name, t.url)
+			if err != nil {
+				return err
+			}
+			results[i] = append(results[i], r)
+		}
+	}
+	med := make([]Result, len(targets))
+	fmt.Fprintf(w, "\n%-34s %12s %9s %9s %8s\n", "target", "requests/s", "p50", "p99", "ratio")
+	for i, rs := range results {
+		slices.SortFunc(rs, func(a, b Result) int { return int(a.Throughput - b.Throughput) })
+		med[i] = rs[len(rs)/2]
+		fmt.Fprintf(w, "%-34s %12.0f %9s %9s %7.2fx", med[i].Target, med[i].Throughput, med[i].P50, med[i].P99,
+			med[i].Throughput/med[0].Throughput)
+		if med[i].Errors != "" {
+			fmt.Fprintf(w, "  (%s)", med[i].Errors)
+		}
+		fmt.Fprintln(w)
+	}
+
+	flip, wsRSS, err := wsFlip(ctx, small, o.WSClients)
+	if err != nil {
+		return err
+	}
+	smallNow, _ := rss(small.pid)
+	perKServers := float64(rssBig-rssSmall) / float64(o.Servers-4) * 1000
+	fmt.Fprintf(w, "\nheartbeat intake, %d servers every 1 s: %.1f%% of one core (coordinator's own CPU time over %v; the helper publishing them: %.0f%%)\n",
+		o.Servers, intake*100, o.IntakeTime, agentsCPU*100)
+	fmt.Fprintf(w, "memory: %.1f MiB with 4 servers, %.1f MiB with %d: %.0f KiB per 1,000 servers\n",
+		mib(rssSmall), mib(rssBig), o.Servers, perKServers/1024)
+	fmt.Fprintf(w, "WebSocket: %d clients on / received the flip to 0 within %v (median %v); %.0f KiB per 1,000 clients (RSS %.1f → %.1f MiB)\n",
+		o.WSClients, flip.max.Round(time.Millisecond), flip.median.Round(time.Millisecond),
+		float64(wsRSS)/float64(o.WSClients)*1000/1024, mib(smallNow-wsRSS), mib(smallNow))
+
+	fmt.Fprintln(w, "\ngoals:")
+	goal := func(ok bool, format string, args ...any) {
+		mark := "PASS"
+		if !ok {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s  %s\n", mark, fmt.Sprintf(format, args...))
+	}
+	goal(med[1].Throughput >= 0.9*med[0].Throughput, "/session ≥ 0.9 × the Go constant handler: %.2f×", med[1].Throughput/med[0].Throughput)
+	goal(med[1].P99 <= 2*time.Millisecond, "/session p99 ≤ 2 ms at %d connections: %v", o.Conns, med[1].P99)
+	goal(med[2].Throughput >= 0.8*med[1].Throughput, "%d servers ≥ 0.8 × the 4-server throughput: %.2f×", o.Servers, med[2].Throughput/med[1].Throughput)
+	goal(intake < 0.10, "heartbeat intake < 10%% of one core: %.1f%%", intake*100)
+	goal(flip.max <= time.Second && flip.missed == 0, "%d WebSocket clients get the flip within 1 s: %v, %d missed", o.WSClients, flip.max.Round(time.Millisecond), flip.missed)
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
