@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,9 +122,11 @@ func (in *Intake) drop(subject, server, reason string, err error) {
 
 func (in *Intake) onHeartbeat(m *nats.Msg) {
 	reason := in.intake(m)
-	if m.Reply != "" {
+	if strings.HasPrefix(m.Reply, "_INBOX") {
 		// An agent asking for an acknowledgement (its leaving heartbeat)
-		// gets one once the heartbeat has been applied or dropped.
+		// gets one once the heartbeat has been applied or dropped. Only to
+		// an inbox: a reply subject under the prefix would let anyone make
+		// the coordinator publish there (on an event subject, say).
 		ack := "ok"
 		if reason != "" {
 			ack = "dropped: " + reason

@@ -172,3 +172,41 @@ func TestIntakeAcknowledgesRequests(t *testing.T) {
 		})
 	}
 }
+
+// A reply subject outside an inbox gets nothing: the coordinator is not a
+// reflector onto event subjects.
+func TestIntakeRepliesOnlyToInboxes(t *testing.T) {
+	rec := &recorder{known: map[string]bool{"a/1": true}}
+	srv, _ := startIntake(t, rec)
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("a/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	watcher, err := srv.Connect("watcher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	events, err := watcher.SubscribeSync("simgate.event.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	hb := []byte(`{"v":1,"server":"a/1","status":"up","load":1,"interval":1}`)
+	if err := nc.PublishRequest("simgate.load.a_1", "simgate.event.down.a_1", hb); err != nil {
+		t.Fatal(err)
+	}
+	// An inbox request after it: once answered, the first has been handled.
+	if _, err := nc.Request("simgate.load.a_1", hb, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := events.NextMsg(100 * time.Millisecond); err == nil {
+		t.Errorf("the coordinator answered on %s: %q", m.Subject, m.Data)
+	}
+}
