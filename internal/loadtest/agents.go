@@ -24,17 +24,25 @@ func ServerNames(n int) []string {
 	return out
 }
 
-// RunAgents is the helper process: n simulated agents over one NATS
+// RunAgents is the helper process: n simulated agents, perConn to a NATS
 // connection, each heartbeating every interval (spread evenly over it) with
 // a load wandering in [5, 60). It reads commands on stdin: "full" makes every
 // server report 99 at once and from then on, "free" undoes it; it returns
 // when stdin closes (its parent went away).
-func RunAgents(natsURL string, n int, interval time.Duration, stdin io.Reader, log *slog.Logger) error {
-	nc, err := nats.Connect(natsURL, nats.Name("simgate-loadtest-agents"), nats.MaxReconnects(-1))
-	if err != nil {
-		return err
+func RunAgents(natsURL string, n, perConn int, interval time.Duration, stdin io.Reader, log *slog.Logger) error {
+	perConn = max(perConn, 1)
+	// One connection per perConn agents: real agents hold one connection
+	// each, and the server's cost per heartbeat grows with the connections
+	// it reads from; 10,000 sockets in one helper would be too many.
+	conns := make([]*nats.Conn, (n+perConn-1)/perConn)
+	for i := range conns {
+		nc, err := nats.Connect(natsURL, nats.Name(fmt.Sprintf("simgate-loadtest-agents-%d", i)), nats.MaxReconnects(-1))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		conns[i] = nc
 	}
-	defer nc.Close()
 	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
 	names := ServerNames(n)
 	subjects := make([]string, n)
@@ -64,7 +72,7 @@ func RunAgents(natsURL string, n int, interval time.Duration, stdin io.Reader, l
 			Sessions: new(int), MaxSessions: ptrInt(100), Time: time.Now().UTC().Format(time.RFC3339Nano)}
 		data, err := hb.Encode()
 		if err == nil {
-			err = nc.Publish(subjects[i], data)
+			err = conns[i/perConn].Publish(subjects[i], data)
 		}
 		if err != nil {
 			log.Warn("heartbeat not published", "error", err)
@@ -86,8 +94,10 @@ func RunAgents(natsURL string, n int, interval time.Duration, stdin io.Reader, l
 				for i := range n {
 					send(i)
 				}
-				if err := nc.Flush(); err != nil {
-					log.Warn("flush", "error", err)
+				for _, nc := range conns {
+					if err := nc.Flush(); err != nil {
+						log.Warn("flush", "error", err)
+					}
 				}
 			}
 		case <-tick.C:
@@ -102,9 +112,9 @@ func RunAgents(natsURL string, n int, interval time.Duration, stdin io.Reader, l
 func ptrInt(v int) *int { return &v }
 
 // agentsMain lets the loadtest binary run as its own helper.
-func agentsMain(natsURL string, n int) int {
+func agentsMain(natsURL string, n, perConn int) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := RunAgents(natsURL, n, time.Second, os.Stdin, log); err != nil {
+	if err := RunAgents(natsURL, n, perConn, time.Second, os.Stdin, log); err != nil {
 		log.Error("simulated agents", "error", err)
 		return 1
 	}

@@ -29,15 +29,17 @@ type Options struct {
 	Rounds     int           // wrk runs per target, alternated; the median is kept
 	WSClients  int           // WebSocket clients on / for the flip
 	IntakeTime time.Duration // window of the intake CPU measurement
+	PerConn    int           // simulated agents sharing one NATS connection
 	Out        io.Writer
 }
 
 // Main dispatches the helper roles of the loadtest binary; ok is false when
 // args name none.
 func Main(args []string) (code int, ok bool) {
-	if len(args) == 3 && args[0] == "-role-agents" {
+	if len(args) == 4 && args[0] == "-role-agents" {
 		n, _ := strconv.Atoi(args[2])
-		return agentsMain(args[1], n), true
+		perConn, _ := strconv.Atoi(args[3])
+		return agentsMain(args[1], n, perConn), true
 	}
 	if len(args) == 2 && args[0] == "-role-baseline" {
 		port, _ := strconv.Atoi(args[1])
@@ -84,7 +86,7 @@ func freePort() (int, error) {
 
 // startFarm runs a coordinator for n servers, rate limit off, and the
 // helper process with n simulated agents; it returns once all are up.
-func startFarm(ctx context.Context, dir, coordBin, self string, n int) (*farm, error) {
+func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) (*farm, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -125,7 +127,7 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n int) (*farm, e
 		f.stop()
 		return nil, fmt.Errorf("coordinator for %d servers: %w (log in %s)", n, err, logf.Name())
 	}
-	f.agents = exec.Command(self, "-role-agents", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), strconv.Itoa(n))
+	f.agents = exec.Command(self, "-role-agents", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), strconv.Itoa(n), strconv.Itoa(perConn))
 	f.agents.Stderr = os.Stderr
 	if f.toAgts, err = f.agents.StdinPipe(); err != nil {
 		f.stop()
@@ -221,13 +223,13 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(w, "simgate load test: wrk -t%d -c%d, %v per run, %d rounds alternated, median kept\n",
 		o.Threads, o.Conns, o.Duration, o.Rounds)
 
-	small, err := startFarm(ctx, dir, coordBin, self, 4)
+	small, err := startFarm(ctx, dir, coordBin, self, 4, o.PerConn)
 	if err != nil {
 		return err
 	}
 	defer small.stop()
 	rssSmall, _ := rss(small.pid)
-	big, err := startFarm(ctx, dir, coordBin, self, o.Servers)
+	big, err := startFarm(ctx, dir, coordBin, self, o.Servers, o.PerConn)
 	if err != nil {
 		return err
 	}
@@ -314,8 +316,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	smallNow, _ := rss(small.pid)
 	perKServers := float64(rssBig-rssSmall) / float64(o.Servers-4) * 1000
-	fmt.Fprintf(w, "\nheartbeat intake, %d servers every 1 s: %.1f%% of one core (coordinator's own CPU time over %v; the helper publishing them: %.0f%%)\n",
-		o.Servers, intake*100, o.IntakeTime, agentsCPU*100)
+	fmt.Fprintf(w, "\nheartbeat intake, %d servers every 1 s on %d connections: %.1f%% of one core (coordinator's own CPU time over %v; the helper publishing them: %.0f%%)\n",
+		o.Servers, (o.Servers+o.PerConn-1)/o.PerConn, intake*100, o.IntakeTime, agentsCPU*100)
 	fmt.Fprintf(w, "memory: %.1f MiB with 4 servers, %.1f MiB with %d: %.0f KiB per 1,000 servers\n",
 		mib(rssSmall), mib(rssBig), o.Servers, perKServers/1024)
 	fmt.Fprintf(w, "WebSocket: %d clients on / received the flip to 0 within %v (median %v); %.0f KiB per 1,000 clients (RSS %.1f → %.1f MiB)\n",
