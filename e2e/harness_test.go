@@ -225,17 +225,27 @@ func (p *publisher) beatEvery(server string, load, interval float64) {
 
 func (p *publisher) send(server, status string, load, interval float64) {
 	p.t.Helper()
-	node := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
-			return r
-		}
-		return '_'
-	}, server)
 	data := fmt.Sprintf(`{"v":1,"server":%q,"status":%q,"load":%g,"interval":%g,"maxSessions":100}`, server, status, load, interval)
-	if err := p.nc.Publish("simgate.load."+node, []byte(data)); err != nil {
+	p.publish(server, []byte(data))
+}
+
+// publish sends data on server's load subject and waits until the server has it.
+func (p *publisher) publish(server string, data []byte) {
+	p.t.Helper()
+	if err := p.nc.Publish("simgate.load."+node(server), data); err != nil {
 		p.t.Fatal(err)
 	}
 	if err := p.nc.Flush(); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// node is PROTOCOL.md §2's subject token, written out here as a client would.
+func node(server string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, server)
 }

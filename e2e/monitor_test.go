@@ -71,13 +71,7 @@ func (p *publisher) beatRich(server string, fields map[string]any) {
 		hb[k] = v
 	}
 	data, _ := json.Marshal(hb)
-	node := strings.NewReplacer(".", "_", "/", "_", ":", "_").Replace(server)
-	if err := p.nc.Publish("simgate.load."+node, data); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := p.nc.Flush(); err != nil {
-		p.t.Fatal(err)
-	}
+	p.publish(server, data)
 }
 
 // card is a JavaScript expression for a server's card on the page.

@@ -277,11 +277,7 @@ func TestAnonymousMayNotPublishEvents(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	errOpt, errs := asyncErrs()
-	nc, err := nats.Connect(srv.ClientURL(), errOpt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dial(t, srv, "anonymous", errOpt)
 	if err := nc.Publish("simgate.event.down.a_test_2000", nil); err != nil {
 		t.Fatal(err)
 	}

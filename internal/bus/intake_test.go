@@ -65,14 +65,21 @@ func startIntake(t *testing.T, rec *recorder) (*Server, *sync.Map) {
 	return srv, drops
 }
 
-func TestIntakeDropsBadHeartbeats(t *testing.T) {
-	rec := &recorder{known: map[string]bool{"a/1": true}}
-	srv, drops := startIntake(t, rec)
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("tester"))
+// dial connects to srv over TCP as an outside client named name.
+func dial(t *testing.T, srv *Server, name string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL(), append([]nats.Option{nats.Name(name)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestIntakeDropsBadHeartbeats(t *testing.T) {
+	rec := &recorder{known: map[string]bool{"a/1": true}}
+	srv, drops := startIntake(t, rec)
+	nc := dial(t, srv, "tester")
 	ok := `{"v":1,"server":"a/1","status":"up","load":1,"interval":1}`
 	publish := func(subj, data string) {
 		if err := nc.Publish(subj, []byte(data)); err != nil {
@@ -108,19 +115,10 @@ func TestIntakeDropsBadHeartbeats(t *testing.T) {
 func TestIntakeSeesConnectionLoss(t *testing.T) {
 	rec := &recorder{}
 	srv, _ := startIntake(t, rec)
-	a1, err := nats.Connect(srv.ClientURL(), nats.Name("a/1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a2, err := nats.Connect(srv.ClientURL(), nats.Name("a/1")) // a restarted agent, briefly overlapping
-	if err != nil {
-		t.Fatal(err)
-	}
+	a1 := dial(t, srv, "a/1")
+	a2 := dial(t, srv, "a/1") // a restarted agent, briefly overlapping
 	a1.Close()
-	b, err := nats.Connect(srv.ClientURL(), nats.Name("b/1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := dial(t, srv, "b/1")
 	start := time.Now()
 	b.Close()
 	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
@@ -144,11 +142,7 @@ func TestIntakeSeesConnectionLoss(t *testing.T) {
 func TestIntakeAcknowledgesRequests(t *testing.T) {
 	rec := &recorder{known: map[string]bool{"a/1": true}}
 	srv, _ := startIntake(t, rec)
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("a/1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dial(t, srv, "a/1")
 	for _, tc := range []struct {
 		name, data, want string
 	}{
@@ -178,11 +172,7 @@ func TestIntakeAcknowledgesRequests(t *testing.T) {
 func TestIntakeRepliesOnlyToInboxes(t *testing.T) {
 	rec := &recorder{known: map[string]bool{"a/1": true}}
 	srv, _ := startIntake(t, rec)
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("a/1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := dial(t, srv, "a/1")
 	watcher, err := srv.Connect("watcher")
 	if err != nil {
 		t.Fatal(err)
