@@ -47,6 +47,10 @@ func readWireReference(data []byte, w *wire) error {
 	return nil
 }
 
+// schemaKeys are the keys readWire reads.
+var schemaKeys = []string{"v", "load", "cpu", "memory", "swap", "gpu", "gpuMemory", "vram", "sessions",
+	"maxSessions", "interval", "server", "status", "time", "probe"}
+
 // caseFolded says whether data has a top-level key that encoding/json would
 // take for a schema field by ignoring case ("LOAD"), which readWire, as the
 // contract says, does not.
@@ -62,16 +66,12 @@ func caseFolded(data []byte) bool {
 	folded := false
 	o.Visit(func(k []byte, _ *fastjson.Value) {
 		key := string(k)
-		_, num := numKeys[key]
-		_, str := strKeys[key]
-		if num || str {
+		if field(k) >= 0 {
 			return
 		}
-		for _, known := range []map[string]int{numKeys, strKeys} {
-			for name := range known {
-				if strings.EqualFold(key, name) || strings.EqualFold(strings.ToLower(key), name) {
-					folded = true
-				}
+		for _, name := range schemaKeys {
+			if strings.EqualFold(key, name) || strings.EqualFold(strings.ToLower(key), name) {
+				folded = true
 			}
 		}
 	})

@@ -74,10 +74,44 @@ const (
 	strFields
 )
 
-var numKeys = map[string]int{"v": fV, "load": fLoad, "cpu": fCPU, "memory": fMemory, "swap": fSwap, "gpu": fGPU,
-	"gpuMemory": fGPUMemory, "vram": fVRAM, "sessions": fSessions, "maxSessions": fMaxSessions, "interval": fInterval}
-
-var strKeys = map[string]int{"server": fServer, "status": fStatus, "time": fTime, "probe": fProbe}
+// field maps a key to its slot: numbers first, then strings at
+// numFields+i; -1 for a key the schema does not read. A switch, not a map:
+// it runs for every key of every heartbeat of the farm.
+func field(k []byte) int {
+	switch string(k) {
+	case "v":
+		return fV
+	case "load":
+		return fLoad
+	case "cpu":
+		return fCPU
+	case "memory":
+		return fMemory
+	case "swap":
+		return fSwap
+	case "gpu":
+		return fGPU
+	case "gpuMemory":
+		return fGPUMemory
+	case "vram":
+		return fVRAM
+	case "sessions":
+		return fSessions
+	case "maxSessions":
+		return fMaxSessions
+	case "interval":
+		return fInterval
+	case "server":
+		return numFields + fServer
+	case "status":
+		return numFields + fStatus
+	case "time":
+		return numFields + fTime
+	case "probe":
+		return numFields + fProbe
+	}
+	return -1
+}
 
 // wire holds the fields Decode reads and which of them were present.
 type wire struct {
@@ -87,6 +121,10 @@ type wire struct {
 	hasStr [strFields]bool
 	// scratch holds a number's literal while it is checked.
 	scratch [40]byte
+	// counts back Heartbeat.Sessions and MaxSessions, so that they need no
+	// allocation of their own.
+	counts [2]int
+	err    error
 }
 
 func (w *wire) opt(i int) *float64 {
@@ -155,38 +193,62 @@ func readWire(data []byte, w *wire) error {
 	if err != nil {
 		return err
 	}
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if err != nil {
+	w.err = nil
+	o.Visit(w.visit)
+	return w.err
+}
+
+// visit reads one key of the object; a method value, not a closure, so that
+// nothing escapes per heartbeat beyond w itself.
+func (w *wire) visit(k []byte, v *fastjson.Value) {
+	if w.err != nil {
+		return
+	}
+	i := field(k)
+	if i < 0 {
+		return
+	}
+	null := v.Type() == fastjson.TypeNull
+	if i < numFields {
+		w.hasNum[i] = false
+		if null {
 			return
 		}
-		null := v.Type() == fastjson.TypeNull
-		if i, ok := numKeys[string(k)]; ok {
-			w.hasNum[i] = false
-			if null {
-				return
-			}
-			f, ferr := v.Float64()
-			if ferr != nil || v.Type() != fastjson.TypeNumber || !jsonNumber(v.MarshalTo(w.scratch[:0])) || math.IsInf(f, 0) || math.IsNaN(f) {
-				err = fmt.Errorf("%s is not a number", k)
-				return
-			}
-			w.num[i], w.hasNum[i] = f, true
+		f, ferr := v.Float64()
+		if ferr != nil || v.Type() != fastjson.TypeNumber || !jsonNumber(v.MarshalTo(w.scratch[:0])) || math.IsInf(f, 0) || math.IsNaN(f) {
+			w.err = fmt.Errorf("%s is not a number", k)
 			return
 		}
-		if i, ok := strKeys[string(k)]; ok {
-			w.hasStr[i] = false
-			if null {
-				return
-			}
-			b, serr := v.StringBytes()
-			if serr != nil {
-				err = fmt.Errorf("%s is not a string", k)
-				return
-			}
-			w.str[i], w.hasStr[i] = string(b), true
-		}
-	})
-	return err
+		w.num[i], w.hasNum[i] = f, true
+		return
+	}
+	i -= numFields
+	w.hasStr[i] = false
+	if null {
+		return
+	}
+	b, serr := v.StringBytes()
+	if serr != nil {
+		w.err = fmt.Errorf("%s is not a string", k)
+		return
+	}
+	w.str[i], w.hasStr[i] = intern(b), true
+}
+
+// intern returns the statuses as constants, so that only free text costs
+// an allocation.
+func intern(b []byte) string {
+	switch string(b) {
+	case StatusUp:
+		return StatusUp
+	case StatusDraining:
+		return StatusDraining
+	case StatusServiceDown:
+		return StatusServiceDown
+	case StatusLeaving:
+		return StatusLeaving
+	}
+	return string(b)
 }
 
 // ErrInvalid wraps every reason a heartbeat is refused.
@@ -257,10 +319,10 @@ func decodeWith(data []byte, read func([]byte, *wire) error) (Heartbeat, error) 
 		return Heartbeat{}, invalid("interval %v is not in (0, 60]", hb.Interval)
 	}
 	var err error
-	if hb.Sessions, err = count("sessions", w.opt(fSessions)); err != nil {
+	if hb.Sessions, err = count("sessions", w.opt(fSessions), &w.counts[0]); err != nil {
 		return Heartbeat{}, err
 	}
-	if hb.MaxSessions, err = count("maxSessions", w.opt(fMaxSessions)); err != nil {
+	if hb.MaxSessions, err = count("maxSessions", w.opt(fMaxSessions), &w.counts[1]); err != nil {
 		return Heartbeat{}, err
 	}
 	if w.hasStr[fTime] {
@@ -278,8 +340,8 @@ func decodeWith(data []byte, read func([]byte, *wire) error) (Heartbeat, error) 
 	return hb, nil
 }
 
-// count checks an optional non-negative whole number.
-func count(name string, n *float64) (*int, error) {
+// count checks an optional non-negative whole number and stores it in *to.
+func count(name string, n *float64, to *int) (*int, error) {
 	if n == nil {
 		return nil, nil
 	}
@@ -287,8 +349,8 @@ func count(name string, n *float64) (*int, error) {
 	if v != math.Trunc(v) || !(v >= 0 && v <= 1_000_000) {
 		return nil, invalid("%s %v is not a whole number in [0, 1000000]", name, v)
 	}
-	i := int(v)
-	return &i, nil
+	*to = int(v)
+	return to, nil
 }
 
 // Encode serialises a heartbeat; it is what agents publish.
@@ -307,6 +369,9 @@ const maxDepth = 8
 
 // depth is the deepest nesting of objects and arrays in data, strings skipped.
 func depth(data []byte) int {
+	if len(data) > 0 && bytes.IndexByte(data[1:], '{') < 0 && bytes.IndexByte(data, '[') < 0 {
+		return min(1, len(data)) // a flat object, as every agent sends: no scan
+	}
 	d, deepest, inString, escaped := 0, 0, false, false
 	for _, c := range data {
 		switch {

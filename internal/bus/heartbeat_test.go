@@ -98,3 +98,39 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestFieldKnowsEverySchemaKey(t *testing.T) {
+	seen := map[int]string{}
+	for _, k := range schemaKeys {
+		i := field([]byte(k))
+		if i < 0 || i >= numFields+strFields {
+			t.Fatalf("field(%q) = %d", k, i)
+		}
+		if prev, dup := seen[i]; dup {
+			t.Fatalf("%q and %q share slot %d", k, prev, i)
+		}
+		seen[i] = k
+	}
+	for _, k := range []string{"", "Load", "LOAD", "servers", "x"} {
+		if i := field([]byte(k)); i != -1 {
+			t.Errorf("field(%q) = %d, want -1", k, i)
+		}
+	}
+}
+
+func TestDepth(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{`{"a":1}`, 1},
+		{`{"a":"{[{["}`, 1},
+		{`{"a":[1]}`, 2},
+		{`{"a":{"b":[{}]}}`, 4},
+		{`{"a":"\"{","b":[]}`, 2},
+	} {
+		if got := depth([]byte(tc.in)); got != tc.want {
+			t.Errorf("depth(%s) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
