@@ -54,17 +54,27 @@ func rss(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
-// cpuShare measures the share of one core pid uses over d.
-func cpuShare(pid int, d time.Duration) (float64, error) {
-	before, err := cpuTime(pid)
-	if err != nil {
-		return 0, err
+// cpuShares measures the share of one core each pid uses over the same
+// window d.
+func cpuShares(pids []int, d time.Duration) ([]float64, error) {
+	before := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		t, err := cpuTime(pid)
+		if err != nil {
+			return nil, err
+		}
+		before[i] = t
 	}
 	start := time.Now()
 	time.Sleep(d) // the measurement window itself
-	after, err := cpuTime(pid)
-	if err != nil {
-		return 0, err
+	elapsed := time.Since(start)
+	out := make([]float64, len(pids))
+	for i, pid := range pids {
+		after, err := cpuTime(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = float64(after-before[i]) / float64(elapsed)
 	}
-	return float64(after-before) / float64(time.Since(start)), nil
+	return out, nil
 }
