@@ -28,6 +28,7 @@ func main() {
 	flag.IntVar(&o.Rounds, "rounds", 3, "wrk runs per target, alternated between targets")
 	flag.IntVar(&o.WSClients, "ws", 10000, "WebSocket clients waiting on / for an availability flip")
 	flag.IntVar(&o.PerConn, "agents-per-conn", 100, "simulated agents sharing one NATS connection (real agents have one each)")
+	flag.BoolVar(&o.IntakeOnly, "intake-only", false, "stop after the heartbeat intake and its NATS floor")
 	flag.DurationVar(&o.IntakeTime, "intake-window", 10*time.Second, "how long the heartbeat intake's CPU is measured")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -26,10 +26,11 @@ func ServerNames(n int) []string {
 
 // RunAgents is the helper process: n simulated agents, perConn to a NATS
 // connection, each heartbeating every interval (spread evenly over it) with
-// a load wandering in [5, 60). It reads commands on stdin: "full" makes every
+// a load wandering in [5, 60). It writes "ready" on ready once every
+// connection is open. It reads commands on stdin: "full" makes every
 // server report 99 at once and from then on, "free" undoes it; it returns
 // when stdin closes (its parent went away).
-func RunAgents(natsURL string, n, perConn int, interval time.Duration, stdin io.Reader, log *slog.Logger) error {
+func RunAgents(natsURL string, n, perConn int, interval time.Duration, stdin io.Reader, ready io.Writer, log *slog.Logger) error {
 	perConn = max(perConn, 1)
 	// One connection per perConn agents: real agents hold one connection
 	// each, and the server's cost per heartbeat grows with the connections
@@ -42,6 +43,9 @@ func RunAgents(natsURL string, n, perConn int, interval time.Duration, stdin io.
 		}
 		defer nc.Close()
 		conns[i] = nc
+	}
+	if _, err := fmt.Fprintln(ready, "ready"); err != nil {
+		return err
 	}
 	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
 	names := ServerNames(n)
@@ -114,7 +118,7 @@ func ptrInt(v int) *int { return &v }
 // agentsMain lets the loadtest binary run as its own helper.
 func agentsMain(natsURL string, n, perConn int) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := RunAgents(natsURL, n, perConn, time.Second, os.Stdin, log); err != nil {
+	if err := RunAgents(natsURL, n, perConn, time.Second, os.Stdin, os.Stdout, log); err != nil {
 		log.Error("simulated agents", "error", err)
 		return 1
 	}

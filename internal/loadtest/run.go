@@ -5,6 +5,7 @@
 package loadtest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,7 @@ type Options struct {
 	WSClients  int           // WebSocket clients on / for the flip
 	IntakeTime time.Duration // window of the intake CPU measurement
 	PerConn    int           // simulated agents sharing one NATS connection
+	IntakeOnly bool          // stop after the intake measurement
 	Out        io.Writer
 }
 
@@ -151,7 +153,8 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) 
 }
 
 // startAgents runs the helper process: n simulated agents publishing to
-// the NATS server on natsPort. Closing stdin stops it.
+// the NATS server on natsPort. It returns once all their connections are
+// open (10,000 of them take a while). Closing stdin stops it.
 func startAgents(self string, natsPort, n, perConn int) (*exec.Cmd, io.WriteCloser, error) {
 	cmd := exec.Command(self, "-role-agents", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), strconv.Itoa(n), strconv.Itoa(perConn))
 	cmd.Stderr = os.Stderr
@@ -159,7 +162,34 @@ func startAgents(self string, natsPort, n, perConn int) (*exec.Cmd, io.WriteClos
 	if err != nil {
 		return nil, nil, err
 	}
-	return cmd, stdin, cmd.Start()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("helper said %q", line)
+		}
+		ready <- err
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case err = <-ready:
+	case <-time.After(2 * time.Minute):
+		err = fmt.Errorf("%d connections not open after 2 minutes", (n+perConn-1)/perConn)
+	}
+	if err != nil {
+		_ = stdin.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, nil, fmt.Errorf("simulated agents: %w", err)
+	}
+	return cmd, stdin, nil
 }
 
 // floor is the intake's baseline: a bare embedded NATS server with a
@@ -295,6 +325,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	intake, floorCPU, agentsCPU := shares[0], shares[1], shares[2]
 	rssBig, _ := rss(big.pid)
+	if o.IntakeOnly {
+		printIntake(w, o, intake, floorCPU, agentsCPU)
+		return nil
+	}
 
 	basePort, err := freePort()
 	if err != nil {
@@ -374,10 +408,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	smallNow, _ := rss(small.pid)
 	perKServers := float64(rssBig-rssSmall) / float64(o.Servers-4) * 1000
-	fmt.Fprintf(w, "\nheartbeat intake, %d servers every 1 s on %d connections: %.1f%% of one core (coordinator's own CPU time over %v; the helper publishing them: %.0f%%)\n",
-		o.Servers, (o.Servers+o.PerConn-1)/o.PerConn, intake*100, o.IntakeTime, agentsCPU*100)
-	fmt.Fprintf(w, "NATS floor, the same heartbeats into the bare embedded server and a subscriber that does nothing: %.1f%%; simgate's own work on them: %.1f%% (%.2fx the floor)\n",
-		floorCPU*100, (intake-floorCPU)*100, intake/floorCPU)
+	printIntake(w, o, intake, floorCPU, agentsCPU)
 	fmt.Fprintf(w, "memory: %.1f MiB with 4 servers, %.1f MiB with %d: %.0f KiB per 1,000 servers\n",
 		mib(rssSmall), mib(rssBig), o.Servers, perKServers/1024)
 	fmt.Fprintf(w, "WebSocket: %d clients on / received the flip to 0 within %v (median %v); %.0f KiB per 1,000 clients (RSS %.1f → %.1f MiB)\n",
@@ -398,6 +429,13 @@ func Run(ctx context.Context, o Options) error {
 	goal(intake < 0.10, "heartbeat intake < 10%% of one core: %.1f%% (the NATS floor alone: %.1f%%)", intake*100, floorCPU*100)
 	goal(flip.max <= time.Second && flip.missed == 0, "%d WebSocket clients get the flip within 1 s: %v, %d missed", o.WSClients, flip.max.Round(time.Millisecond), flip.missed)
 	return nil
+}
+
+func printIntake(w io.Writer, o Options, intake, floorCPU, agentsCPU float64) {
+	fmt.Fprintf(w, "\nheartbeat intake, %d servers every 1 s on %d connections: %.1f%% of one core (coordinator's own CPU time over %v; the helper publishing them: %.0f%%)\n",
+		o.Servers, (o.Servers+o.PerConn-1)/o.PerConn, intake*100, o.IntakeTime, agentsCPU*100)
+	fmt.Fprintf(w, "NATS floor, the same heartbeats into the bare embedded server and a subscriber that does nothing: %.1f%%; simgate's own work on them: %.1f%% (%.2fx the floor)\n",
+		floorCPU*100, (intake-floorCPU)*100, intake/floorCPU)
 }
 
 // pairedRatio is the median over rounds of rs[i] / base[i] in throughput.
