@@ -59,10 +59,13 @@ type API struct {
 	scheme   []byte
 	upgrader websocket.Upgrader
 	closing  chan struct{}
-	closeMu  sync.Once
-	wsWG     sync.WaitGroup
-	wsCount  atomic.Int64
-	history  *history
+	// wsMu orders admitting WebSocket clients (wsWG.Add) before Close's
+	// wait: a WaitGroup must not grow from zero while it is waited on.
+	wsMu    sync.Mutex
+	closed  bool
+	wsWG    sync.WaitGroup
+	wsCount atomic.Int64
+	history *history
 	// The /session counters, looked up once: the hot path only adds.
 	placed, none, limited prometheus.Counter
 }

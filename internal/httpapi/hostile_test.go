@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -225,4 +226,45 @@ func TestRateLimitTripsAndRecovers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Clients still connecting while the coordinator stops are either let in
+// and closed, or refused with 503; Close never races their admission (the
+// race detector saw a WaitGroup grow from zero under Close's Wait).
+func TestCloseWhileClientsConnect(t *testing.T) {
+	addr, api := serve(t, DefaultLimits(), Options{MaxWebSocketClients: 1000})
+	var wg sync.WaitGroup
+	connected := make(chan struct{}, 100)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+				if err != nil {
+					if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+						t.Errorf("dial during shutdown: %v (response %v)", err, resp)
+					}
+					return // refused: the API is closing
+				}
+				select {
+				case connected <- struct{}{}:
+				default:
+				}
+				_ = c.Close()
+			}
+		}()
+	}
+	for range 16 {
+		select {
+		case <-connected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no client connected")
+		}
+	}
+	api.Close(5 * time.Second)
+	wg.Wait()
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a client after Close: %v, %v", err, resp)
+	}
 }

@@ -30,19 +30,17 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request, endpoint string) (
 		http.Error(w, "too many WebSocket clients", http.StatusServiceUnavailable)
 		return nil, nil, false
 	}
-	select {
-	case <-a.closing:
+	if !a.admit() {
 		a.wsCount.Add(-1)
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return nil, nil, false
-	default:
 	}
 	conn, err := a.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		a.wsCount.Add(-1)
+		a.wsWG.Done()
 		return nil, nil, false // the upgrader has answered the client
 	}
-	a.wsWG.Add(1)
 	gauge := a.o.Metrics.WebSocketClients.WithLabelValues(endpoint)
 	gauge.Inc()
 	conn.SetReadLimit(wsReadLimit)
@@ -53,6 +51,18 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request, endpoint string) (
 		a.wsWG.Done()
 	}
 	return conn, done, true
+}
+
+// admit counts a WebSocket client in for Close to wait on, unless Close has
+// begun.
+func (a *API) admit() bool {
+	a.wsMu.Lock()
+	defer a.wsMu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.wsWG.Add(1)
+	return true
 }
 
 // closeConn sends a close frame and gives the client a moment to answer it.
@@ -159,7 +169,12 @@ func (a *API) availabilityWS(w http.ResponseWriter, r *http.Request) {
 // Close sends every WebSocket client a close frame and waits for them to go,
 // at most until the deadline of wait.
 func (a *API) Close(wait time.Duration) {
-	a.closeMu.Do(func() { close(a.closing) })
+	a.wsMu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.closing)
+	}
+	a.wsMu.Unlock()
 	ch := make(chan struct{})
 	go func() { a.wsWG.Wait(); close(ch) }()
 	select {
