@@ -192,16 +192,14 @@ func startAgents(self string, natsPort, n, perConn int) (*exec.Cmd, io.WriteClos
 	return cmd, stdin, nil
 }
 
-// floor is the intake's baseline: a bare embedded NATS server with a
-// subscriber that does nothing, fed the same heartbeats.
-type floor struct{ farm }
-
-func startFloor(ctx context.Context, self string, n, perConn int) (*floor, error) {
+// startFloor runs the intake's baseline: a bare embedded NATS server with a
+// subscriber that does nothing (floorMain), fed the same heartbeats.
+func startFloor(ctx context.Context, self string, n, perConn int) (*farm, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	f := &floor{}
+	f := &farm{}
 	f.coord = exec.Command(self, "-role-natsfloor", strconv.Itoa(port), strconv.Itoa(n))
 	f.coord.Stderr = os.Stderr
 	if err := f.coord.Start(); err != nil {
