@@ -370,7 +370,7 @@ const maxDepth = 8
 // depth is the deepest nesting of objects and arrays in data, strings skipped.
 func depth(data []byte) int {
 	if len(data) > 0 && bytes.IndexByte(data[1:], '{') < 0 && bytes.IndexByte(data, '[') < 0 {
-		return min(1, len(data)) // a flat object, as every agent sends: no scan
+		return 1 // a flat object, as every agent sends: no scan
 	}
 	d, deepest, inString, escaped := 0, 0, false, false
 	for _, c := range data {
