@@ -23,9 +23,7 @@ func TestAgentReconnectsAfterCoordinatorRestart(t *testing.T) {
 	if code, _ := f.coord.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("coordinator exit %d", code)
 	}
-	coordBin, _ := testutil.Binaries(t)
-	f.coord = start(t, coordBin, f.cfg)
-	f.waitReady(t)
+	f.restart(t)
 	took := f.waitState(t, server, 2*time.Second, "up", "full")
 	t.Logf("placeable again %v after the new coordinator was ready", took)
 }

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,8 @@ import (
 
 	"github.com/simgate/simgate/internal/testutil"
 )
+
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
 
 // proc is a running binary whose output is kept for failure reports.
 type proc struct {
@@ -76,6 +80,16 @@ func startIn(t *testing.T, dir, bin string, args ...string) *proc {
 	return p
 }
 
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // stop signals the process and returns its exit code and how long it took.
 func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) (int, time.Duration) {
 	t.Helper()
@@ -91,20 +105,32 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) (int
 
 // farm is a coordinator started from a configuration file.
 type farm struct {
-	base  string // http://127.0.0.1:port
-	nats  string
-	coord *proc
-	agent string // agent binary
-	cfg   string
+	base     string // http://127.0.0.1:port
+	nats     string
+	coord    *proc
+	bin      string // coordinator binary
+	agent    string // agent binary
+	cfg      string
+	dir      string // the coordinator's working directory ("" for the test's own)
+	natsHost string // the host of nats.listen
+	bound    listening
 }
 
+// listening is what the coordinator's -listen-file holds.
+type listening struct {
+	HTTPPort int    `json:"httpPort"`
+	NATSURL  string `json:"natsURL"`
+	NATSPort int    `json:"natsPort"`
+}
+
+// startFarm writes a configuration with extra's keys over a plain local one
+// and starts a coordinator on it. Every port is 0: the coordinator binds
+// free ones and says which, so no test picks a port it does not hold.
 func startFarm(t *testing.T, extra map[string]any) *farm {
 	t.Helper()
-	coordBin, agentBin := testutil.Binaries(t)
-	port, natsPort := testutil.FreePort(t), testutil.FreePort(t)
 	cfg := map[string]any{
-		"port": port, "ssl": false, "portRewrite": false, "debug": true,
-		"nats": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
+		"port": 0, "ssl": false, "portRewrite": false, "debug": true,
+		"nats": map[string]any{"listen": "127.0.0.1:0"},
 	}
 	for k, v := range extra {
 		cfg[k] = v
@@ -114,16 +140,59 @@ func startFarm(t *testing.T, extra map[string]any) *farm {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := &farm{base: fmt.Sprintf("http://127.0.0.1:%d", port), nats: fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
-		agent: agentBin, cfg: path}
-	f.coord = start(t, coordBin, path)
-	f.waitReady(t)
+	f := newFarm(t, path, "")
+	if n, ok := cfg["nats"].(map[string]any); ok {
+		if l, ok := n["listen"].(string); ok {
+			f.natsHost, _, _ = strings.Cut(l, ":")
+		}
+	}
+	f.launch(t)
 	return f
+}
+
+// newFarm is a farm for the configuration file at path, not started yet.
+func newFarm(t *testing.T, path, dir string) *farm {
+	t.Helper()
+	coordBin, agentBin := testutil.Binaries(t)
+	return &farm{bin: coordBin, agent: agentBin, cfg: path, dir: dir, natsHost: "127.0.0.1"}
+}
+
+// launch starts the coordinator with args before the file and waits until
+// it serves; it fails at once, with the output, if the process exits first.
+func (f *farm) launch(t *testing.T, args ...string) {
+	t.Helper()
+	lf := filepath.Join(t.TempDir(), "listening.json")
+	args = append(append(args, "-listen-file", lf), f.cfg)
+	f.coord = startIn(t, f.dir, f.bin, args...)
+	testutil.WaitFor(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if f.coord.exited() {
+			t.Fatalf("the coordinator exited before serving (%v):\n%s", f.coord.err, f.coord.out.String())
+		}
+		data, err := os.ReadFile(lf)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(data, &f.bound)
+	})
+	f.base = fmt.Sprintf("http://127.0.0.1:%d", f.bound.HTTPPort)
+	scheme, _, _ := strings.Cut(f.bound.NATSURL, "://")
+	f.nats = fmt.Sprintf("%s://127.0.0.1:%d", scheme, f.bound.NATSPort)
+	f.waitReady(t)
+}
+
+// restart starts a new coordinator, after the last one stopped, on the
+// ports it held, as a supervisor restarts one.
+func (f *farm) restart(t *testing.T) {
+	t.Helper()
+	f.launch(t, "-port", strconv.Itoa(f.bound.HTTPPort), "-nats-listen", net.JoinHostPort(f.natsHost, strconv.Itoa(f.bound.NATSPort)))
 }
 
 func (f *farm) waitReady(t *testing.T) {
 	t.Helper()
 	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if f.coord.exited() {
+			t.Fatalf("the coordinator exited (%v):\n%s", f.coord.err, f.coord.out.String())
+		}
 		_, _, err := get(f.base + "/readyz")
 		return err
 	})

@@ -123,8 +123,8 @@ func TestMailsAndEvents(t *testing.T) {
 		return nil
 	})
 
-	// The SMTP server goes away; a mail waits; /session stays fast; it comes back.
-	smtp.Close()
+	// The SMTP server goes away; a mail waits; /session is not held up; it comes back.
+	smtp.SetDown(true)
 	pub.beat(pending, "up", 10)
 	f.waitState(t, pending, time.Second, "up")
 	pub.beat(pending, "up", 99) // "reached maximum load", queued
@@ -139,7 +139,7 @@ func TestMailsAndEvents(t *testing.T) {
 		worst = max(worst, time.Since(begin))
 	}
 	t.Logf("slowest /session during the SMTP outage: %v", worst)
-	if worst > 100*time.Millisecond {
+	if worst > time.Second { // the mail path must not be on /session's; speed itself is the benchmarks' business
 		t.Errorf("/session took %v while mail was failing", worst)
 	}
 
@@ -150,9 +150,7 @@ func TestMailsAndEvents(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(logDir, "session", "pending-mail.json")); err != nil {
 		t.Fatalf("no pending mail kept: %v", err)
 	}
-	smtp2 := smtptest.Start(t, smtp.Addr)
-	coordBin, _ := testutil.Binaries(t)
-	f.coord = start(t, coordBin, f.cfg)
-	f.waitReady(t)
-	waitMail(t, smtp2, "Simulation server reached maximum load", pending+" simulation server has reached maximum load (99%).")
+	smtp.SetDown(false)
+	f.restart(t)
+	waitMail(t, smtp, "Simulation server reached maximum load", pending+" simulation server has reached maximum load (99%).")
 }

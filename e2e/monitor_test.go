@@ -37,12 +37,13 @@ func chromium(t *testing.T) string {
 // beyond what the page asks for; it is closed when the test ends.
 func browser(t *testing.T, timeout time.Duration) context.Context {
 	t.Helper()
+	exe := chromium(t) // skips the test before anything is made
 	profile, err := os.MkdirTemp("", "simgate-chromium-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
+		chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // root in a container has no user namespace for the sandbox
 		chromedp.DisableGPU,
 		chromedp.UserDataDir(profile),
@@ -208,7 +209,8 @@ func TestMonitorInBrowser(t *testing.T) {
 }
 
 // screenshotDir is SIMGATE_SCREENSHOTS when set (the README's image is made
-// that way), else a fresh temporary folder that is kept for a look.
+// that way), else a temporary folder that is kept, and logged, only when the
+// test fails.
 func screenshotDir(t *testing.T) string {
 	t.Helper()
 	if d := os.Getenv("SIMGATE_SCREENSHOTS"); d != "" {
@@ -218,6 +220,13 @@ func screenshotDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("screenshots kept in %s", d)
+			return
+		}
+		_ = os.RemoveAll(d)
+	})
 	return d
 }
 

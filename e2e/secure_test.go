@@ -19,11 +19,10 @@ import (
 func TestSecureTwoMachineSetup(t *testing.T) {
 	const sim1, sim2 = "sim1.test/2000", "sim2.test/2000"
 	cert, key := testutil.TLSFiles(t)
-	natsPort := testutil.FreePort(t)
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{sim1, sim2},
 		"nats": map[string]any{
-			"listen": fmt.Sprintf("0.0.0.0:%d", natsPort),
+			"listen": "0.0.0.0:0",
 			"tls":    map[string]any{"cert": cert, "key": key},
 			"users": []map[string]any{
 				{"user": "sim1", "password": "sim1-secret", "role": "agent", "servers": []string{sim1}},
@@ -32,8 +31,10 @@ func TestSecureTwoMachineSetup(t *testing.T) {
 			},
 		},
 	})
-	url := fmt.Sprintf("tls://127.0.0.1:%d", natsPort)
-	f.nats = url
+	url := f.nats
+	if !strings.HasPrefix(url, "tls://") {
+		t.Fatalf("NATS URL %s: want tls://", url)
+	}
 
 	a1 := start(t, f.agent, "-nats", url, "-server", sim1, "-interval", "200ms", "-probe", "off",
 		"-user", "sim1", "-password", "sim1-secret", "-ca", cert)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +19,7 @@ func TestBadConfigExits2NamingTheKey(t *testing.T) {
 	tests := []struct{ name, doc, key string }{
 		{"string for a boolean", `{"ssl": "false"}`, `"ssl"`},
 		{"unknown key", `{"simulationServer": ["a/1"]}`, `"simulationServer"`},
-		{"port out of range", `{"port": 0}`, `"port"`},
+		{"port out of range", `{"port": 65536}`, `"port"`},
 		{"bad entry", `{"simulationServers": ["nohost"]}`, `"simulationServers"`},
 		{"nested key", `{"nats": {"listen": "0.0.0.0:4222"}}`, `"nats.listen"`},
 		{"unreadable JSON", `{"port": 1999,}`, `line 1`},
@@ -45,10 +46,10 @@ func TestBadConfigExits2NamingTheKey(t *testing.T) {
 	}
 }
 
-// TestSeedConfigStarts runs the seed's session.json unchanged (it names the
-// default ports 1999 and 4222, and logs to log/session/ under the working directory).
+// TestSeedConfigStarts runs the seed's session.json unchanged (it logs to
+// log/session/ under the working directory); only its ports are replaced,
+// by flags, with free ones.
 func TestSeedConfigStarts(t *testing.T) {
-	coord, _ := testutil.Binaries(t)
 	dir := t.TempDir()
 	seed, err := os.ReadFile(filepath.Join("testdata", "seed-session.json"))
 	if err != nil {
@@ -58,14 +59,13 @@ func TestSeedConfigStarts(t *testing.T) {
 	if err := os.WriteFile(path, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startIn(t, dir, coord, path)
-	f := &farm{base: "http://127.0.0.1:1999", coord: p}
-	f.waitReady(t)
+	f := newFarm(t, path, dir)
+	f.launch(t, "-port", "0", "-nats-listen", "127.0.0.1:0")
 	expectText(t, f.base+"/session", noServer) // its one server has no agent yet
 	if s := f.servers(t)["cyberbotics1.epfl.ch/2000"]; s.State != "unknown" {
 		t.Errorf("seed server: %+v", s)
 	}
-	if code, _ := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+	if code, _ := f.coord.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d", code)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "log", "session", "output.log")); err != nil {
@@ -73,14 +73,26 @@ func TestSeedConfigStarts(t *testing.T) {
 	}
 }
 
-// TestConfigFreeStart is the README's run command as a new user runs it:
-// no file, and /session answers a ws:// URL within 3 s.
+// TestConfigFreeStart is the README's run command as a new user runs it
+// (no file), on free ports: /session answers a ws:// URL within 3 s.
 func TestConfigFreeStart(t *testing.T) {
 	coord, _ := testutil.Binaries(t)
+	lf := filepath.Join(t.TempDir(), "listening.json")
 	begin := time.Now()
-	p := startIn(t, t.TempDir(), coord)
+	p := startIn(t, t.TempDir(), coord, "-port", "0", "-nats-listen", "127.0.0.1:0", "-listen-file", lf)
 	testutil.WaitFor(t, 3*time.Second, 10*time.Millisecond, func() error {
-		_, body, err := get("http://127.0.0.1:1999/session")
+		if p.exited() {
+			t.Fatalf("the coordinator exited (%v):\n%s", p.err, p.out.String())
+		}
+		var l listening
+		data, err := os.ReadFile(lf)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &l); err != nil {
+			return err
+		}
+		_, body, err := get(fmt.Sprintf("http://127.0.0.1:%d/session", l.HTTPPort))
 		if err != nil {
 			return err
 		}

@@ -28,6 +28,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	check := fs.Bool("check", false, "check the configuration and exit (status 2 when it is bad)")
+	port := fs.Int("port", 0, "HTTP port, in place of the file's \"port\" (0: any free port; default 1999)")
+	natsListen := fs.String("nats-listen", "", "host:port of the embedded NATS server, in place of the file's nats.listen (default 127.0.0.1:4222)")
+	listenFile := fs.String("listen-file", "", "once serving, write the ports bound (JSON: httpPort, natsURL, natsPort) to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: coordinator [flags] [CONFIG.json]
 
@@ -61,6 +64,20 @@ Flags:
 			return 2
 		}
 	}
+	var portSet *int
+	var natsSet *string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "port":
+			portSet = port
+		case "nats-listen":
+			natsSet = natsListen
+		}
+	})
+	if err := cfg.OverrideListen(portSet, natsSet); err != nil {
+		fmt.Fprintln(stderr, "coordinator:", err)
+		return 2
+	}
 	if *check {
 		fmt.Fprintln(stdout, "configuration OK")
 		return 0
@@ -82,6 +99,14 @@ Flags:
 		log.Error("cannot start", "error", err)
 		fmt.Fprintln(stderr, "coordinator:", err)
 		return 1
+	}
+	if *listenFile != "" {
+		if err := c.WriteListenFile(*listenFile); err != nil {
+			log.Error("cannot write the listen file", "error", err)
+			fmt.Fprintln(stderr, "coordinator:", err)
+			c.Stop(context.Background())
+			return 1
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

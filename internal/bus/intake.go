@@ -49,8 +49,9 @@ type Intake struct {
 	app   *nats.Conn
 	sys   *nats.Conn
 	mu    sync.Mutex
-	conns map[string]int  // live connections per client name
-	lost  map[string]bool // names whose last connection closed and has not come back
+	live  map[connKey]string // each open connection's name
+	conns map[string]int     // live connections per client name
+	lost  map[string]bool    // names whose last connection closed and has not come back
 
 	drained chan struct{} // closed when the heartbeat connection has closed
 }
@@ -60,16 +61,16 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	in := &Intake{o: o, conns: map[string]int{}, lost: map[string]bool{}}
+	in := &Intake{o: o, live: map[connKey]string{}, conns: map[string]int{}, lost: map[string]bool{}}
 	var err error
 	if in.sys, err = srv.connectSystem(); err != nil {
 		return nil, fmt.Errorf("connecting to the system account: %w", err)
 	}
-	if _, err = in.sys.Subscribe(fmt.Sprintf("$SYS.ACCOUNT.%s.CONNECT", appAccount), in.onConnect); err != nil {
-		in.sys.Close()
-		return nil, err
-	}
-	if _, err = in.sys.Subscribe(fmt.Sprintf("$SYS.ACCOUNT.%s.DISCONNECT", appAccount), in.onDisconnect); err != nil {
+	// One subscription for both advisories: the server emits a connection's
+	// CONNECT before its DISCONNECT from one send loop, and one subscription
+	// is delivered in order on one goroutine. Two subscriptions would be two
+	// goroutines, and a disconnect could be applied before its connect.
+	if _, err = in.sys.Subscribe(fmt.Sprintf("$SYS.ACCOUNT.%s.*", appAccount), in.onAdvisory); err != nil {
 		in.sys.Close()
 		return nil, err
 	}
@@ -174,27 +175,40 @@ func (in *Intake) intake(m *nats.Msg) string {
 }
 
 type advisory struct {
+	Server server.ServerInfo `json:"server"`
 	Client server.ClientInfo `json:"client"`
 }
 
-func (in *Intake) onConnect(m *nats.Msg) {
-	var a advisory
-	if json.Unmarshal(m.Data, &a) != nil || a.Client.Name == "" {
-		return
-	}
-	in.mu.Lock()
-	in.conns[a.Client.Name]++
-	delete(in.lost, a.Client.Name)
-	in.mu.Unlock()
+// connKey names one connection: client IDs are unique per NATS server only.
+type connKey struct {
+	server string
+	client uint64
 }
 
-func (in *Intake) onDisconnect(m *nats.Msg) {
+// onAdvisory applies a connect or disconnect advisory, in the server's order.
+func (in *Intake) onAdvisory(m *nats.Msg) {
+	connect := strings.HasSuffix(m.Subject, ".CONNECT")
+	if !connect && !strings.HasSuffix(m.Subject, ".DISCONNECT") {
+		return // the account's connection counts
+	}
 	var a advisory
 	if json.Unmarshal(m.Data, &a) != nil || a.Client.Name == "" {
 		return
 	}
-	name := a.Client.Name
+	key, name := connKey{a.Server.ID, a.Client.ID}, a.Client.Name
 	in.mu.Lock()
+	if connect {
+		in.live[key] = name
+		in.conns[name]++
+		delete(in.lost, name)
+		in.mu.Unlock()
+		return
+	}
+	if _, ok := in.live[key]; !ok {
+		in.mu.Unlock()
+		return // a connection that never completed its connect
+	}
+	delete(in.live, key)
 	in.conns[name]--
 	last := in.conns[name] <= 0
 	if last {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -245,8 +246,8 @@ func (c *Config) validate() error {
 	if strings.TrimSpace(c.Server) == "" {
 		return bad("server", "must not be empty")
 	}
-	if c.Port < 1 || c.Port > 65535 {
-		return bad("port", "must be a TCP port between 1 and 65535, not %d", c.Port)
+	if c.Port < 0 || c.Port > 65535 {
+		return bad("port", "must be a TCP port between 1 and 65535 (0: any free port), not %d", c.Port)
 	}
 	if c.MailServerPort < 1 || c.MailServerPort > 65535 {
 		return bad("mailServerPort", "must be a TCP port between 1 and 65535, not %d", c.MailServerPort)
@@ -325,6 +326,29 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// OverrideListen replaces the HTTP port and the NATS listen address with
+// the command line's (nil: keep the file's) and validates the result, so a
+// flag is held to the same rules as the key it replaces.
+func (c *Config) OverrideListen(port *int, natsListen *string) error {
+	if port != nil {
+		c.Port = *port
+	}
+	if natsListen != nil {
+		c.NATS.Listen = *natsListen
+	}
+	// Validation adds its own warnings: keep one of each.
+	had := c.Warnings
+	c.Warnings = nil
+	err := c.validate()
+	for _, w := range c.Warnings {
+		if !slices.Contains(had, w) {
+			had = append(had, w)
+		}
+	}
+	c.Warnings = had
+	return err
 }
 
 // MailOff says why notifications are off, or "" when they are on.

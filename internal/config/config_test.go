@@ -71,6 +71,7 @@ func TestBadConfigs(t *testing.T) {
 		{"port as string", `{"port": "1999"}`, "port", "want a whole number"},
 		{"port fraction", `{"port": 1999.5}`, "port", "want a whole number"},
 		{"port range", `{"port": 70000}`, "port", "between 1 and 65535"},
+		{"port negative", `{"port": -1}`, "port", "between 1 and 65535"},
 		{"unknown key with hint", `{"simulationServer": []}`, "simulationServer", `did you mean "simulationServers"`},
 		{"unknown key", `{"color": "red"}`, "color", "unknown key"},
 		{"servers not array", `{"simulationServers": "a/1"}`, "simulationServers", "array of strings"},

@@ -6,11 +6,13 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +64,13 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w)
 	}
+	// The HTTP port first: a busy port fails the start at once, naming it,
+	// and port 0 becomes the port links and e-mails name.
+	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
+		return c, fmt.Errorf("HTTP port %d (key \"port\", flag -port): %w", cfg.Port, err)
+	}
+	cfg.Port = c.httpLn.Addr().(*net.TCPAddr).Port
+	c.cfg.Port = cfg.Port
 	subj := bus.Subjects{Prefix: cfg.NATS.Prefix}
 	if c.mail, err = startMailer(cfg, log, c.metrics); err != nil {
 		return c, err
@@ -123,9 +132,6 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Started:             c.reg.Started(),
 	})
 	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
-	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
-		return c, fmt.Errorf("HTTP port %d: %w", cfg.Port, err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
 	c.wg.Add(3)
@@ -149,6 +155,40 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 
 // HTTPAddr is the address the HTTP API listens on.
 func (c *Coordinator) HTTPAddr() string { return c.httpLn.Addr().String() }
+
+// Listening is what a running coordinator bound: what -listen-file writes,
+// for supervisors and tests that start it on port 0.
+type Listening struct {
+	HTTPPort int    `json:"httpPort"`
+	NATSURL  string `json:"natsURL"` // the URL agents on this machine connect to
+	NATSPort int    `json:"natsPort"`
+}
+
+// Listening reports the ports the coordinator holds.
+func (c *Coordinator) Listening() Listening {
+	return Listening{
+		HTTPPort: c.cfg.Port,
+		NATSURL:  c.nats.ClientURL(),
+		NATSPort: c.nats.Addr().(*net.TCPAddr).Port,
+	}
+}
+
+// WriteListenFile writes Listening as JSON to path, atomically: a reader
+// sees no file or the whole file.
+func (c *Coordinator) WriteListenFile(path string) error {
+	data, err := json.Marshal(c.Listening())
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the listen file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing the listen file: %w", err)
+	}
+	return nil
+}
 
 // NATSURL is the URL agents connect to.
 func (c *Coordinator) NATSURL() string { return c.nats.ClientURL() }
@@ -180,6 +220,9 @@ func (c *Coordinator) Stop(ctx context.Context) {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_ = c.http.Shutdown(sctx)
 			cancel()
+		}
+		if c.httpLn != nil {
+			_ = c.httpLn.Close() // a start that failed before serving still frees its port
 		}
 		if c.api != nil {
 			c.api.Close(3 * time.Second)

@@ -180,13 +180,10 @@ func TestSMTPStartTLSAndAuth(t *testing.T) {
 }
 
 func TestQueueRetriesUntilTheServerComes(t *testing.T) {
-	port := testutil.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// The transport is set up for a server that is not there yet.
-	probe := smtptest.Start(t, "127.0.0.1:0")
-	tr := smtpFor(probe)
-	probe.Close()
-	tr.Port = port
+	// The transport is set up for a server that is down.
+	srv := smtptest.Start(t, "127.0.0.1:0")
+	srv.SetDown(true)
+	tr := smtpFor(srv)
 	failures := make(chan struct{}, 100)
 	q, err := NewQueue(QueueOptions{Transport: tr, Logger: quiet(), RetryMax: time.Second, GiveUp: time.Hour,
 		OnFailed: func() { failures <- struct{}{} }})
@@ -199,7 +196,7 @@ func TestQueueRetriesUntilTheServerComes(t *testing.T) {
 	if q.Pending() != 1 {
 		t.Fatal("not queued")
 	}
-	// The SMTP server starts once the queue has been failing for 3 s.
+	// The SMTP server comes back once the queue has been failing for 3 s.
 	for time.Since(begin) < 3*time.Second {
 		select {
 		case <-failures:
@@ -207,11 +204,11 @@ func TestQueueRetriesUntilTheServerComes(t *testing.T) {
 			t.Fatal("the queue stopped retrying")
 		}
 	}
-	srv := smtptest.Start(t, addr)
+	srv.SetDown(false)
 	select {
 	case <-srv.Arrived():
 	case <-time.After(10 * time.Second):
-		t.Fatal("mail did not arrive after the SMTP server started")
+		t.Fatal("mail did not arrive after the SMTP server came back")
 	}
 	t.Logf("delivered %v after it was queued", time.Since(begin))
 	testutil.WaitFor(t, time.Second, 10*time.Millisecond, func() error {

@@ -1,6 +1,7 @@
 // Package testutil holds the helpers every test uses: waiting on a
-// condition with a deadline (never a bare sleep), free ports, and building
+// condition with a deadline (never a bare sleep), and building
 // the real binaries once per test process.
+// Tests never pick a port: servers listen on port 0 and say what they bound.
 package testutil
 
 import (
@@ -39,25 +40,28 @@ func WaitFor(t testing.TB, timeout, tick time.Duration, check func() error) {
 	}
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 var (
 	buildOnce sync.Once
 	binDir    string
 	buildErr  error
 )
 
+// Main runs a package's tests (call it from TestMain), then removes the
+// binaries Binaries built; when a test failed it keeps them and says where.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if binDir != "" {
+		if code == 0 {
+			_ = os.RemoveAll(binDir)
+		} else {
+			fmt.Fprintf(os.Stderr, "testutil: the binaries under test are kept in %s\n", binDir)
+		}
+	}
+	return code
+}
+
 // Binaries builds cmd/coordinator and cmd/agent once per test process and
-// returns their paths.
+// returns their paths; a package that calls it removes them with Main.
 func Binaries(t testing.TB) (coordinator, agent string) {
 	t.Helper()
 	buildOnce.Do(func() {

@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ type Server struct {
 	User     string
 	Password string
 	srv      *smtp.Server
+	gate     *gate
 	mu       sync.Mutex
 	msgs     []Message
 	arrived  chan struct{}
@@ -55,13 +57,35 @@ func Start(t testing.TB, addr string) *Server {
 		t.Fatal(err)
 	}
 	s.Addr = ln.Addr().String()
-	go func() { _ = s.srv.Serve(ln) }()
+	s.gate = &gate{Listener: ln}
+	go func() { _ = s.srv.Serve(s.gate) }()
 	t.Cleanup(func() { _ = s.srv.Close() })
 	return s
 }
 
 // Close stops the server.
 func (s *Server) Close() { _ = s.srv.Close() }
+
+// SetDown starts (true) or ends an outage: meanwhile every connection is
+// closed before the greeting, so each attempt fails at once, and the port
+// stays held for the server's return (no other process can take it).
+func (s *Server) SetDown(down bool) { s.gate.down.Store(down) }
+
+// gate is the server's listener, closing connections during an outage.
+type gate struct {
+	net.Listener
+	down atomic.Bool
+}
+
+func (g *gate) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil || !g.down.Load() {
+			return c, err
+		}
+		_ = c.Close()
+	}
+}
 
 // Messages returns what was delivered so far.
 func (s *Server) Messages() []Message {
