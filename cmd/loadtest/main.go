@@ -2,6 +2,7 @@
 // from the repository root (scripts/loadtest.sh installs wrk first).
 //
 //	go run ./cmd/loadtest [-servers 10000] [-conns 64] [-duration 5s] [-rounds 3] [-ws 10000]
+//	go run ./cmd/loadtest -hold 9000   # idle loopback connections beside a CI run
 package main
 
 import (
@@ -30,9 +31,17 @@ func main() {
 	flag.IntVar(&o.PerConn, "agents-per-conn", 100, "simulated agents sharing one NATS connection (real agents have one each)")
 	flag.BoolVar(&o.IntakeOnly, "intake-only", false, "stop after the heartbeat intake and its NATS floor")
 	flag.DurationVar(&o.IntakeTime, "intake-window", 10*time.Second, "how long the heartbeat intake's CPU is measured")
+	hold := flag.Int("hold", 0, "only hold this many idle connections from 127.0.0.2 until interrupted")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *hold > 0 {
+		if err := loadtest.Hold(ctx, *hold, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := loadtest.Run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
