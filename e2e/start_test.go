@@ -17,10 +17,10 @@ import (
 func TestBadConfigExits2NamingTheKey(t *testing.T) {
 	coord, _ := testutil.Binaries(t)
 	tests := []struct{ name, doc, key string }{
-		{"string for a boolean", `{"ssl": "false"}`, `"ssl"`},
-		{"unknown key", `{"simulationServer": ["a/1"]}`, `"simulationServer"`},
+		{"port not a number", `{"port": "http"}`, `"port"`},
+		{"unknown simgate key", `{"nats": {"lisen": "127.0.0.1:4222"}}`, `"nats.lisen"`},
+		{"comment", "{\n// farm\n}", `JSON has no comments`},
 		{"port out of range", `{"port": 65536}`, `"port"`},
-		{"bad entry", `{"simulationServers": ["nohost"]}`, `"simulationServers"`},
 		{"nested key", `{"nats": {"listen": "0.0.0.0:4222"}}`, `"nats.listen"`},
 		{"unreadable JSON", `{"port": 1999,}`, `line 1`},
 	}
@@ -43,6 +43,38 @@ func TestBadConfigExits2NamingTheKey(t *testing.T) {
 	out, err := exec.Command(coord, "a.json", "b.json").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Errorf("two arguments: %v %s", err, out)
+	}
+}
+
+// TestOriginalFilesStart: every file the original starts with starts the
+// coordinator, each odd key named on standard error, and -check is strict.
+func TestOriginalFilesStart(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "internal", "config", "testdata", "original", "*.json"))
+	if len(files) == 0 {
+		t.Fatal("no files in internal/config/testdata/original")
+	}
+	coord, _ := testutil.Binaries(t)
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			file, _ := filepath.Abs(file)
+			out, err := exec.Command(coord, "-check", file).CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			warned := strings.Contains(string(out), "warning:")
+			if code == 2 || warned != (code == 1) {
+				t.Fatalf("-check: exit %d, output:\n%s", code, out)
+			}
+			f := newFarm(t, file, t.TempDir())
+			f.launch(t, "-port", "0", "-nats-listen", "127.0.0.1:0")
+			if warned && !strings.Contains(f.coord.out.String(), "warning:") {
+				t.Errorf("no warning on standard error:\n%s", f.coord.out.String())
+			}
+			if code, _ := f.coord.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+				t.Errorf("exit status %d", code)
+			}
+		})
 	}
 }
 

@@ -27,7 +27,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	check := fs.Bool("check", false, "check the configuration and exit (status 2 when it is bad)")
+	check := fs.Bool("check", false, "check the configuration, print every warning and exit: 0 clean, 1 warnings, 2 errors")
 	port := fs.Int("port", 0, "HTTP port, in place of the file's \"port\" (0: any free port; default 1999)")
 	natsListen := fs.String("nats-listen", "", "host:port of the embedded NATS server, in place of the file's nats.listen (default 127.0.0.1:4222)")
 	listenFile := fs.String("listen-file", "", "once serving, write the ports bound (JSON: httpPort, natsURL, natsPort) to this file")
@@ -78,7 +78,16 @@ Flags:
 		fmt.Fprintln(stderr, "coordinator:", err)
 		return 2
 	}
+	// Warnings go to standard error at once (the log may be a file nobody
+	// reads yet) and to the log when it starts.
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "coordinator: warning:", w)
+	}
 	if *check {
+		if len(cfg.Warnings) > 0 {
+			fmt.Fprintf(stdout, "configuration usable, with %d warning(s)\n", len(cfg.Warnings))
+			return 1
+		}
 		fmt.Fprintln(stdout, "configuration OK")
 		return 0
 	}

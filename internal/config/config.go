@@ -5,6 +5,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/mail"
@@ -174,18 +175,18 @@ func Parse(data []byte) (Config, error) {
 	mailUserSet := false
 	fields := []field{
 		{"server", stringVal(&c.Server)},
-		{"ssl", boolVal(&c.SSL)},
-		{"port", intVal(&c.Port)},
-		{"portRewrite", boolVal(&c.PortRewrite)},
+		{"ssl", legacyBoolVal(&c.SSL, &c.Warnings)},
+		{"port", legacyPortVal(&c.Port, &c.Warnings)},
+		{"portRewrite", legacyBoolVal(&c.PortRewrite, &c.Warnings)},
 		{"simulationServers", stringsVal(&c.SimulationServers)},
 		{"administrator", stringVal(&c.Administrator)},
 		{"mailServer", stringVal(&c.MailServer)},
-		{"mailServerPort", intVal(&c.MailServerPort)},
+		{"mailServerPort", legacyPortVal(&c.MailServerPort, &c.Warnings)},
 		{"mailSender", stringVal(&c.MailSender)},
 		{"mailSenderUser", func(k string, raw []byte) error { mailUserSet = true; return stringVal(&c.MailSenderUser)(k, raw) }},
 		{"mailSenderPassword", stringVal(&c.MailSenderPassword)},
 		{"logDir", stringVal(&c.LogDir)},
-		{"debug", boolVal(&c.Debug)},
+		{"debug", legacyBoolVal(&c.Debug, &c.Warnings)},
 		{"sslKey", obsolete(&c.Warnings)},
 		{"sslCertificate", obsolete(&c.Warnings)},
 		{"nats", objectVal([]field{
@@ -227,7 +228,11 @@ func Parse(data []byte) (Config, error) {
 			{"allowedOrigins", stringsVal(&c.HTTP.AllowedOrigins)},
 		})},
 	}
-	if err := objectVal(fields)("", data); err != nil {
+	if rest, ok := bytes.CutPrefix(data, []byte("\xEF\xBB\xBF")); ok {
+		data = rest
+		c.Warnings = append(c.Warnings, "the file starts with a UTF-8 byte-order mark, which JSON does not have: ignored (the original refused it)")
+	}
+	if err := objectWith(fields, &c.Warnings)("", data); err != nil {
 		return Config{}, err
 	}
 	if !mailUserSet {
@@ -243,8 +248,13 @@ func (c *Config) validate() error {
 	bad := func(key, format string, args ...any) error {
 		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
 	}
+	// The original's keys: a value it would have run with is kept, with a
+	// warning; only what it could not have run with is an error.
+	warn := func(key, format string, args ...any) {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("key %q: ", key)+fmt.Sprintf(format, args...))
+	}
 	if strings.TrimSpace(c.Server) == "" {
-		return bad("server", "must not be empty")
+		warn("server", "is empty: links in e-mails will name no host")
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return bad("port", "must be a TCP port between 1 and 65535 (0: any free port), not %d", c.Port)
@@ -253,15 +263,23 @@ func (c *Config) validate() error {
 		return bad("mailServerPort", "must be a TCP port between 1 and 65535, not %d", c.MailServerPort)
 	}
 	seen := make(map[string]bool, len(c.SimulationServers))
+	kept := c.SimulationServers[:0:0]
 	for i, s := range c.SimulationServers {
-		if err := CheckEntry(s); err != nil {
-			return bad("simulationServers", "item %d (%q): %v", i, s, err)
+		switch {
+		case strings.TrimSpace(s) == "":
+			warn("simulationServers", "item %d is empty: ignored", i)
+			continue
+		case seen[s]:
+			warn("simulationServers", "item %d (%q) is listed twice: read once (the original polled it twice)", i, s)
+			continue
 		}
-		if seen[s] {
-			return bad("simulationServers", "item %d (%q) is listed twice", i, s)
+		if err := CheckEntry(s); err != nil {
+			warn("simulationServers", "item %d (%q): %v; kept, but it cannot be reached as written", i, s, err)
 		}
 		seen[s] = true
+		kept = append(kept, s)
 	}
+	c.SimulationServers = kept
 	for _, k := range []struct {
 		key, val string
 	}{{"administrator", c.Administrator}, {"mailSender", c.MailSender}} {
@@ -269,11 +287,12 @@ func (c *Config) validate() error {
 			continue
 		}
 		if _, err := mail.ParseAddress(k.val); err != nil {
-			return bad(k.key, "%q is not an e-mail address: %v", k.val, err)
+			warn(k.key, "%q is not an e-mail address (%v): mail will not get through", k.val, err)
 		}
 	}
 	if strings.TrimSpace(c.LogDir) == "" {
-		return bad("logDir", "must not be empty")
+		warn("logDir", "is empty: logs go to session/ under the working directory")
+		c.LogDir = "."
 	}
 	if err := checkListen(c.NATS.Listen); err != nil {
 		return bad("nats.listen", "%v", err)

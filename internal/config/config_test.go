@@ -67,18 +67,13 @@ func TestBadConfigs(t *testing.T) {
 	tests := []struct {
 		name, doc, key, want string
 	}{
-		{"ssl as string", `{"ssl": "false"}`, "ssl", "want a boolean"},
-		{"port as string", `{"port": "1999"}`, "port", "want a whole number"},
-		{"port fraction", `{"port": 1999.5}`, "port", "want a whole number"},
+		{"port fraction", `{"port": 1999.5}`, "port", "want a port number"},
+		{"port a word", `{"port": "http"}`, "port", "want a port number"},
+		{"mail port a word", `{"mailServerPort": "smtp"}`, "mailServerPort", "want a port number"},
+		{"nested unknown key", `{"mail": {"holdof": 5}}`, "mail.holdof", `did you mean "holdOff"`},
 		{"port range", `{"port": 70000}`, "port", "between 1 and 65535"},
 		{"port negative", `{"port": -1}`, "port", "between 1 and 65535"},
-		{"unknown key with hint", `{"simulationServer": []}`, "simulationServer", `did you mean "simulationServers"`},
-		{"unknown key", `{"color": "red"}`, "color", "unknown key"},
 		{"servers not array", `{"simulationServers": "a/1"}`, "simulationServers", "array of strings"},
-		{"server entry without port", `{"simulationServers": ["host"]}`, "simulationServers", "host/port"},
-		{"server entry duplicate", `{"simulationServers": ["a/1", "a/1"]}`, "simulationServers", "twice"},
-		{"server entry with scheme", `{"simulationServers": ["ws://a/1"]}`, "simulationServers", "not a host name"},
-		{"administrator not an address", `{"administrator": "nobody"}`, "administrator", "not an e-mail address"},
 		{"threshold range", `{"loadThreshold": 0}`, "loadThreshold", "(0, 100]"},
 		{"threshold type", `{"loadThreshold": true}`, "loadThreshold", "want a number"},
 		{"timeout negative", `{"heartbeatTimeout": -1}`, "heartbeatTimeout", "out of range"},
@@ -87,7 +82,6 @@ func TestBadConfigs(t *testing.T) {
 		{"nats listen bad", `{"nats": {"listen": "nowhere"}}`, "nats.listen", "not host:port"},
 		{"nats beyond loopback", `{"nats": {"listen": "0.0.0.0:4222"}}`, "nats.listen", "requires NATS authentication"},
 		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
-		{"debug null", `{"debug": null}`, "debug", "want a boolean"},
 		{"trusted proxy", `{"http": {"trustedProxies": ["apache"]}}`, "http.trustedProxies", "neither an IP"},
 		{"nats users not array", `{"nats": {"users": {}}}`, "nats.users", "array of objects"},
 		{"nats user unknown key", `{"nats": {"users": [{"user": "a", "pasword": "x"}]}}`, "nats.users[0].pasword", `did you mean "password"`},
@@ -119,6 +113,94 @@ func TestBadConfigs(t *testing.T) {
 				t.Errorf("got key %q, error %q; want key %q and %q", ce.Key, err, tt.key, tt.want)
 			}
 		})
+	}
+}
+
+// TestOriginalsOddValues: what the original ran with starts simgate too,
+// read as the original read it, with one warning naming the key.
+func TestOriginalsOddValues(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		warn      []string // each warning must contain one of these, in order
+		check     func(Config) bool
+	}{
+		{"comment key", `{"_comment": "x"}`, []string{`"_comment" is not a session server key`}, nil},
+		{"typo", `{"simulationServer": []}`, []string{`"simulationServer" is not a session server key and is ignored (did you mean "simulationServers"?)`}, nil},
+		{"simulation server key", `{"maxConnections": 20}`, []string{`"maxConnections"`}, nil},
+		{"ssl as a string", `{"ssl": "false"}`, []string{`"ssl": "false" is a non-empty string, which the original read as TRUE`},
+			func(c Config) bool { return c.SSL }},
+		{"ssl as 0", `{"ssl": 0}`, []string{`"ssl": 0 is a number, read as false`}, func(c Config) bool { return !c.SSL }},
+		{"debug as 1", `{"debug": 1}`, []string{`"debug": 1 is a number, read as true`}, func(c Config) bool { return c.Debug }},
+		{"debug null", `{"debug": null}`, []string{`"debug": null is null, read as false`}, func(c Config) bool { return !c.Debug }},
+		{"port as a string", `{"port": "2001"}`, []string{`"port": "2001" is a string, read as the number 2001`}, func(c Config) bool { return c.Port == 2001 }},
+		{"mail port as a string", `{"mailServerPort": "587"}`, []string{`"mailServerPort": "587" is a string`}, func(c Config) bool { return c.MailServerPort == 587 }},
+		{"duplicated entry", `{"simulationServers": ["a/1", "b/1", "a/1"]}`, []string{`item 2 ("a/1") is listed twice`},
+			func(c Config) bool { return len(c.SimulationServers) == 2 }},
+		{"entry without port", `{"simulationServers": ["host"]}`, []string{`item 0 ("host"): want host/port`}, nil},
+		{"administrator not an address", `{"administrator": "nobody"}`, []string{`"administrator": "nobody" is not an e-mail address`}, nil},
+		{"empty server", `{"server": ""}`, []string{`"server": is empty`}, nil},
+		{"byte-order mark", "\xEF\xBB\xBF{}", []string{"byte-order mark"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.Warnings) != len(tt.warn) {
+				t.Fatalf("warnings %q, want %d", c.Warnings, len(tt.warn))
+			}
+			for i, w := range tt.warn {
+				if !strings.Contains(c.Warnings[i], w) {
+					t.Errorf("warning %q, want it to say %q", c.Warnings[i], w)
+				}
+			}
+			if tt.check != nil && !tt.check(c) {
+				t.Errorf("read wrong: %+v", c)
+			}
+		})
+	}
+}
+
+// TestOriginalFiles: real files the original starts with (testdata/original)
+// load, each with a warning for each odd key and none for the rest.
+func TestOriginalFiles(t *testing.T) {
+	want := map[string][]string{
+		"local.json":                  nil,
+		"shared-with-simulation.json": {"_comment", "allowedRepositories", "docker", "maxConnections", "monitorLogEnabled", "projectsDir", "shareIdleTime", "timeout"},
+		"string-ports.json":           {"mailServerPort", "port"},
+		"numeric-booleans.json":       {"debug", "portRewrite", "ssl"},
+		"duplicate-entry.json":        {"simulationServers"},
+		"ssl-false-string.json":       {"ssl"},
+		"bom.json":                    {"byte-order mark"},
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "original", "*.json"))
+	if len(files) != len(want) {
+		t.Fatalf("files %v, want one per case of %v", files, want)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := want[filepath.Base(f)]
+			if len(c.Warnings) != len(keys) {
+				t.Fatalf("warnings %q, want one for each of %v", c.Warnings, keys)
+			}
+			for i, k := range keys {
+				if !strings.Contains(c.Warnings[i], k) {
+					t.Errorf("warning %q does not name %s", c.Warnings[i], k)
+				}
+			}
+		})
+	}
+}
+
+func TestCommentsSayWhy(t *testing.T) {
+	_, err := Parse([]byte("{\n  // the farm\n  \"port\": 1999\n}"))
+	if err == nil || !strings.Contains(err.Error(), "JSON has no comments") || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("error %v, want it to say JSON has no comments, at line 2", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,11 +39,7 @@ func jsonKind(raw []byte) string {
 }
 
 func typeErr(key, want string, raw []byte) error {
-	shown := string(bytes.TrimSpace(raw))
-	if len(shown) > 40 {
-		shown = shown[:40] + "…"
-	}
-	return &Error{Key: key, Msg: fmt.Sprintf("want %s, got %s (%s)", want, jsonKind(raw), shown)}
+	return &Error{Key: key, Msg: fmt.Sprintf("want %s, got %s (%s)", want, jsonKind(raw), shown(raw))}
 }
 
 func stringVal(dst *string) func(string, []byte) error {
@@ -110,6 +107,90 @@ func stringsVal(dst *[]string) func(string, []byte) error {
 	}
 }
 
+// legacyBoolVal reads one of the original's boolean keys as its Python did
+// ("if config['ssl']"): false, null, 0, "", [] and {} are false, every other
+// value true. Anything but true or false is read that way with a warning
+// that says what it was read as.
+func legacyBoolVal(dst *bool, warnings *[]string) func(string, []byte) error {
+	return func(key string, raw []byte) error {
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return typeErr(key, "a boolean (true or false, without quotes)", raw)
+		}
+		if b, ok := v.(bool); ok {
+			*dst = b
+			return nil
+		}
+		truth := truthy(v)
+		*dst = truth
+		msg := fmt.Sprintf("key %q: %s is %s, read as %v as the original read it; write %v, without quotes",
+			key, shown(raw), jsonKind(raw), truth, truth)
+		if str, ok := v.(string); ok && truth && looksFalse(str) {
+			msg = fmt.Sprintf("key %q: %s is a non-empty string, which the original read as TRUE, and so does simgate; write false, without quotes, if false is meant",
+				key, shown(raw))
+		}
+		*warnings = append(*warnings, msg)
+		return nil
+	}
+}
+
+// truthy is Python's truth of a decoded JSON value.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case float64:
+		return x != 0
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
+}
+
+func looksFalse(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "false", "0", "no", "off", "none", "null":
+		return true
+	}
+	return false
+}
+
+// legacyPortVal reads one of the original's port keys: the original handed
+// it to the socket library, which also takes a string of digits ("587");
+// that is read as the number, with a warning.
+func legacyPortVal(dst *int, warnings *[]string) func(string, []byte) error {
+	return func(key string, raw []byte) error {
+		var str string
+		if jsonKind(raw) != "a string" || json.Unmarshal(raw, &str) != nil {
+			if err := intVal(dst)(key, raw); err != nil {
+				return typeErr(key, "a port number", raw)
+			}
+			return nil
+		}
+		n, err := strconv.Atoi(str)
+		if err != nil || n < 0 || strings.TrimLeft(str, "0123456789") != "" {
+			return typeErr(key, "a port number", raw)
+		}
+		*dst = n
+		*warnings = append(*warnings, fmt.Sprintf("key %q: %s is a string, read as the number %d as the original read it; write %d, without quotes", key, shown(raw), n, n))
+		return nil
+	}
+}
+
+func shown(raw []byte) string {
+	s := string(bytes.TrimSpace(raw))
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return s
+}
+
 func obsolete(warnings *[]string) func(string, []byte) error {
 	return func(key string, _ []byte) error {
 		*warnings = append(*warnings, fmt.Sprintf("key %q is obsolete and ignored: TLS is terminated by Apache in front of the coordinator", key))
@@ -119,7 +200,12 @@ func obsolete(warnings *[]string) func(string, []byte) error {
 
 // objectVal decodes an object, rejecting unknown keys with a hint of the
 // nearest known one, and hands each value to its field's setter.
-func objectVal(fields []field) func(string, []byte) error {
+func objectVal(fields []field) func(string, []byte) error { return objectWith(fields, nil) }
+
+// objectWith is objectVal; with warnings set, an unknown key is ignored with
+// a warning instead (the top level, which sites share with the simulation
+// server's keys and fill with "_comment" notes).
+func objectWith(fields []field, warnings *[]string) func(string, []byte) error {
 	return func(prefix string, raw []byte) error {
 		var m map[string]json.RawMessage
 		if jsonKind(raw) != "an object" {
@@ -147,11 +233,15 @@ func objectVal(fields []field) func(string, []byte) error {
 			}
 			f, ok := known[k]
 			if !ok {
-				msg := "unknown key"
+				hint := ""
 				if near := nearest(k, fields); near != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", near)
+					hint = fmt.Sprintf(" (did you mean %q?)", near)
 				}
-				return &Error{Key: full, Msg: msg}
+				if warnings != nil {
+					*warnings = append(*warnings, fmt.Sprintf("key %q is not a session server key and is ignored%s", full, hint))
+					continue
+				}
+				return &Error{Key: full, Msg: "unknown key" + hint}
 			}
 			if err := f.set(full, m[k]); err != nil {
 				return err
@@ -180,6 +270,9 @@ func describeSyntax(data []byte, err error) string {
 		} else {
 			col++
 		}
+	}
+	if off > 0 && int(off) <= len(data) && data[off-1] == '/' {
+		return fmt.Sprintf("line %d, column %d: JSON has no comments; remove it, or keep the note in a \"_comment\" key", line, col-1)
 	}
 	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
 }

@@ -28,7 +28,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if c.Port < 1 || c.Port > 65535 || c.NATS.Listen == "" || c.LoadThreshold <= 0 {
+		if c.Port < 0 || c.Port > 65535 || c.NATS.Listen == "" || c.LoadThreshold <= 0 {
 			t.Fatalf("accepted an invalid configuration: %+v", c)
 		}
 		c.Warnings = nil
