@@ -258,3 +258,40 @@ func TestVersionFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBookingsAreHonest: PROTOCOL §1. A visitor's repeat, while its booking
+// is unconfirmed, gets the same answer and books nothing; HEAD books
+// nothing; another visitor is placed past the first one's booking.
+func TestBookingsAreHonest(t *testing.T) {
+	const a, b = "book-a.test/2501", "book-b.test/2502"
+	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}})
+	p := f.publisher(t, "bookings-test")
+	for _, s := range []string{a, b} {
+		p.send(s, "up", 10, 60) // equal loads; a long interval keeps every booking unconfirmed
+		f.waitState(t, s, 5*time.Second, "up")
+	}
+	handed := func() float64 { return f.scrape(t).value("simgate_sessions_handed_out") }
+	_, first, err := getAs(f.base+"/session?url=https://github.com/x/y/blob/main/worlds/w.wbt", "198.51.100.7")
+	if err != nil || !strings.HasPrefix(first, "ws://") {
+		t.Fatalf("first answer %q, %v", first, err)
+	}
+	for range 5 {
+		_, again, _ := getAs(f.base+"/session?url=https://github.com/x/y/blob/main/worlds/w.wbt", "198.51.100.7")
+		if again != first {
+			t.Fatalf("repeat answered %q, want %q again", again, first)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodHead, f.base+"/session", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("HEAD /session: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if got := handed(); got != 1 {
+		t.Errorf("sessions handed out = %v after one visitor's repeats and a HEAD, want 1", got)
+	}
+	_, other, _ := getAs(f.base+"/session", "198.51.100.8")
+	if other == first || !strings.HasPrefix(other, "ws://") {
+		t.Errorf("a second visitor got %q beside the first's booking on %q, want the other server", other, first)
+	}
+}

@@ -204,7 +204,20 @@ func (f *farm) startAgent(t *testing.T, server string, args ...string) *proc {
 }
 
 func get(url string) (*http.Response, string, error) {
-	resp, err := http.Get(url)
+	return getAs(url, "")
+}
+
+// getAs is get from a visitor behind the local Apache: the coordinator
+// trusts 127.0.0.1's X-Forwarded-For (visitor "" sends none).
+func getAs(url, visitor string) (*http.Response, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	if visitor != "" {
+		req.Header.Set("X-Forwarded-For", visitor)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, "", err
 	}

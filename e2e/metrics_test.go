@@ -96,9 +96,11 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	f.waitState(t, a, 5*time.Second, "up")
 	f.waitState(t, b, 5*time.Second, "full")
-	const placed = 3
-	for range placed {
-		expectPrefix(t, f.base+"/session", "ws://")
+	const placed = 3 // three visitors: one visitor's repeats would book once
+	for i := range placed {
+		if _, body, err := getAs(f.base+"/session", fmt.Sprintf("192.0.2.%d", i+1)); err != nil || !strings.HasPrefix(body, "ws://") {
+			t.Fatalf("/session: %q, %v", body, err)
+		}
 	}
 	p.send(a, "up", 98, 60)
 	f.waitState(t, a, 5*time.Second, "full")

@@ -35,7 +35,7 @@ func BenchmarkPlace(b *testing.B) {
 			r, _ := benchRegistry(b, n)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, ok := r.Place(); !ok {
+				if _, ok := r.Place(Visitor{}); !ok {
 					b.Fatal("no server")
 				}
 			}

@@ -130,6 +130,12 @@ type Registry struct {
 	// when it is down or unknown): Sweep scans one packed array.
 	deadlines []int64
 
+	// holds remembers each visitor's unconfirmed booking (PROTOCOL §1):
+	// a repeat gets the same answer and books nothing.
+	holds      map[Visitor]hold
+	holdsSwept time.Time
+	repeated   uint64
+
 	available atomic.Bool
 	availCh   atomic.Pointer[chan struct{}] // closed and replaced at each availability flip
 	started   time.Time
@@ -151,6 +157,24 @@ type server struct {
 	idx     int // in servers and deadlines
 }
 
+// Visitor is who asks for a session: the client address (after trusted
+// proxies) and the ?url= it asked with. The zero Visitor is anonymous:
+// each of its requests books.
+type Visitor struct {
+	Addr string
+	URL  string
+}
+
+// hold is a visitor's booking: reservation seq on server s.
+type hold struct {
+	s   *server
+	seq uint64
+}
+
+// maxHolds bounds the visitors remembered; past it, resolved holds are
+// forgotten first, then all (a flood of addresses costs memory no longer).
+const maxHolds = 1 << 16
+
 // New builds a registry.
 func New(o Options) *Registry {
 	if o.Now == nil {
@@ -165,6 +189,7 @@ func New(o Options) *Registry {
 		open:    len(o.Servers) == 0,
 		byName:  make(map[string]*server, len(o.Servers)),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		holds:   map[Visitor]hold{},
 		started: o.Now(),
 	}
 	ch := make(chan struct{})
@@ -284,9 +309,14 @@ func (r *Registry) setDeadline(s *server) {
 	r.deadlines[s.idx] = s.lastAt.Add(r.timeout(s)).UnixNano()
 }
 
-// Sweep marks down every server silent for longer than its timeout at now.
+// Sweep marks down every server silent for longer than its timeout at now,
+// and forgets resolved holds once a second.
 func (r *Registry) Sweep(now time.Time) {
 	r.mu.Lock()
+	if now.Sub(r.holdsSwept) >= time.Second {
+		r.pruneHolds(false)
+		r.holdsSwept = now
+	}
 	var changes []Change
 	t := now.UnixNano()
 	for i, d := range r.deadlines {
@@ -359,24 +389,65 @@ func (r *Registry) emit(changes []Change) {
 }
 
 // Place picks the available server with the lowest effective load and
-// reserves a session on it. ok is false when no server is available.
-func (r *Registry) Place() (name string, ok bool) {
+// reserves a session on it for v. ok is false when no server is available.
+// While v holds an unconfirmed booking on a server that is still up, v gets
+// that server again and nothing more is booked.
+func (r *Registry) Place(v Visitor) (name string, ok bool) {
 	r.mu.Lock()
+	if v.Addr != "" {
+		if h, found := r.holds[v]; found {
+			if h.s.state == Up && h.s.res.unconfirmed(h.seq, h.s.report) {
+				r.repeated++
+				r.mu.Unlock()
+				return h.s.name, true
+			}
+			delete(r.holds, v)
+		}
+	}
 	if len(r.heap) == 0 || r.heap[0].eff >= r.o.Threshold {
 		r.noServer++
 		r.mu.Unlock()
 		return "", false
 	}
 	s := r.heap[0]
-	s.res.add(r.o.Now(), s.report.Sessions)
+	seq := s.res.add(r.o.Now(), s.report.Sessions)
 	s.eff = s.res.effective(s.report)
 	s.tie = r.rng.Uint64()
 	r.heap.fix(0)
 	s.handed++
 	r.handedOut++
+	if v.Addr != "" {
+		if len(r.holds) >= maxHolds {
+			r.pruneHolds(true)
+		}
+		r.holds[v] = hold{s: s, seq: seq}
+	}
 	r.updateAvailable()
 	r.mu.Unlock()
 	return s.name, true
+}
+
+// Peek is the server Place would pick now, booking nothing (HEAD /session).
+func (r *Registry) Peek() (name string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.heap) == 0 || r.heap[0].eff >= r.o.Threshold {
+		return "", false
+	}
+	return r.heap[0].name, true
+}
+
+// pruneHolds forgets the holds whose booking is resolved; all when full
+// is set and that was not enough. r.mu is held.
+func (r *Registry) pruneHolds(full bool) {
+	for v, h := range r.holds {
+		if h.s.state != Up || !h.s.res.unconfirmed(h.seq, h.s.report) {
+			delete(r.holds, v)
+		}
+	}
+	if full && len(r.holds) >= maxHolds {
+		clear(r.holds)
+	}
 }
 
 // Available reports whether at least one server can take a session.
@@ -446,6 +517,13 @@ func (r *Registry) Counts() (handedOut, noServer uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.handedOut, r.noServer
+}
+
+// Repeated is how many answers repeated a visitor's unconfirmed booking.
+func (r *Registry) Repeated() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.repeated
 }
 
 // Started is when the registry was built.

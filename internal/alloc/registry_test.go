@@ -32,7 +32,7 @@ func TestLeastLoadedWins(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, ok := r.Place(); !ok || got != "b/1" {
+	if got, ok := r.Place(Visitor{}); !ok || got != "b/1" {
 		t.Errorf("Place = %q, %v; want b/1", got, ok)
 	}
 }
@@ -58,7 +58,7 @@ func TestStatesNeverPlaced(t *testing.T) {
 			if s := r.Snapshot()[0].State; s != tt.state {
 				t.Errorf("state %v, want %v", s, tt.state)
 			}
-			if got, ok := r.Place(); ok {
+			if got, ok := r.Place(Visitor{}); ok {
 				t.Errorf("placed on %q", got)
 			}
 			if r.Available() {
@@ -68,14 +68,14 @@ func TestStatesNeverPlaced(t *testing.T) {
 	}
 	t.Run("unknown", func(t *testing.T) {
 		r, _ := newReg(t, "a/1")
-		if _, ok := r.Place(); ok || r.Snapshot()[0].State != Unknown {
+		if _, ok := r.Place(Visitor{}); ok || r.Snapshot()[0].State != Unknown {
 			t.Error("a server never heard from must be unknown and never placed")
 		}
 	})
 	t.Run("just below the threshold is up", func(t *testing.T) {
 		r, _ := newReg(t, "a/1")
 		_ = r.Apply(report("a/1", 94.99))
-		if _, ok := r.Place(); !ok {
+		if _, ok := r.Place(Visitor{}); !ok {
 			t.Error("94.99 must be placeable")
 		}
 	})
@@ -97,7 +97,7 @@ func TestBurstIsSpread(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, ok := r.Place()
+			s, ok := r.Place(Visitor{})
 			if !ok {
 				t.Error("no server")
 				return
@@ -125,7 +125,7 @@ func TestTiesBrokenRandomly(t *testing.T) {
 		for _, s := range []string{"a/1", "b/1", "c/1"} {
 			_ = r.Apply(report(s, 10))
 		}
-		s, _ := r.Place()
+		s, _ := r.Place(Visitor{})
 		first[s] = true
 	}
 	if len(first) != 3 {

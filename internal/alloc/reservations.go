@@ -43,6 +43,7 @@ const (
 // the prior 100 / maxSessions until the first sample.
 type reservations struct {
 	at          pending // placement times, oldest first
+	popped      uint64  // reservations resolved so far: the sequence number of the oldest pending one
 	base        int     // reported session count that the pending reservations come on top of
 	perSession  float64 // load one session adds
 	learned     bool
@@ -53,16 +54,31 @@ type reservations struct {
 
 func (r *reservations) init() { r.perSession = 1 }
 
-// add reserves a session handed out at t; sessions is the count last reported.
-func (r *reservations) add(t time.Time, sessions int) {
+// add reserves a session handed out at t; sessions is the count last
+// reported. It returns the reservation's sequence number.
+func (r *reservations) add(t time.Time, sessions int) uint64 {
 	if r.at.len() == 0 {
 		r.base = max(sessions, 0)
 	}
 	if r.at.len() == maxPending {
-		r.at.pop()
+		r.pop()
 		r.base++
 	}
 	r.at.push(t)
+	return r.popped + uint64(r.at.len()) - 1
+}
+
+func (r *reservations) pop() {
+	r.at.pop()
+	r.popped++
+}
+
+// unconfirmed reports whether reservation seq is still waiting: neither
+// resolved nor covered by the growth of the reported session count (the
+// oldest reservations are the first a growth covers).
+func (r *reservations) unconfirmed(seq uint64, rep Report) bool {
+	covered := uint64(r.at.len() - r.unseen(rep))
+	return seq >= r.popped+covered && seq < r.popped+uint64(r.at.len())
 }
 
 // unseen is how many reservations the reported session count cannot
@@ -99,7 +115,7 @@ func (r *reservations) observe(prev, rep Report, prior float64) {
 		settle = blindIntervals * rep.Interval
 	}
 	for r.at.len() > 0 && rep.At.Sub(r.at.oldest()) >= settle {
-		r.at.pop()
+		r.pop()
 		r.base++ // expired: the count shows it by now
 	}
 	if r.at.len() == 0 {

@@ -84,7 +84,7 @@ func newSimgatePolicy(sc simScenario, clock *time.Time) *simgatePolicy {
 
 func (p *simgatePolicy) report(_ time.Duration, _ int, rep Report) { _ = p.reg.Apply(rep) }
 func (p *simgatePolicy) place(time.Duration) (int, bool) {
-	name, ok := p.reg.Place()
+	name, ok := p.reg.Place(Visitor{})
 	return p.index[name], ok
 }
 

@@ -115,10 +115,8 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}
 	c.registerGauges()
 
-	var limiter *httpapi.Limiter
-	if cfg.HTTP.SessionRate > 0 {
-		limiter = httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
-	}
+	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
+	limiter := httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
 	c.api = httpapi.New(httpapi.Options{
 		Registry:            c.reg,
 		SSL:                 cfg.SSL,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,8 @@ import (
 
 // Registry is what the handlers need of the server registry.
 type Registry interface {
-	Place() (name string, ok bool)
+	Place(v alloc.Visitor) (name string, ok bool)
+	Peek() (name string, ok bool)
 	Available() bool
 	AvailabilityChanged() <-chan struct{}
 	MeanLoad() (float64, bool)
@@ -41,7 +43,8 @@ type Options struct {
 	Ready func() bool
 	// MaxWebSocketClients caps concurrent WebSocket clients.
 	MaxWebSocketClients int
-	// Limiter, when set, limits /session per client address.
+	// Limiter, when set, limits /session per client address and tells
+	// client addresses behind trusted proxies.
 	Limiter *Limiter
 	// AllowedOrigins lists the WebSocket origins accepted; empty: all.
 	AllowedOrigins []string
@@ -171,22 +174,57 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(limitedBody)
 		return
 	}
-	name, ok := a.o.Registry.Place()
+	var name string
+	var ok bool
+	if r.Method == http.MethodHead {
+		name, ok = a.o.Registry.Peek() // the headers GET would send; HEAD books nothing
+	} else {
+		name, ok = a.o.Registry.Place(a.visitor(r))
+	}
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
 		_, _ = w.Write(noServer)
-		a.none.Inc()
+		if r.Method != http.MethodHead {
+			a.none.Inc()
+		}
 	} else {
 		_, _ = w.Write(a.scheme)
 		_, _ = io.WriteString(w, name)
-		a.placed.Inc()
+		if r.Method != http.MethodHead {
+			a.placed.Inc()
+		}
 	}
 	a.o.Metrics.SessionLatency.Observe(time.Since(start).Seconds())
 }
 
+// visitor is who asks: the client address (behind trusted proxies, the one
+// they forward) and the world asked for, "?url=" as the Webots client writes
+// it (not encoded; PROTOCOL §1.1).
+func (a *API) visitor(r *http.Request) alloc.Visitor {
+	addr := ""
+	if a.o.Limiter != nil {
+		addr = a.o.Limiter.ClientAddr(r)
+	}
+	if addr == "" {
+		addr = peerHost(r)
+	}
+	return alloc.Visitor{Addr: addr, URL: worldURL(r.URL.RawQuery)}
+}
+
+// worldURL is everything after "url=" in a raw query; "" without one.
+func worldURL(rawQuery string) string {
+	if v, ok := strings.CutPrefix(rawQuery, "url="); ok {
+		return v
+	}
+	if _, v, ok := strings.Cut(rawQuery, "&url="); ok {
+		return v
+	}
+	return ""
+}
+
 // sessionAnswer is the body of /session for the WebSocket form.
-func (a *API) sessionAnswer() []byte {
-	name, ok := a.o.Registry.Place()
+func (a *API) sessionAnswer(r *http.Request) []byte {
+	name, ok := a.o.Registry.Place(a.visitor(r))
 	if !ok {
 		a.none.Inc()
 		return noServer

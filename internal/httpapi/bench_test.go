@@ -65,6 +65,19 @@ func BenchmarkSessionHandler(b *testing.B) {
 			}
 		})
 	}
+	// One visitor asking again while its booking is unconfirmed: the
+	// answer is repeated, nothing is booked (PROTOCOL §1).
+	b.Run("servers=10000/visitor-repeats", func(b *testing.B) {
+		api := benchAPI(b, 10_000)
+		req := req.Clone(req.Context())
+		req.RemoteAddr = "198.51.100.7:50000"
+		w := &benchWriter{h: http.Header{}}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(w.h)
+			api.ServeHTTP(w, req)
+		}
+	})
 	b.Run("baseline=constant", func(b *testing.B) {
 		body := []byte("ws://localhost:2000")
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

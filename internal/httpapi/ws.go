@@ -97,7 +97,7 @@ func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-	if err := conn.WriteMessage(websocket.TextMessage, a.sessionAnswer()); err != nil {
+	if err := conn.WriteMessage(websocket.TextMessage, a.sessionAnswer(r)); err != nil {
 		return
 	}
 	closeConn(conn, websocket.CloseNormalClosure, "", nil)

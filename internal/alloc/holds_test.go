@@ -1,0 +1,74 @@
+package alloc
+
+import (
+	"testing"
+	"time"
+)
+
+// TestVisitorHolds: PROTOCOL §1's honest bookings. A visitor's repeat gets
+// its unconfirmed booking again and books nothing; once the session count
+// shows the session (or the booking lapses, the visitor never came), or the
+// server leaves the placeable state, the next request books anew.
+func TestVisitorHolds(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	apply := func(server string, load float64, sessions int) {
+		t.Helper()
+		rep := report(server, load)
+		rep.Sessions, rep.At = sessions, now
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("a/1", 10, 0)
+	apply("b/1", 10, 0)
+	v := Visitor{Addr: "198.51.100.7", URL: "https://github.com/x/y/blob/main/worlds/w.wbt"}
+	first, _ := r.Place(v)
+	for range 10 {
+		if again, _ := r.Place(v); again != first {
+			t.Fatalf("repeat got %s, want %s", again, first)
+		}
+	}
+	if h, _ := r.Counts(); h != 1 || r.Repeated() != 10 {
+		t.Fatalf("handed out %d, repeated %d; want 1 and 10", h, r.Repeated())
+	}
+	if other, _ := r.Place(Visitor{Addr: v.Addr, URL: "https://github.com/x/z/blob/main/worlds/w.wbt"}); other == first {
+		t.Errorf("another world from the same address went to %s beside the booking", other)
+	}
+	if peer, _ := r.Place(Visitor{Addr: "198.51.100.8"}); peer == "" {
+		t.Error("another visitor got nothing")
+	}
+
+	// The session count shows the visitor's session: confirmed, so a new
+	// request is a new visitor behind the same address (a classroom).
+	now = now.Add(500 * time.Millisecond)
+	apply(first, 11, 2)
+	if h0, _ := r.Counts(); true {
+		r.Place(v)
+		if h, _ := r.Counts(); h != h0+1 {
+			t.Errorf("after confirmation: handed out %d, want %d", h, h0+1)
+		}
+	}
+
+	// A booking whose visitor never came lapses with the count's settle time.
+	v2 := Visitor{Addr: "203.0.113.9"}
+	got, _ := r.Place(v2)
+	now = now.Add(4 * time.Second)
+	apply("a/1", 10, 2)
+	apply("b/1", 10, 2)
+	h0, _ := r.Counts()
+	if again, _ := r.Place(v2); again == "" {
+		t.Fatal("no server")
+	}
+	if h, _ := r.Counts(); h != h0+1 {
+		t.Errorf("a lapsed booking on %s was repeated (handed out %d, want %d)", got, h, h0+1)
+	}
+
+	// A held server that goes full is not repeated.
+	v3 := Visitor{Addr: "203.0.113.10"}
+	held, _ := r.Place(v3)
+	apply(held, 99, 2)
+	if again, _ := r.Place(v3); again == held {
+		t.Errorf("repeated %s, which is full", held)
+	}
+}
