@@ -18,13 +18,14 @@ import (
 	"github.com/simgate/simgate/internal/testutil"
 )
 
-// waitMail waits until a mail with subject, its body opening with opening, has arrived.
+// waitMail waits until a mail with subject, its body opening as the
+// original's did ("Hello,", a blank line, then opening), has arrived.
 func waitMail(t *testing.T, srv *smtptest.Server, subject, opening string) {
 	t.Helper()
 	testutil.WaitFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		var subjects []string
 		for _, m := range srv.Messages() {
-			if strings.Contains(m.Data, "Subject: "+subject+"\r\n") && strings.Contains(m.Data, "\r\n\r\n"+opening) {
+			if strings.Contains(m.Data, "Subject: "+subject+"\r\n") && strings.Contains(m.Data, "\r\n\r\nHello,\r\n\r\n"+opening) {
 				if m.From != "sender@example.org" || len(m.To) != 1 || m.To[0] != "admin@example.org" || m.User != "sender@example.org" {
 					t.Errorf("envelope %+v", m)
 				}
@@ -90,9 +91,9 @@ func TestMailsAndEvents(t *testing.T) {
 	pub := f.publisher(t, "direct-publisher")
 	pub.beat(direct, "up", 10)
 	pub.beat(direct, "up", 97)
-	waitMail(t, smtp, "Simulation server reached maximum load", direct+" simulation server has reached maximum load (97%).")
+	waitMail(t, smtp, "Simulation server reached maximum load", direct+" simulation server has reached maximum load (97.0%).")
 	pub.beat(direct, "up", 40)
-	waitMail(t, smtp, "Simulation server available again", direct+" simulation server is available again (load = 40%).")
+	waitMail(t, smtp, "Simulation server available again", direct+" simulation server is available again (load = 40.0%).")
 	if m := smtp.Messages()[0]; !strings.Contains(m.Data, "Check it at http://sessions.example.org:") {
 		t.Errorf("monitor link missing:\n%s", m.Data)
 	}
@@ -152,5 +153,5 @@ func TestMailsAndEvents(t *testing.T) {
 	}
 	smtp.SetDown(false)
 	f.restart(t)
-	waitMail(t, smtp, "Simulation server reached maximum load", pending+" simulation server has reached maximum load (99%).")
+	waitMail(t, smtp, "Simulation server reached maximum load", pending+" simulation server has reached maximum load (99.0%).")
 }

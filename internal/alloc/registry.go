@@ -491,6 +491,7 @@ type View struct {
 	LastSeen    time.Time // zero: never
 	HandedOut   uint64
 	Note        string
+	Status      Status // of the last report
 }
 
 // Snapshot returns every server in configuration order.
@@ -505,7 +506,7 @@ func (r *Registry) Snapshot() []View {
 			v.Load, v.Vector = s.report.Load, s.report.Vector
 			v.Effective = s.res.effective(s.report)
 			v.Sessions, v.MaxSessions = s.report.Sessions, s.report.MaxSessions
-			v.Interval, v.LastSeen, v.Note = s.report.Interval, s.lastAt, s.report.Note
+			v.Interval, v.LastSeen, v.Note, v.Status = s.report.Interval, s.lastAt, s.report.Note, s.report.Status
 		}
 		out[i] = v
 	}

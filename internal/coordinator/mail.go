@@ -77,7 +77,7 @@ func (m *mailer) change(c alloc.Change) {
 
 func (m *mailer) report(r alloc.Report) {
 	if m != nil {
-		m.policy.Load(r.Server, r.Load, r.Vector, r.At)
+		m.policy.Load(r.Server, r.Status, r.Load, r.Vector, r.At)
 	}
 }
 
@@ -99,9 +99,16 @@ func (m *mailer) run(ctx context.Context, reg *alloc.Registry) {
 			m.policy.Tick(now)
 		case now := <-grace.C:
 			for _, v := range reg.Snapshot() {
-				if v.State == alloc.Unknown {
+				switch v.State {
+				case alloc.Unknown:
 					m.log.Warn("server never heard from since start", "server", v.Server, "grace", m.grace)
 					m.policy.NotResponding(v.Server, fmt.Sprintf("no heartbeat from its agent in the %s since the session server started", m.grace), now)
+				case alloc.Down:
+					if v.LastSeen.IsZero() || v.Status != alloc.StatusServiceDown {
+						continue // a planned stop, or a loss mailed when it happened
+					}
+					m.log.Warn("server not up since start", "server", v.Server, "grace", m.grace, "reason", v.Reason)
+					m.policy.NotResponding(v.Server, fmt.Sprintf("%s, for the %s since the session server started", v.Reason, m.grace), now)
 				}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,24 +52,26 @@ func TestFourMails(t *testing.T) {
 	p.Change(alloc.Change{Server: srv, From: alloc.Unknown, To: alloc.Up, At: t0, Load: 10})
 	p.Change(alloc.Change{Server: srv, From: alloc.Up, To: alloc.Down, Reason: "its agent's NATS connection closed", At: t0})
 	p.Change(alloc.Change{Server: srv, From: alloc.Down, To: alloc.Up, At: t0.Add(time.Second), Load: 12})
-	p.Load(srv, 97, alloc.Vector{CPU: &cpu}, t0.Add(2*time.Second))
-	p.Load(srv, 40, alloc.Vector{}, t0.Add(3*time.Second))
+	p.Load(srv, alloc.StatusUp, 12, alloc.Vector{}, t0.Add(time.Second))
+	p.Load(srv, alloc.StatusUp, 97, alloc.Vector{CPU: &cpu}, t0.Add(2*time.Second))
+	p.Load(srv, alloc.StatusUp, 40, alloc.Vector{}, t0.Add(3*time.Second))
+	// The original's lines (PROTOCOL §3), its loads written as Python wrote floats.
 	want := []struct{ subject, first string }{
 		{SubjectDown, srv + " simulation server may be down, as it is not responding to the requests of the session server..."},
-		{SubjectUp, srv + " simulation server is up and running again (load = 12%)."},
-		{SubjectFull, srv + " simulation server has reached maximum load (97%)."},
-		{SubjectAvailable, srv + " simulation server is available again (load = 40%)."},
+		{SubjectUp, srv + " simulation server is up and running again (load = 12.0%)."},
+		{SubjectFull, srv + " simulation server has reached maximum load (97.0%)."},
+		{SubjectAvailable, srv + " simulation server is available again (load = 40.0%)."},
 	}
 	got := s.all()
 	if len(got) != len(want) {
 		t.Fatalf("%d mails: %q", len(got), got)
 	}
 	for i, w := range want {
-		if got[i][0] != w.subject || !strings.HasPrefix(got[i][1], w.first+"\n") {
-			t.Errorf("mail %d: %q / %q; want %q opening with %q", i, got[i][0], got[i][1], w.subject, w.first)
+		if got[i][0] != w.subject || !strings.HasPrefix(got[i][1], "Hello,\n\n"+w.first+"\n") {
+			t.Errorf("mail %d: %q / %q; want %q opening with Hello, a blank line and %q", i, got[i][0], got[i][1], w.subject, w.first)
 		}
-		if !strings.Contains(got[i][1], "Check it at https://cyberbotics1.epfl.ch/1999/monitor") {
-			t.Errorf("mail %d has no monitor link: %q", i, got[i][1])
+		if !strings.HasSuffix(got[i][1], "\nCheck it at https://cyberbotics1.epfl.ch/1999/monitor\n\n-Simulation Server\n") {
+			t.Errorf("mail %d does not end with the link and the signature: %q", i, got[i][1])
 		}
 	}
 	if !strings.Contains(got[0][1], "NATS connection closed") || !strings.Contains(got[2][1], "CPU") {
@@ -122,6 +125,43 @@ func TestFlappingIsBounded(t *testing.T) {
 	}
 }
 
+// TestLoadMailsFollowStatus: only an up server's load feeds the full and
+// available mails, and not its first sample.
+func TestLoadMailsFollowStatus(t *testing.T) {
+	tests := []struct {
+		name   string
+		status []alloc.Status
+		loads  []float64
+		want   int
+	}{
+		{"first sample", []alloc.Status{alloc.StatusUp}, []float64{100}, 0},
+		{"second sample", []alloc.Status{alloc.StatusUp, alloc.StatusUp}, []float64{100, 100}, 1},
+		{"service down", []alloc.Status{alloc.StatusServiceDown, alloc.StatusServiceDown, alloc.StatusServiceDown}, []float64{95.16, 99, 99}, 0},
+		{"draining", []alloc.Status{alloc.StatusDraining, alloc.StatusDraining}, []float64{99, 99}, 0},
+		{"first sample after service down", []alloc.Status{alloc.StatusUp, alloc.StatusServiceDown, alloc.StatusUp}, []float64{10, 99, 99}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s sent
+			p := newPolicy(&s)
+			for i, st := range tt.status {
+				p.Load("a/1", st, tt.loads[i], alloc.Vector{}, t0.Add(time.Duration(i)*time.Second))
+			}
+			if got := s.all(); len(got) != tt.want {
+				t.Errorf("%d mails, want %d: %q", len(got), tt.want, got)
+			}
+		})
+	}
+}
+
+func TestPythonFloats(t *testing.T) {
+	for v, want := range map[float64]string{30: "30.0", 37.5: "37.5", 95.16: "95.16", 0: "0.0", 100: "100.0"} {
+		if got := pct(v); got != want {
+			t.Errorf("pct(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
 func TestLoadHoveringAtThresholdIsQuiet(t *testing.T) {
 	var s sent
 	p := newPolicy(&s)
@@ -131,7 +171,7 @@ func TestLoadHoveringAtThresholdIsQuiet(t *testing.T) {
 		if i%2 == 1 {
 			load = 96
 		}
-		p.Load("a/1", load, alloc.Vector{}, now)
+		p.Load("a/1", alloc.StatusUp, load, alloc.Vector{}, now)
 		p.Tick(now)
 		now = now.Add(time.Second)
 	}
@@ -155,14 +195,14 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func TestSMTPStartTLSAndAuth(t *testing.T) {
 	srv := smtptest.Start(t, "127.0.0.1:0")
 	tr := smtpFor(srv)
-	if err := tr.Send(context.Background(), Mail{Subject: SubjectDown, Body: "a/1 simulation server may be down\n", Created: t0}); err != nil {
+	if err := tr.Send(context.Background(), Mail{ID: "1.abc", Subject: SubjectDown, Body: "a/1 simulation server may be down\n", Created: t0}); err != nil {
 		t.Fatal(err)
 	}
 	m := srv.Messages()[0]
 	if m.User != srv.User || m.From != "support@example.org" || len(m.To) != 1 || m.To[0] != "admin@example.org" {
 		t.Errorf("%+v", m)
 	}
-	for _, h := range []string{"Subject: " + SubjectDown, `From: "Simulation Server" <support@example.org>`, `To: "Administrator" <admin@example.org>`} {
+	for _, h := range []string{"Subject: " + SubjectDown, "From: Simulation Server <support@example.org>", "To: Administrator <admin@example.org>", "Message-ID: <simgate.1.abc@example.org>"} {
 		if !strings.Contains(m.Data, h) {
 			t.Errorf("header %q missing in\n%s", h, m.Data)
 		}
@@ -283,3 +323,39 @@ func TestAbandonIsLoggedAtErrorLevel(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestCorruptSpoolIsSetAside: a pending-mail file that cannot be read is
+// renamed for a look and the queue starts empty: never a reason not to start.
+func TestCorruptSpoolIsSetAside(t *testing.T) {
+	for name, content := range map[string]string{
+		"empty":       "",
+		"truncated":   `[{"id":"1.a","subject":"Simulation server not responding","body":"x`,
+		"random":      "\x8a\x01\xffgarbage",
+		"object":      `{}`,
+		"wrong type":  `[1, 2]`,
+		"empty mails": `[{}]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			spool := filepath.Join(dir, "pending-mail.json")
+			if err := os.WriteFile(spool, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			q, err := NewQueue(QueueOptions{Transport: failing{}, Logger: quiet(), Spool: spool, RetryMax: time.Second, GiveUp: time.Hour})
+			if err != nil {
+				t.Fatalf("a corrupt spool stopped the start: %v", err)
+			}
+			defer q.Close()
+			if n := q.Pending(); n != 0 {
+				t.Errorf("%d mails read from a corrupt file", n)
+			}
+			aside, _ := filepath.Glob(spool + ".corrupt-*")
+			if len(aside) != 1 {
+				t.Fatalf("set aside: %v, want one file", aside)
+			}
+			if data, _ := os.ReadFile(aside[0]); string(data) != content {
+				t.Errorf("the file set aside does not hold what was there")
+			}
+		})
+	}
+}

@@ -38,6 +38,9 @@ type Policy struct {
 
 type serverMail struct {
 	down, full pair
+	// upReports counts consecutive "up" reports: the first one after a
+	// start (or a status other than up) is one sample, which feeds no mail.
+	upReports int
 }
 
 // pair is one bad/good pair of mails (down/up, full/available).
@@ -72,7 +75,15 @@ func (p *Policy) server(name string) *serverMail {
 	return s
 }
 
-func pct(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+// pct writes a load as the original's Python wrote a float: the shortest
+// form that reads back, with ".0" on a whole number (30.0, 37.5, 95.16).
+func pct(v float64) string {
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".eEnN") {
+		s += ".0"
+	}
+	return s
+}
 
 // Change takes a registry state change.
 func (p *Policy) Change(c alloc.Change) {
@@ -92,20 +103,35 @@ func (p *Policy) Change(c alloc.Change) {
 	}
 }
 
-// NotResponding reports a configured server never heard from since start.
+// NotResponding reports a configured server that has not been up since
+// start (never heard from, or its agent says its simulation server does
+// not answer), unless a "not responding" mail already went for it.
 func (p *Policy) NotResponding(server, why string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.server(server).down.owed {
+		return
+	}
 	p.bad(&p.server(server).down, event{subject: SubjectDown, bad: true,
 		line:   server + " simulation server may be down, as it is not responding to the requests of the session server...",
 		detail: "Why: " + why + ".", at: at})
 }
 
-// Load takes one reported load, for the full/available mails.
-func (p *Policy) Load(server string, load float64, v alloc.Vector, at time.Time) {
+// Load takes one report, for the full/available mails. Only a server whose
+// agent says it is up feeds them (a draining, leaving or service-down
+// server's load says nothing of its capacity), and not from its first
+// sample, which covers too short a time to mean anything.
+func (p *Policy) Load(server string, status alloc.Status, load float64, v alloc.Vector, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.server(server)
+	if status != alloc.StatusUp {
+		s.upReports = 0
+		return
+	}
+	if s.upReports++; s.upReports < 2 {
+		return
+	}
 	switch {
 	case load >= p.o.Threshold && !s.full.owed:
 		p.bad(&s.full, event{subject: SubjectFull, bad: true,
@@ -179,11 +205,13 @@ func (p *Policy) Tick(now time.Time) {
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
-// mail writes the body: the original's line first (administrators' filters
-// match it), then why and when, then the link to the monitor as the original.
+// mail writes the body as the original did (PROTOCOL §3): "Hello,", a blank
+// line, the original's event line (administrators' filters match it), then
+// simgate's why and when, the link to the monitor, a blank line and the
+// signature.
 func (p *Policy) mail(e event, note string) {
 	var b strings.Builder
-	b.WriteString(e.line + "\n\n")
+	b.WriteString("Hello,\n\n" + e.line + "\n")
 	if e.detail != "" {
 		b.WriteString(e.detail + "\n")
 	}

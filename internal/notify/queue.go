@@ -7,6 +7,8 @@ package notify
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,10 @@ import (
 
 // Mail is one notification.
 type Mail struct {
+	// ID is the mail's own, kept across retries and restarts: its
+	// Message-ID, so a receiver can drop a copy sent twice (an SMTP server
+	// that took it and died before answering).
+	ID       string    `json:"id"`
 	Subject  string    `json:"subject"`
 	Body     string    `json:"body"`
 	Created  time.Time `json:"created"`
@@ -68,12 +74,20 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 		data, err := os.ReadFile(o.Spool)
 		switch {
 		case err == nil:
-			if err := json.Unmarshal(data, &q.mails); err != nil {
-				return nil, fmt.Errorf("pending mails in %s are unreadable: %w", o.Spool, err)
+			if err := json.Unmarshal(data, &q.mails); err != nil || !wellFormed(q.mails) {
+				// Never a reason not to start: set the file aside for a look.
+				q.mails = nil
+				aside := fmt.Sprintf("%s.corrupt-%s", o.Spool, time.Now().UTC().Format("20060102T150405Z"))
+				rerr := os.Rename(o.Spool, aside)
+				o.Logger.Error("pending mails unreadable: file set aside, starting with none", "spool", o.Spool,
+					"aside", aside, "error", err, "rename_error", rerr)
 			}
 			now := time.Now()
 			for i := range q.mails {
 				q.mails[i].NextTry = now // a new run: try at once
+				if q.mails[i].ID == "" {
+					q.mails[i].ID = newID(q.mails[i].Created)
+				}
 			}
 			if len(q.mails) > 0 {
 				o.Logger.Info("mails pending from the last run", "count", len(q.mails), "spool", o.Spool)
@@ -89,11 +103,28 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 	return q, nil
 }
 
+// wellFormed reports whether a spool's mails each have a subject and body.
+func wellFormed(mails []Mail) bool {
+	for _, m := range mails {
+		if m.Subject == "" || m.Body == "" || m.Created.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// newID is a unique mail ID: its creation time and 64 random bits.
+func newID(created time.Time) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%d.%s", created.UnixNano(), hex.EncodeToString(b))
+}
+
 // Enqueue adds a mail and returns at once.
 func (q *Queue) Enqueue(subject, body string) {
 	now := time.Now()
 	q.mu.Lock()
-	q.mails = append(q.mails, Mail{Subject: subject, Body: body, Created: now, NextTry: now})
+	q.mails = append(q.mails, Mail{ID: newID(now), Subject: subject, Body: body, Created: now, NextTry: now})
 	q.saveLocked()
 	q.mu.Unlock()
 	q.pending()
@@ -220,7 +251,7 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 
 func (q *Queue) indexLocked(m Mail) int {
 	for i, x := range q.mails {
-		if x.Created.Equal(m.Created) && x.Subject == m.Subject && x.Body == m.Body {
+		if x.ID == m.ID {
 			return i
 		}
 	}

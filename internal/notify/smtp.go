@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/smtp"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/gomail.v2"
@@ -18,7 +19,7 @@ import (
 const stepTimeout = 15 * time.Second
 
 // SMTP sends mails as the original did: From "Simulation Server <sender>",
-// To "Administrator <administrator>". gomail composes the message; the
+// To "Administrator <administrator>", with a Message-ID that retries keep. gomail composes the message; the
 // transport below sets a deadline on every step, which gomail's dialer cannot.
 type SMTP struct {
 	Host     string
@@ -34,10 +35,18 @@ func (s *SMTP) Send(ctx context.Context, m Mail) error {
 	// Unencoded: quoted-printable would wrap the original's opening line,
 	// which administrators' filters match as it stands.
 	msg := gomail.NewMessage(gomail.SetEncoding(gomail.Unencoded))
-	msg.SetAddressHeader("From", s.From, "Simulation Server")
-	msg.SetAddressHeader("To", s.To, "Administrator")
+	// Written as the original wrote them, unquoted: filters may match them.
+	msg.SetHeader("From", "Simulation Server <"+s.From+">")
+	msg.SetHeader("To", "Administrator <"+s.To+">")
 	msg.SetHeader("Subject", m.Subject)
 	msg.SetDateHeader("Date", m.Created)
+	if m.ID != "" {
+		domain := "simgate.invalid"
+		if _, d, ok := strings.Cut(s.From, "@"); ok && d != "" {
+			domain = d
+		}
+		msg.SetHeader("Message-ID", "<simgate."+m.ID+"@"+domain+">")
+	}
 	msg.SetBody("text/plain", m.Body)
 	return gomail.Send(gomail.SendFunc(func(from string, to []string, w io.WriterTo) error {
 		return s.deliver(ctx, from, to, w)
