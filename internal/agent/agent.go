@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,8 @@ type Options struct {
 type Agent struct {
 	o        Options
 	draining atomic.Bool
+	fileMu   sync.Mutex
+	fileSeen *bool // whether the drain file existed at the last look; nil before the first
 	win      window
 	failing  map[string]string // collector → last error logged
 	service  string            // last probe error logged, "" when answering
@@ -61,17 +64,30 @@ func (a *Agent) SetDraining(on bool) {
 	}
 }
 
-// Draining reports whether the server is draining, by command or drain file.
+// Draining reports whether the server is draining. The signals and the
+// drain file are one state, and the latest event wins: SetDraining (USR1,
+// USR2) sets it at once; the drain file appearing or going away, seen here,
+// sets it too; a file present at start drains. So USR2 undrains while the
+// file exists, until the file changes again.
 func (a *Agent) Draining() bool {
-	if a.draining.Load() {
-		return true
-	}
 	if a.o.DrainFile != "" {
-		if _, err := os.Stat(a.o.DrainFile); err == nil {
-			return true
+		_, err := os.Stat(a.o.DrainFile)
+		present := err == nil
+		a.fileMu.Lock()
+		changed := a.fileSeen != nil && *a.fileSeen != present
+		first := a.fileSeen == nil
+		a.fileSeen = &present
+		a.fileMu.Unlock()
+		if changed || (first && present) {
+			verb := "removed"
+			if present {
+				verb = "created"
+			}
+			a.o.Logger.Info("drain file "+verb, "file", a.o.DrainFile)
+			a.SetDraining(present)
 		}
 	}
-	return false
+	return a.draining.Load()
 }
 
 // Run publishes heartbeats on nc until ctx ends, then a leaving heartbeat.
@@ -79,21 +95,23 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	subject := a.o.Subjects.Load(a.o.Server)
 	t := time.NewTicker(a.o.Interval)
 	defer t.Stop()
+	// The first heartbeat waits one interval: its CPU sample then covers a
+	// whole interval, not the milliseconds since the collectors started
+	// (which read 0 % or 100 % and made a full/available pair at start).
 	for {
-		hb := a.Beat(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		a.publish(nc, subject, hb)
 		select {
 		case <-ctx.Done():
+			a.leave(nc, subject)
+			return nil
 		case <-t.C:
-			continue
 		}
-		break
+		hb := a.Beat(ctx)
+		if ctx.Err() != nil {
+			a.leave(nc, subject)
+			return nil
+		}
+		a.publish(nc, subject, hb)
 	}
-	a.leave(nc, subject)
-	return nil
 }
 
 // leave sends the leaving heartbeat as a request and waits for the

@@ -195,9 +195,29 @@ func TestBeat(t *testing.T) {
 	if hb := a.Beat(context.Background()); hb.Status != bus.StatusDraining {
 		t.Errorf("drain file: %s", hb.Status)
 	}
+	// USR2 undrains although the file is still there: the latest event wins.
+	a.SetDraining(false)
+	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+		t.Errorf("SetDraining(false) with the drain file present: %s", hb.Status)
+	}
 	_ = os.Remove(drain)
+	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+		t.Errorf("drain file removed: %s", hb.Status)
+	}
 	a.SetDraining(true)
 	if hb := a.Beat(context.Background()); hb.Status != bus.StatusDraining {
 		t.Errorf("SetDraining: %s", hb.Status)
+	}
+	_ = os.WriteFile(drain, nil, 0o600)
+	_ = a.Beat(context.Background())
+	_ = os.Remove(drain)
+	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+		t.Errorf("removing the file undrains, whatever drained it: %s", hb.Status)
+	}
+	// A file present at start drains.
+	_ = os.WriteFile(drain, nil, 0o600)
+	a = New(Options{Server: "a/1", Collectors: []Collector{fixed{up}}, Logger: quiet, DrainFile: drain})
+	if hb := a.Beat(context.Background()); hb.Status != bus.StatusDraining {
+		t.Errorf("drain file at start: %s", hb.Status)
 	}
 }

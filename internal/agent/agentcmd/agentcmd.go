@@ -57,7 +57,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Probe, "probe", "", "URL that must answer for the simulation server to count as up, or 'off'; default http://127.0.0.1:<port of -server>/load")
 	fs.IntVar(&o.MaxSessions, "max-sessions", 100, "sessions the simulation server accepts (its maxConnections)")
 	fs.StringVar(&o.Processes, "process", strings.Join(agent.DefaultProcessNames, ","), "comma-separated process names counted as running simulations")
-	fs.StringVar(&o.DrainFile, "drain-file", "", "while this file exists the server is draining (takes no new session)")
+	fs.StringVar(&o.DrainFile, "drain-file", "", "creating this file drains the server (no new session), removing it undrains; the latest of a signal and a file change wins")
 	fs.StringVar(&o.Prefix, "prefix", bus.DefaultPrefix, "first token of the NATS subjects")
 	fs.StringVar(&o.User, "user", "", "NATS user name")
 	fs.StringVar(&o.Password, "password", "", "NATS password (prefer the environment variable SIMGATE_PASSWORD)")
