@@ -58,7 +58,7 @@ func TestHostileHeartbeats(t *testing.T) {
 		{"subject of another node", "simgate.load.fence_test_2000", ok(""), "subject"},
 		{"subject too deep", "simgate.load.target_test_2000.x", ok(""), "subject"},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			subject := tc.subject
 			if subject == "" {
@@ -70,9 +70,10 @@ func TestHostileHeartbeats(t *testing.T) {
 			}
 			// A good heartbeat from another server, sent after: once it is
 			// applied, the intake has handled the hostile one.
-			p.send(fence, "up", float64(len(tc.name)), 60)
+			fenceLoad := float64(i + 1) // unique per case: the previous case's fence cannot pass for this one's
+			p.send(fence, "up", fenceLoad, 60)
 			testutil.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-				if l := f.servers(t)[fence].Load; l != float64(len(tc.name)) {
+				if l := f.servers(t)[fence].Load; l != fenceLoad {
 					return fmt.Errorf("fence heartbeat not applied yet")
 				}
 				return nil
