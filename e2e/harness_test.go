@@ -241,6 +241,7 @@ type apiServer struct {
 	LastSeen    *string  `json:"lastSeen"`
 	Reason      string   `json:"reason"`
 	CPU         *float64 `json:"cpu"`
+	Source      string   `json:"source"`
 }
 
 func (f *farm) servers(t *testing.T) map[string]apiServer {

@@ -172,7 +172,7 @@ func TestMonitorInBrowser(t *testing.T) {
 		{hot, "sessions 19 / 20"},
 		{drain, "draining"},
 		{agent, "NATS connection closed"},
-		{never, "no heartbeat since the coordinator started"},
+		{never, "not heard from since the coordinator started"},
 		{"#summary", "servers available"},
 	} {
 		if !strings.Contains(texts[c.where], c.want) {

@@ -79,7 +79,24 @@ type Report struct {
 	Interval    time.Duration
 	Note        string // why the agent thinks its simulation server is unwell
 	At          time.Time
+	// Polled: the coordinator polled the server's /load (no agent speaks
+	// for it); an agent's report always wins over a poll.
+	Polled bool
 }
+
+// Source says where a server's reports come from.
+type Source uint8
+
+// Sources of reports.
+const (
+	SourceNone  Source = iota // nothing heard yet
+	SourceAgent               // an agent's heartbeats
+	SourcePoll                // the coordinator polls /load (no agent)
+)
+
+var sourceNames = [...]string{"", "agent", "poll"}
+
+func (s Source) String() string { return sourceNames[s] }
 
 // Change is a state transition of one server.
 type Change struct {
@@ -95,6 +112,9 @@ type Change struct {
 
 // ErrUnknownServer refuses a report for a server that is not configured.
 var ErrUnknownServer = errors.New("server is not in simulationServers")
+
+// ErrAgentSpeaks refuses a poll result for a server an agent speaks for.
+var ErrAgentSpeaks = errors.New("an agent reports for this server")
 
 // Options configures a Registry.
 type Options struct {
@@ -150,6 +170,8 @@ type server struct {
 	seen    bool // a report has arrived
 	lastAt  time.Time
 	handed  uint64
+	agentAt time.Time     // the last agent heartbeat; zero: none since start
+	agentTO time.Duration // that agent's silence timeout
 	res     reservations
 	eff     float64 // report.Load + reservations
 	tie     uint64
@@ -217,11 +239,23 @@ func (r *Registry) Apply(rep Report) error {
 	r.mu.Lock()
 	s, ok := r.byName[rep.Server]
 	if !ok {
-		if !r.open {
+		if !r.open || rep.Polled {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: %q", ErrUnknownServer, rep.Server)
 		}
 		s = r.add(rep.Server)
+	}
+	if rep.Polled {
+		if r.agentSpeaks(s, rep.At) {
+			r.mu.Unlock()
+			return ErrAgentSpeaks
+		}
+	} else {
+		s.agentAt = rep.At
+		s.agentTO = rep.Interval * 3
+		if r.o.Timeout > 0 {
+			s.agentTO = r.o.Timeout
+		}
 	}
 	prev := s.report
 	s.report = rep
@@ -240,6 +274,23 @@ func (r *Registry) Apply(rep Report) error {
 	r.reheap(s)
 	r.emit(changes)
 	return nil
+}
+
+// agentSpeaks reports whether an agent has spoken for s within its silence
+// timeout at now; r.mu is held. Until it has been silent that long, the
+// server is the agent's (down at once when its connection closed) and
+// polling waits: PROTOCOL §2.
+func (r *Registry) agentSpeaks(s *server, now time.Time) bool {
+	return !s.agentAt.IsZero() && now.Sub(s.agentAt) < s.agentTO
+}
+
+// WantsPoll reports whether the coordinator should poll server's /load:
+// it is configured and no agent speaks for it (PROTOCOL §2).
+func (r *Registry) WantsPoll(server string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.byName[server]
+	return ok && !r.agentSpeaks(s, now)
 }
 
 // stateOf is the state a report puts its server in.
@@ -325,8 +376,11 @@ func (r *Registry) Sweep(now time.Time) {
 		}
 		s := r.servers[i]
 		limit := r.timeout(s)
-		changes = append(changes, r.transition(s, Down,
-			fmt.Sprintf("no heartbeat for %s", limit.Round(time.Millisecond)), now))
+		why := fmt.Sprintf("no heartbeat for %s", limit.Round(time.Millisecond))
+		if s.report.Polled {
+			why = fmt.Sprintf("its /load did not answer for %s", limit.Round(time.Millisecond))
+		}
+		changes = append(changes, r.transition(s, Down, why, now))
 		r.reheap(s)
 	}
 	r.emit(changes)
@@ -492,6 +546,7 @@ type View struct {
 	HandedOut   uint64
 	Note        string
 	Status      Status // of the last report
+	Source      Source // of the last report
 }
 
 // Snapshot returns every server in configuration order.
@@ -507,6 +562,10 @@ func (r *Registry) Snapshot() []View {
 			v.Effective = s.res.effective(s.report)
 			v.Sessions, v.MaxSessions = s.report.Sessions, s.report.MaxSessions
 			v.Interval, v.LastSeen, v.Note, v.Status = s.report.Interval, s.lastAt, s.report.Note, s.report.Status
+			v.Source = SourceAgent
+			if s.report.Polled {
+				v.Source = SourcePoll
+			}
 		}
 		out[i] = v
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/metrics"
+	"github.com/simgate/simgate/internal/poll"
 	"github.com/simgate/simgate/internal/version"
 )
 
@@ -132,6 +133,15 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
+	// Servers without an agent are polled as the original polled them;
+	// the in-process agent's own server never needs it.
+	polled := slices.DeleteFunc(slices.Clone(cfg.SimulationServers), func(s string) bool { return s == cfg.LocalAgent })
+	if len(polled) > 0 {
+		p := poll.New(poll.Options{Servers: polled, SSL: cfg.SSL, Registry: c.reg, OnReport: c.mail.report,
+			Logger: log.With("component", "poll")})
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); p.Run(ctx) }()
+	}
 	c.wg.Add(3)
 	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
 	go func() {

@@ -17,6 +17,7 @@ type serverJSON struct {
 	Sessions    int       `json:"sessions"`
 	MaxSessions int       `json:"maxSessions"`
 	LastSeen    *string   `json:"lastSeen"`
+	Source      string    `json:"source,omitempty"` // "agent" or "poll" (PROTOCOL §2); absent before the first report
 	Effective   float64   `json:"effectiveLoad"`
 	Reason      string    `json:"reason,omitempty"`
 	Since       string    `json:"since"`
@@ -68,7 +69,8 @@ func (a *API) serversDoc() serversJSON {
 			Effective: v.Effective, Reason: v.Reason, Since: v.Since.UTC().Format(time.RFC3339),
 			CPU: v.Vector.CPU, Memory: v.Vector.Memory, Swap: v.Vector.Swap, GPU: v.Vector.GPU,
 			GPUMemory: v.Vector.GPUMemory, VRAM: v.Vector.VRAM, Interval: v.Interval.Seconds(),
-			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server]}
+			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server],
+			Source: v.Source.String()}
 		if v.Sessions > 0 {
 			s.Sessions = v.Sessions
 		}

@@ -28,7 +28,7 @@
     if (!s.lastSeen) return "never heard from";
     var now = Date.parse(doc.summary.now || "") || Date.now();
     var secs = Math.max(0, (now - Date.parse(s.lastSeen) + (Date.now() - received)) / 1000);
-    return "last heartbeat " + secs.toFixed(secs < 10 ? 1 : 0) + " s ago";
+    return (s.source === "poll" ? "polled (no agent) " : "last heartbeat ") + secs.toFixed(secs < 10 ? 1 : 0) + " s ago";
   }
   function card(s) {
     var lim = doc.summary.loadThreshold;
@@ -36,10 +36,11 @@
     if (s.state === "full") why = s.saturated ? "saturated: " + s.saturated : "load " + pct(s.load) + " at or above " + lim + "%";
     else if (s.state === "down") why = (s.reason || "down") + " · since " + new Date(s.since).toLocaleString();
     else if (s.state === "draining") why = "draining: takes no new session";
-    else if (s.state === "unknown") why = "no heartbeat since the coordinator started: is its agent running?";
+    else if (s.state === "unknown") why = "not heard from since the coordinator started: no agent, and its /load does not answer";
     if (s.probe && s.state !== "down") why += (why ? " · " : "") + "probe: " + s.probe;
     return "<article class='server st-" + s.state + "' data-server='" + esc(s.server) + "'>" +
-      "<h2><a href='" + esc(s.link) + "'>" + esc(s.server) + "</a> <span class=state>" + s.state + "</span></h2>" +
+      "<h2><a href='" + esc(s.link) + "'>" + esc(s.server) + "</a> <span class=state>" + s.state + "</span>" +
+      (s.source ? " <span class=source data-source='" + s.source + "'>" + (s.source === "poll" ? "polled" : "agent") + "</span>" : "") + "</h2>" +
       "<div class=bars>" + bar("load", s.lastSeen ? s.load : null, lim) + bar("CPU", s.cpu, lim) +
       bar("RAM", s.memory, lim) + bar("swap", s.swap, lim) + bar("GPU", s.gpu, lim) + bar("VRAM", s.vram, lim) + "</div>" +
       "<div class=facts><span>sessions " + (s.sessions || 0) + " / " + (s.maxSessions || "?") + "</span><span>handed out " +
