@@ -118,9 +118,10 @@ type farm struct {
 
 // listening is what the coordinator's -listen-file holds.
 type listening struct {
-	HTTPPort int    `json:"httpPort"`
-	NATSURL  string `json:"natsURL"`
-	NATSPort int    `json:"natsPort"`
+	HTTPPort         int    `json:"httpPort"`
+	NATSURL          string `json:"natsURL"`
+	NATSPort         int    `json:"natsPort"`
+	NATSWebsocketURL string `json:"natsWebsocketURL"`
 }
 
 // startFarm writes a configuration with extra's keys over a plain local one

@@ -3,9 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,5 +144,29 @@ func TestConfigFreeStart(t *testing.T) {
 		time.Since(begin), state, body)
 	if code, _ := p.stop(t, syscall.SIGINT, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d", code)
+	}
+}
+
+// TestBusyPortsFailAtOnce: a port in use stops the start at once, with
+// exit 1 and a message naming the port and the cause.
+func TestBusyPortsFailAtOnce(t *testing.T) {
+	coord, _ := testutil.Binaries(t)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
+	for _, args := range [][]string{
+		{"-port", port, "-nats-listen", "127.0.0.1:0"},
+		{"-port", "0", "-nats-listen", "127.0.0.1:" + port},
+	} {
+		begin := time.Now()
+		out, err := exec.Command(coord, args...).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), port) || !strings.Contains(string(out), "address already in use") {
+			t.Errorf("coordinator %v: %v after %v, output:\n%s\nwant exit 1 naming port %s and the cause", args, err, time.Since(begin), out, port)
+		}
+		t.Logf("%v: refused after %v", args, time.Since(begin))
 	}
 }

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +97,7 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	subject := a.o.Subjects.Load(a.o.Server)
 	t := time.NewTicker(a.o.Interval)
 	defer t.Stop()
+	checked := false
 	// The first heartbeat waits one interval: its CPU sample then covers a
 	// whole interval, not the milliseconds since the collectors started
 	// (which read 0 % or 100 % and made a full/available pair at start).
@@ -109,6 +112,11 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 		if ctx.Err() != nil {
 			a.leave(nc, subject)
 			return nil
+		}
+		if !checked && nc.IsConnected() {
+			checked = true
+			a.check(nc, subject, hb) // the first heartbeat asks whether the coordinator takes it
+			continue
 		}
 		a.publish(nc, subject, hb)
 	}
@@ -144,6 +152,59 @@ func (a *Agent) leave(nc *nats.Conn, subject string) {
 		return
 	}
 	a.o.Logger.Info("leaving heartbeat sent (not acknowledged)", "server", a.o.Server, "reason", err)
+}
+
+// check sends hb as a request, without waiting: the coordinator's
+// acknowledgement says whether it applied the heartbeat or dropped it, and
+// a drop is said once, clearly, with what to change. A coordinator that
+// does not answer is not an error: the heartbeats go on either way.
+func (a *Agent) check(nc *nats.Conn, subject string, hb bus.Heartbeat) {
+	data, err := hb.Encode()
+	if err != nil {
+		return
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		a.publish(nc, subject, hb)
+		return
+	}
+	if err := nc.PublishRequest(subject, inbox, data); err != nil {
+		_ = sub.Unsubscribe()
+		return
+	}
+	go func() {
+		defer func() { _ = sub.Unsubscribe() }()
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			return
+		}
+		ack := string(m.Data)
+		reason, dropped := strings.CutPrefix(ack, "dropped: ")
+		if !dropped {
+			a.o.Logger.Info("the coordinator takes this agent's heartbeats", "server", a.o.Server)
+			return
+		}
+		hint := "see the coordinator's log"
+		if reason == bus.DropUnknown {
+			hint = fmt.Sprintf("-server must be written exactly as in the coordinator's simulationServers (is it %q?)", otherSpelling(a.o.Server))
+		}
+		a.o.Logger.Error("the coordinator drops this agent's heartbeats", "server", a.o.Server, "reason", reason, "next", hint)
+	}()
+}
+
+// otherSpelling is entry with its port separator swapped: host/2000 and
+// host:2000 are different entries to the coordinator.
+func otherSpelling(entry string) string {
+	i := strings.LastIndexAny(entry, "/:")
+	if i < 0 {
+		return entry
+	}
+	sep := "/"
+	if entry[i] == '/' {
+		sep = ":"
+	}
+	return entry[:i] + sep + entry[i+1:]
 }
 
 func (a *Agent) publish(nc *nats.Conn, subject string, hb bus.Heartbeat) {
@@ -235,7 +296,7 @@ func (a *Agent) noteService(r Reading) {
 	if msg != "" {
 		hint := "heartbeats say service-down until it answers"
 		if a.o.Advisory {
-			hint = "start a Webots simulation server there, or run with -probe off; placement still uses this server (advisory probe)"
+			hint = "start a Webots simulation server there; until then placement still uses this server (the configuration-free coordinator's probe only advises)"
 		}
 		a.o.Logger.Warn("simulation server does not answer", "server", a.o.Server, "error", msg, "next", hint)
 	} else {

@@ -34,8 +34,12 @@ type ServerOptions struct {
 	// Servers are the configured entries: a connection may be named after
 	// one only by an agent user bound to it.
 	Servers []string
-	// TLSCert and TLSKey, both set, make the listener TLS-only.
+	// TLSCert and TLSKey, both set, make the listeners TLS-only.
 	TLSCert, TLSKey string
+	// Websocket, when set, is the host:port of NATS's WebSocket listener
+	// (port 0 picks a free one): the same users and roles, TLS when the
+	// TCP listener has it, plain behind a local Apache otherwise.
+	Websocket string
 	// Denied, when set, is called with the subject of each publish the
 	// server refused for want of permission (a forged heartbeat).
 	Denied func(subject string)
@@ -44,6 +48,7 @@ type ServerOptions struct {
 // Server is the embedded NATS server agents connect to.
 type Server struct {
 	ns       *server.Server
+	ws       bool // the WebSocket listener is on
 	sysPass  string
 	coordPas string
 }
@@ -95,6 +100,23 @@ func StartServer(o ServerOptions) (*Server, error) {
 		}
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 5
 	}
+	if o.Websocket != "" {
+		wsHost, wsPort, err := net.SplitHostPort(o.Websocket)
+		if err != nil {
+			return nil, fmt.Errorf("nats websocket listen address %q: %w", o.Websocket, err)
+		}
+		p, err := strconv.Atoi(wsPort)
+		if err != nil {
+			return nil, fmt.Errorf("nats websocket listen port %q: %w", wsPort, err)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT // 0 would mean "off" to nats-server
+		}
+		opts.Websocket.Host, opts.Websocket.Port = wsHost, p
+		opts.Websocket.HandshakeTimeout = 5 * time.Second
+		opts.Websocket.TLSConfig = opts.TLSConfig
+		opts.Websocket.NoTLS = opts.TLSConfig == nil
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS server: %w", err)
@@ -110,13 +132,24 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied, fatal: fatal}, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	// A listener that cannot bind (a busy port) fails the start at once,
+	// with nats-server's own reason, rather than after the readiness wait.
+	ready := make(chan bool, 1)
+	go func() { ready <- ns.ReadyForConnections(10 * time.Second) }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			ns.Shutdown()
+			return nil, fmt.Errorf("embedded NATS server did not start listening on %s within 10 s", o.Listen)
+		}
+	case msg := <-fatal:
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded NATS server did not start listening on %s", o.Listen)
+		return nil, fmt.Errorf("embedded NATS server (nats.listen %s, websocket %q): %s", o.Listen, o.Websocket, msg)
 	}
-	s.ns = ns
+	s.ns, s.ws = ns, o.Websocket != ""
 	return s, nil
 }
 
@@ -125,6 +158,14 @@ func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ns.Addr() }
+
+// WebsocketURL is the URL of the WebSocket listener; "" when it is off.
+func (s *Server) WebsocketURL() string {
+	if !s.ws {
+		return ""
+	}
+	return s.ns.WebsocketURL()
+}
 
 // Ready reports whether the server accepts connections.
 func (s *Server) Ready() bool { return s.ns.Running() }
@@ -164,6 +205,7 @@ func secret() string {
 type natsLogger struct {
 	l      *slog.Logger
 	denied func(subject string)
+	fatal  chan<- string // the first fatal message, for the start to fail with
 }
 
 func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(fmt.Sprintf(f, v...)) }
@@ -174,7 +216,16 @@ func (n natsLogger) Warnf(f string, v ...any) {
 	}
 	n.l.Warn(msg)
 }
-func (n natsLogger) Fatalf(f string, v ...any) { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	n.l.Error(msg)
+	if n.fatal != nil {
+		select {
+		case n.fatal <- msg:
+		default:
+		}
+	}
+}
 func (n natsLogger) Errorf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
 	if _, rest, ok := strings.Cut(msg, "Publish Violation - Subject "); ok {

@@ -48,11 +48,15 @@ type Config struct {
 
 // NATS configures the embedded NATS server.
 type NATS struct {
-	Listen  string     // host:port agents connect to
-	Prefix  string     // first token of every subject
-	TLSCert string     // PEM certificate of the listener; with TLSKey, TLS only
-	TLSKey  string     // its private key
-	Users   []NATSUser // any: authentication on, nobody connects without credentials
+	Listen string // host:port agents connect to
+	// Websocket is the host:port of NATS's WebSocket listener, for agents
+	// that reach the coordinator through Apache on 443 (wss://host/nats);
+	// "" is off.
+	Websocket string
+	Prefix    string     // first token of every subject
+	TLSCert   string     // PEM certificate of the listener; with TLSKey, TLS only
+	TLSKey    string     // its private key
+	Users     []NATSUser // any: authentication on, nobody connects without credentials
 }
 
 // NATSUser is one NATS user: an agent bound to its servers, or a
@@ -191,6 +195,9 @@ func Parse(data []byte) (Config, error) {
 		{"sslCertificate", obsolete(&c.Warnings)},
 		{"nats", objectVal([]field{
 			{"listen", stringVal(&c.NATS.Listen)},
+			{"websocket", objectVal([]field{
+				{"listen", stringVal(&c.NATS.Websocket)},
+			})},
 			{"prefix", stringVal(&c.NATS.Prefix)},
 			{"tls", objectVal([]field{
 				{"cert", stringVal(&c.NATS.TLSCert)},

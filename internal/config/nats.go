@@ -120,12 +120,23 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 			return bad(key+".role", "want %q or %q, got %q", bus.RoleAgent, bus.RoleMonitor, u.Role)
 		}
 	}
-	if !loopback(n.Listen) {
+	// The WebSocket listener follows the same rules as the TCP one.
+	listeners := []struct{ key, addr string }{{"nats.listen", n.Listen}}
+	if n.Websocket != "" {
+		if err := checkListen(n.Websocket); err != nil {
+			return bad("nats.websocket.listen", "%v", err)
+		}
+		listeners = append(listeners, struct{ key, addr string }{"nats.websocket.listen", n.Websocket})
+	}
+	for _, l := range listeners {
+		if loopback(l.addr) {
+			continue
+		}
 		if len(n.Users) == 0 {
-			return bad("nats.listen", "%q listens beyond loopback, which requires NATS authentication (nats.users); simgate refuses to let anyone on the network publish heartbeats. Listen on 127.0.0.1 or configure users", n.Listen)
+			return bad(l.key, "%q listens beyond loopback, which requires NATS authentication (nats.users); simgate refuses to let anyone on the network publish heartbeats. Listen on 127.0.0.1 or configure users", l.addr)
 		}
 		if n.TLSCert == "" {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("nats.listen %q is reachable from the network without TLS: NATS passwords and tokens cross it in clear; set nats.tls", n.Listen))
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s %q is reachable from the network without TLS: NATS passwords and tokens cross it in clear; set nats.tls", l.key, l.addr))
 		}
 	}
 	return nil

@@ -89,7 +89,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	if c.nats, err = bus.StartServer(bus.ServerOptions{
 		Listen: cfg.NATS.Listen, Logger: log, Subjects: subj,
 		Users: cfg.NATS.BusUsers(), Servers: servers,
-		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey,
+		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
 		Denied: func(subject string) {
 			if strings.HasPrefix(subject, subj.Prefix+".load.") {
 				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()
@@ -98,8 +98,8 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}); err != nil {
 		return c, err
 	}
-	log.Info("NATS server listening", "url", c.nats.ClientURL(), "heartbeats", subj.LoadAll(), "events", subj.EventAll(),
-		"users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "")
+	log.Info("NATS server listening", "url", c.nats.ClientURL(), "websocket", c.nats.WebsocketURL(),
+		"heartbeats", subj.LoadAll(), "events", subj.EventAll(), "users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "")
 	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
 		return c, fmt.Errorf("connecting the event publisher: %w", err)
 	}
@@ -170,6 +170,8 @@ type Listening struct {
 	HTTPPort int    `json:"httpPort"`
 	NATSURL  string `json:"natsURL"` // the URL agents on this machine connect to
 	NATSPort int    `json:"natsPort"`
+	// NATSWebsocketURL is NATS's WebSocket listener (nats.websocket); "" when off.
+	NATSWebsocketURL string `json:"natsWebsocketURL,omitempty"`
 }
 
 // Listening reports the ports the coordinator holds.
@@ -178,6 +180,8 @@ func (c *Coordinator) Listening() Listening {
 		HTTPPort: c.cfg.Port,
 		NATSURL:  c.nats.ClientURL(),
 		NATSPort: c.nats.Addr().(*net.TCPAddr).Port,
+
+		NATSWebsocketURL: c.nats.WebsocketURL(),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	o := Options{}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.NATS, "nats", "nats://127.0.0.1:4222", "URL of the coordinator's NATS server (tls:// for TLS)")
+	fs.StringVar(&o.NATS, "nats", "nats://127.0.0.1:4222", "URL of the coordinator's NATS server: nats://, tls://, or ws:// and wss:// through Apache (wss://session-host/nats); several, comma-separated, for failover")
 	fs.StringVar(&o.Server, "server", "", "the simulationServers entry this agent speaks for, as configured (host/port or host:port); required")
 	fs.DurationVar(&o.Interval, "interval", time.Second, "time between heartbeats, at most 60s")
 	fs.StringVar(&o.Probe, "probe", "", "URL that must answer for the simulation server to count as up, or 'off'; default http://127.0.0.1:<port of -server>/load")
@@ -114,14 +115,54 @@ Flags:
 	case o.MaxSessions < 1:
 		return o, fmt.Errorf("-max-sessions %d: must be at least 1", o.MaxSessions)
 	}
+	if err := CheckNATSURLs(o.NATS); err != nil {
+		return o, fmt.Errorf("-nats (or %s) %q: %w", EnvName("nats"), o.NATS, err)
+	}
 	if o.Probe == "" {
 		o.Probe = agent.DefaultProbeURL(o.Server)
+	}
+	if err := checkProbe(o.Probe); err != nil {
+		return o, fmt.Errorf("-probe (or %s) %q: %w", EnvName("probe"), o.Probe, err)
 	}
 	return o, nil
 }
 
+// CheckNATSURLs checks a comma-separated list of NATS server URLs.
+func CheckNATSURLs(list string) error {
+	for _, raw := range strings.Split(list, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			return err
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%q: want nats://host:port, tls://host:port, ws://host:port or wss://host/path", raw)
+		}
+		if u.Host == "" {
+			return fmt.Errorf("%q names no host", raw)
+		}
+	}
+	return nil
+}
+
+func checkProbe(probe string) error {
+	if probe == "off" {
+		return nil
+	}
+	u, err := url.Parse(probe)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an http:// or https:// URL (http://127.0.0.1:2000/load), or off")
+	}
+	return nil
+}
+
 // Build connects to NATS (retrying forever in the background) and builds the agent.
 func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent.Agent, error) {
+	var lastFail time.Time // only the connection's callback goroutine touches it
 	nopts := []nats.Option{
 		nats.Name(o.Server), // the coordinator tells which server a closed connection took with it
 		nats.MaxReconnects(-1),
@@ -132,7 +173,12 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 			log.Warn("disconnected from NATS; reconnecting", "error", err)
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("NATS connection attempt failed; retrying", "error", err)
+			// Retries come every second or faster: say it once per 10 s, with what to check.
+			if now := time.Now(); now.Sub(lastFail) >= 10*time.Second {
+				lastFail = now
+				log.Warn("cannot reach the coordinator's NATS server; retrying", "url", o.NATS, "error", err,
+					"check", "-nats (or "+EnvName("nats")+"), the coordinator's nats.listen or nats.websocket.listen, and the firewall between them")
+			}
 		}),
 		// Replies to this agent (the acknowledgement of its leaving heartbeat)
 		// come under an inbox an agent user is allowed to read.

@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+// TestAgentOverWebSocket: PROTOCOL §2, agents through Apache on 443. A real
+// agent reaches the coordinator through NATS's WebSocket listener, with a
+// path as Apache proxies it (wss://session-host/nats → ws://127.0.0.1:port/nats).
+func TestAgentOverWebSocket(t *testing.T) {
+	const server = "ws-agent.test/2601"
+	f := startFarm(t, map[string]any{
+		"simulationServers": []string{server},
+		"nats":              map[string]any{"listen": "127.0.0.1:0", "websocket": map[string]any{"listen": "127.0.0.1:0"}},
+	})
+	ws := f.bound.NATSWebsocketURL
+	if !strings.HasPrefix(ws, "ws://") {
+		t.Fatalf("listen file: websocket URL %q", ws)
+	}
+	a := start(t, f.agent, "-nats", ws+"/nats", "-server", server, "-interval", "200ms", "-probe", "off")
+	f.waitState(t, server, 10*time.Second, "up", "full")
+	if s := f.servers(t)[server]; s.Source != "agent" {
+		t.Errorf("source %q, want agent", s.Source)
+	}
+	testutil.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(a.out.String(), "the coordinator takes this agent's heartbeats") {
+			return errString("the agent did not log the coordinator's acknowledgement")
+		}
+		return nil
+	})
+	// Its connection closing over WebSocket is seen at once, as over TCP.
+	_ = a.cmd.Process.Kill()
+	f.waitState(t, server, 2*time.Second, "down")
+}
+
+// TestAgentToldOfItsMistakes: a newcomer's agent says what is wrong: a
+// -server spelled otherwise than in simulationServers (with the spelling to
+// use), and URLs that cannot work, refused at start.
+func TestAgentToldOfItsMistakes(t *testing.T) {
+	f := startFarm(t, map[string]any{"simulationServers": []string{"typo.test/2000"}})
+	a := start(t, f.agent, "-nats", f.nats, "-server", "typo.test:2000", "-interval", "200ms", "-probe", "off")
+	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !strings.Contains(a.out.String(), `is it \"typo.test/2000\"?`) && !strings.Contains(a.out.String(), `is it "typo.test/2000"?`) {
+			return errString("the agent did not say the configured spelling")
+		}
+		return nil
+	})
+	for _, args := range [][]string{
+		{"-nats", "htp://127.0.0.1:4222", "-server", "a.test/2000"},
+		{"-probe", "localhost:2000/load", "-server", "a.test/2000"},
+	} {
+		out, err := exec.Command(f.agent, args...).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), args[0]) {
+			t.Errorf("agent %v: %v, output %q; want exit 2 naming %s", args, err, out, args[0])
+		}
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
