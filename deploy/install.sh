@@ -1,0 +1,62 @@
+#!/bin/sh
+# Installs simgate on this machine, line by line what the README's
+# "Install" section says. Run it as root from the repository, after
+# building the binaries (go build -o bin/ ./cmd/...):
+#
+#   sudo deploy/install.sh coordinator bin    # the session host (coordinator, Apache rules)
+#   sudo deploy/install.sh agent bin          # each simulation machine
+#
+# With DESTDIR set, everything goes under that folder instead, and nothing
+# is started: that is how the tests check it (systemd-analyze verify --root).
+set -eu
+role=${1:?usage: install.sh coordinator|agent BINDIR}
+bin=${2:?usage: install.sh coordinator|agent BINDIR}
+here=$(cd "$(dirname "$0")" && pwd)
+root=${DESTDIR:-}
+
+case $role in
+coordinator)
+  # 1. The system user the coordinator runs as (the agent needs none: DynamicUser).
+  install -D -m 644 "$here/simgate.sysusers" "$root/usr/lib/sysusers.d/simgate.conf"
+  install -d -m 755 "$root/etc"
+  if [ -n "$root" ]; then systemd-sysusers --root="$root" simgate.conf; else systemd-sysusers simgate.conf; fi
+  # 2. The binary.
+  install -D -m 755 "$bin/coordinator" "$root/usr/local/bin/simgate-coordinator"
+  # 3. Its configuration: the example once, never over a site's own file.
+  install -d -m 755 "$root/etc/simgate"
+  if [ ! -e "$root/etc/simgate/session.json" ]; then
+    install -m 640 "$here/session.json.example" "$root/etc/simgate/session.json"
+    [ -n "$root" ] || chgrp simgate /etc/simgate/session.json
+  fi
+  # 4. The unit (it creates /var/lib/simgate, where logs and pending mail live).
+  install -D -m 644 "$here/simgate-coordinator.service" "$root/etc/systemd/system/simgate-coordinator.service"
+  # 5. Apache's rules, included from the site's VirtualHost (step printed below).
+  install -D -m 644 "$here/apache-simgate.conf" "$root/etc/apache2/simgate.conf"
+  unit=simgate-coordinator
+  next="edit /etc/simgate/session.json (coordinator -check /etc/simgate/session.json says what it thinks),
+add 'Include /etc/apache2/simgate.conf' inside the VirtualHost of your HTTPS site,
+then: a2enmod proxy proxy_http proxy_wstunnel rewrite && systemctl reload apache2"
+  ;;
+agent)
+  install -D -m 755 "$bin/agent" "$root/usr/local/bin/simgate-agent"
+  install -d -m 755 "$root/etc/simgate"
+  if [ ! -e "$root/etc/simgate/agent.env" ]; then
+    install -m 600 "$here/agent.env.example" "$root/etc/simgate/agent.env"
+  fi
+  install -D -m 644 "$here/simgate-agent.service" "$root/etc/systemd/system/simgate-agent.service"
+  unit=simgate-agent
+  next="edit /etc/simgate/agent.env (SIMGATE_SERVER exactly as in the coordinator's simulationServers, SIMGATE_NATS)"
+  ;;
+*)
+  echo "install.sh: unknown role '$role': coordinator or agent" >&2
+  exit 2
+  ;;
+esac
+
+if [ -n "$root" ]; then
+  echo "installed the $role under $root"
+  exit 0
+fi
+systemctl daemon-reload
+echo "installed the $role. Next: $next
+and start it: systemctl enable --now $unit"

@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+// TestInstallScript runs deploy/install.sh, as the README's Install section
+// does, into a temporary root: the user, folders, binaries, configuration,
+// units and Apache rules land where the units expect them, and
+// systemd-analyze verify finds nothing to say about the units.
+func TestInstallScript(t *testing.T) {
+	for _, tool := range []string{"systemd-analyze", "systemd-sysusers"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (apt-get install systemd; .ci/run does it)", tool)
+		}
+	}
+	coord, agent := testutil.Binaries(t)
+	if filepath.Dir(coord) != filepath.Dir(agent) {
+		t.Fatal("the binaries are not in one folder")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "deploy", "install.sh")
+	root := t.TempDir()
+	for _, role := range []string{"coordinator", "agent"} {
+		cmd := exec.Command("sh", script, role, filepath.Dir(coord))
+		cmd.Env = append(os.Environ(), "DESTDIR="+root)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("install.sh %s: %v\n%s", role, err, out)
+		}
+	}
+	for _, f := range []string{
+		"usr/local/bin/simgate-coordinator", "usr/local/bin/simgate-agent",
+		"etc/simgate/session.json", "etc/simgate/agent.env", "etc/apache2/simgate.conf",
+		"etc/systemd/system/simgate-coordinator.service", "etc/systemd/system/simgate-agent.service",
+	} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	passwd, _ := os.ReadFile(filepath.Join(root, "etc", "passwd"))
+	if !strings.Contains(string(passwd), "simgate:") {
+		t.Errorf("no simgate user in the root's /etc/passwd:\n%s", passwd)
+	}
+	// The installed example configuration starts the coordinator (exit 0, or 1 for warnings).
+	if out, err := exec.Command(coord, "-check", filepath.Join(root, "etc", "simgate", "session.json")).CombinedOutput(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("coordinator -check on the installed configuration: %v\n%s", err, out)
+		}
+	}
+	// systemd-analyze needs the system's own units (sysinit.target, …) in the root.
+	if err := os.MkdirAll(filepath.Join(root, "usr", "lib", "systemd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("cp", "-r", "/lib/systemd/system", filepath.Join(root, "usr", "lib", "systemd")).Run(); err != nil {
+		t.Fatalf("copying the system's units: %v", err)
+	}
+	for _, unit := range []string{"simgate-coordinator.service", "simgate-agent.service"} {
+		out, err := exec.Command("systemd-analyze", "verify", "--man=no", "--root="+root, unit).CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+		}
+	}
+}
