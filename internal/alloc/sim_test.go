@@ -35,14 +35,26 @@ type simScenario struct {
 	// each a little over it; the test asks that simgate's overshoot stays
 	// under one session and below the original's.
 	overload bool
+	// visitors, when set, says who asks at each arrival (same index); nil:
+	// each arrival is a new anonymous visitor who opens the session.
+	visitors []simVisitor
+}
+
+// simVisitor is who asks for a session, and whether they then open it (a
+// script or a reloaded page does not).
+type simVisitor struct {
+	Visitor
+	comes bool
 }
 
 type simResult struct {
-	over     int     // servers whose true load went above the threshold
-	worst    float64 // the largest true load minus the threshold, 0 if none
-	placed   int
-	refused  int
-	peakLoad []float64
+	over      int     // servers whose true load went above the threshold
+	worst     float64 // the largest true load minus the threshold, 0 if none
+	placed    int
+	refused   int
+	peakLoad  []float64
+	started   []int          // sessions started on each server
+	refusedBy map[string]int // refusals by visitor address
 }
 
 const (
@@ -61,7 +73,7 @@ type simSession struct {
 // policy is what the simulator asks where a session goes.
 type policy interface {
 	report(now time.Duration, i int, rep Report)
-	place(now time.Duration) (int, bool)
+	place(now time.Duration, v Visitor) (int, bool)
 }
 
 // simgatePolicy is the real registry on the simulated clock.
@@ -83,8 +95,8 @@ func newSimgatePolicy(sc simScenario, clock *time.Time) *simgatePolicy {
 }
 
 func (p *simgatePolicy) report(_ time.Duration, _ int, rep Report) { _ = p.reg.Apply(rep) }
-func (p *simgatePolicy) place(time.Duration) (int, bool) {
-	name, ok := p.reg.Place(Visitor{})
+func (p *simgatePolicy) place(_ time.Duration, v Visitor) (int, bool) {
+	name, ok := p.reg.Place(v)
 	return p.index[name], ok
 }
 
@@ -93,7 +105,7 @@ func (p *simgatePolicy) place(time.Duration) (int, bool) {
 type originalPolicy struct{ load []float64 }
 
 func (p *originalPolicy) report(_ time.Duration, i int, rep Report) { p.load[i] = rep.Load }
-func (p *originalPolicy) place(time.Duration) (int, bool) {
+func (p *originalPolicy) place(time.Duration, Visitor) (int, bool) {
 	best := -1
 	for i, l := range p.load {
 		if l < simThreshold && (best < 0 || l < p.load[best]) {
@@ -111,7 +123,7 @@ func simulate(sc simScenario, mk func(clock *time.Time) policy) simResult {
 	n := len(sc.servers)
 	var sessions []simSession
 	samples := make([][]float64, n) // the agent's last five samples
-	res := simResult{peakLoad: make([]float64, n)}
+	res := simResult{peakLoad: make([]float64, n), started: make([]int, n), refusedBy: map[string]int{}}
 	trueLoad := func(i int, now time.Duration) (load float64, running int) {
 		load = sc.servers[i].base
 		for _, s := range sessions {
@@ -146,13 +158,23 @@ func simulate(sc simScenario, mk func(clock *time.Time) policy) simResult {
 				Sessions: running, MaxSessions: maxSessions(sc, i), Interval: simInterval, At: clock})
 		}
 		for next < len(sc.arrivals) && sc.arrivals[next] <= now {
+			v := simVisitor{comes: true}
+			if sc.visitors != nil {
+				v = sc.visitors[next]
+			}
 			next++
 			d := sc.duration(rng)
-			if i, ok := pol.place(now); ok {
-				sessions = append(sessions, simSession{server: i, start: now, end: now + d})
-				res.placed++
-			} else {
+			i, ok := pol.place(now, v.Visitor)
+			switch {
+			case !ok:
 				res.refused++
+				res.refusedBy[v.Addr]++
+			case v.comes:
+				sessions = append(sessions, simSession{server: i, start: now, end: now + d})
+				res.started[i]++
+				res.placed++
+			default:
+				res.placed++
 			}
 		}
 		for i := range n {
