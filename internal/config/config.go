@@ -85,6 +85,8 @@ type Mail struct {
 // HTTP holds the limits applied to clients.
 type HTTP struct {
 	MaxWebSocketClients int      // concurrent WebSocket clients on / and /monitor
+	MaxMonitorClients   int      // live /monitor pages in all
+	MaxMonitorPerAddr   int      // live /monitor pages of one client address
 	SessionRate         float64  // /session requests per second per client address; 0: unlimited
 	SessionBurst        int      // burst allowed above SessionRate
 	TrustedProxies      []string // peers whose X-Forwarded-For is believed (CIDR or address)
@@ -112,6 +114,8 @@ func Default() Config {
 		},
 		HTTP: HTTP{
 			MaxWebSocketClients: 20000,
+			MaxMonitorClients:   1000,
+			MaxMonitorPerAddr:   10,
 			SessionRate:         20,
 			SessionBurst:        40,
 			TrustedProxies:      []string{"127.0.0.1", "::1"},
@@ -229,6 +233,8 @@ func Parse(data []byte) (Config, error) {
 		})},
 		{"http", objectVal([]field{
 			{"maxWebSocketClients", intVal(&c.HTTP.MaxWebSocketClients)},
+			{"maxMonitorClients", intVal(&c.HTTP.MaxMonitorClients)},
+			{"maxMonitorClientsPerAddress", intVal(&c.HTTP.MaxMonitorPerAddr)},
 			{"sessionRate", floatVal(&c.HTTP.SessionRate)},
 			{"sessionBurst", intVal(&c.HTTP.SessionBurst)},
 			{"trustedProxies", stringsVal(&c.HTTP.TrustedProxies)},
@@ -340,6 +346,9 @@ func (c *Config) validate() error {
 	}
 	if c.HTTP.MaxWebSocketClients < 1 {
 		return bad("http.maxWebSocketClients", "must be at least 1")
+	}
+	if c.HTTP.MaxMonitorClients < 1 || c.HTTP.MaxMonitorPerAddr < 1 {
+		return bad("http.maxMonitorClients", "maxMonitorClients and maxMonitorClientsPerAddress must be at least 1")
 	}
 	if c.HTTP.SessionRate < 0 || c.HTTP.SessionBurst < 0 || (c.HTTP.SessionRate > 0 && c.HTTP.SessionBurst < 1) {
 		return bad("http.sessionRate", "sessionRate must be ≥ 0 (0: unlimited) and sessionBurst ≥ 1 when it is set")

@@ -119,16 +119,18 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
 	limiter := httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
 	c.api = httpapi.New(httpapi.Options{
-		Registry:            c.reg,
-		SSL:                 cfg.SSL,
-		Logger:              log,
-		Metrics:             c.metrics,
-		Ready:               func() bool { return c.nats.Ready() && c.pubConn.IsConnected() },
-		MaxWebSocketClients: cfg.HTTP.MaxWebSocketClients,
-		Limiter:             limiter,
-		AllowedOrigins:      cfg.HTTP.AllowedOrigins,
-		Version:             version.String(),
-		Started:             c.reg.Started(),
+		Registry:             c.reg,
+		SSL:                  cfg.SSL,
+		Logger:               log,
+		Metrics:              c.metrics,
+		Ready:                func() bool { return c.nats.Ready() && c.pubConn.IsConnected() },
+		MaxWebSocketClients:  wsCap(cfg.HTTP.MaxWebSocketClients, log),
+		MaxMonitorClients:    cfg.HTTP.MaxMonitorClients,
+		MaxMonitorPerAddress: cfg.HTTP.MaxMonitorPerAddr,
+		Limiter:              limiter,
+		AllowedOrigins:       cfg.HTTP.AllowedOrigins,
+		Version:              version.String(),
+		Started:              c.reg.Started(),
 	})
 	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
 	ctx, cancel := context.WithCancel(context.Background())

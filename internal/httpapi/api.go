@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/metrics"
 )
 
@@ -43,6 +44,9 @@ type Options struct {
 	Ready func() bool
 	// MaxWebSocketClients caps concurrent WebSocket clients.
 	MaxWebSocketClients int
+	// MaxMonitorClients caps live /monitor pages (default 1000), and
+	// MaxMonitorPerAddress those of one client address (default 10).
+	MaxMonitorClients, MaxMonitorPerAddress int
 	// Limiter, when set, limits /session per client address and tells
 	// client addresses behind trusted proxies.
 	Limiter *Limiter
@@ -64,11 +68,14 @@ type API struct {
 	closing  chan struct{}
 	// wsMu orders admitting WebSocket clients (wsWG.Add) before Close's
 	// wait: a WaitGroup must not grow from zero while it is waited on.
-	wsMu    sync.Mutex
-	closed  bool
-	wsWG    sync.WaitGroup
-	wsCount atomic.Int64
-	history *history
+	wsMu     sync.Mutex
+	closed   bool
+	wsWG     sync.WaitGroup
+	wsCount  atomic.Int64
+	history  *history
+	feed     *feed
+	monitors monitorSlots
+	refusals *logging.Throttle
 	// The /session counters, looked up once: the hot path only adds.
 	placed, none, limited prometheus.Counter
 }
@@ -94,6 +101,12 @@ func New(o Options) *API {
 	if o.MaxWebSocketClients <= 0 {
 		o.MaxWebSocketClients = 20000
 	}
+	if o.MaxMonitorClients <= 0 {
+		o.MaxMonitorClients = 1000
+	}
+	if o.MaxMonitorPerAddress <= 0 {
+		o.MaxMonitorPerAddress = 10
+	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 30 * time.Second
 	}
@@ -114,7 +127,11 @@ func New(o Options) *API {
 		HandshakeTimeout: 10 * time.Second,
 		CheckOrigin:      a.checkOrigin,
 	}
+	a.feed = newFeed(a)
+	a.monitors = monitorSlots{max: o.MaxMonitorClients, perAddr: o.MaxMonitorPerAddress, by: map[string]int{}}
+	a.refusals = logging.NewThrottle(time.Minute, 64)
 	go a.runHistory()
+	go a.feed.run(a.monitors.live)
 	a.mux.HandleFunc("/session", a.session)
 	a.mux.HandleFunc("/{$}", a.availability)
 	a.mux.HandleFunc("/load", a.load)

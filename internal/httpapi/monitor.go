@@ -64,25 +64,20 @@ func (a *API) monitor(w http.ResponseWriter, r *http.Request) {
 	_, _ = page.WriteTo(w)
 }
 
+// monitorWS pushes the shared farm document to a live monitor page each
+// time it changes. /monitor clients have their own cap, and one per address,
+// besides the cap on all WebSocket clients.
 func (a *API) monitorWS(w http.ResponseWriter, r *http.Request) {
+	addr := a.visitor(r).Addr
+	if !a.monitors.take(addr) {
+		a.refuse(w, "monitor", "too many live monitor pages", "address", addr)
+		return
+	}
+	defer a.monitors.give(addr)
 	conn, done, ok := a.upgrade(w, r, "monitor")
 	if !ok {
 		return
 	}
 	defer done()
-	a.pushLoop(conn,
-		func() <-chan struct{} { return tick(monitorRefresh) },
-		func() []byte {
-			doc := a.serversDoc()
-			doc.Summary.Now = "" // so that an unchanged farm sends nothing
-			b, _ := json.Marshal(doc)
-			return b
-		})
-}
-
-// tick returns a channel closed after d.
-func tick(d time.Duration) <-chan struct{} {
-	ch := make(chan struct{})
-	time.AfterFunc(d, func() { close(ch) })
-	return ch
+	a.pushLoop(conn, a.feed.changes, func() ([]byte, uint64) { return a.feed.current(monitorRefresh) })
 }

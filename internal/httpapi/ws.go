@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,7 +28,7 @@ func (a *API) checkOrigin(r *http.Request) bool {
 func (a *API) upgrade(w http.ResponseWriter, r *http.Request, endpoint string) (*websocket.Conn, func(), bool) {
 	if a.wsCount.Add(1) > int64(a.o.MaxWebSocketClients) {
 		a.wsCount.Add(-1)
-		http.Error(w, "too many WebSocket clients", http.StatusServiceUnavailable)
+		a.refuse(w, endpoint, "too many WebSocket clients", "cap", a.o.MaxWebSocketClients)
 		return nil, nil, false
 	}
 	if !a.admit() {
@@ -51,6 +52,16 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request, endpoint string) (
 		a.wsWG.Done()
 	}
 	return conn, done, true
+}
+
+// refuse answers 503 to a client over a cap, counts it, and says so in the
+// log at most once a minute per endpoint (a flood must not turn the log over).
+func (a *API) refuse(w http.ResponseWriter, endpoint, why string, args ...any) {
+	a.o.Metrics.Refused.WithLabelValues(endpoint).Inc()
+	if n, ok := a.refusals.Allow(endpoint, time.Now()); ok {
+		a.o.Logger.Warn("WebSocket client refused: "+why, append([]any{"endpoint", endpoint, "refused_since_last_line", n}, args...)...)
+	}
+	http.Error(w, why, http.StatusServiceUnavailable)
 }
 
 // admit counts a WebSocket client in for Close to wait on, unless Close has
@@ -118,23 +129,25 @@ func (a *API) reader(conn *websocket.Conn, done chan<- struct{}) {
 	}
 }
 
-// pushLoop runs a WebSocket client that is sent next() whenever changed
-// fires and the value differs from the last one sent, pinged while idle,
-// and closed with 1001 when the coordinator stops.
-func (a *API) pushLoop(conn *websocket.Conn, changed func() <-chan struct{}, next func() []byte) {
+// pushLoop runs a WebSocket client that is sent next()'s message whenever
+// changed fires and its version differs from the last one sent, pinged
+// while idle, and closed with 1001 when the coordinator stops. A slow
+// reader is sent the latest version when it is ready: versions in between
+// are skipped, never queued.
+func (a *API) pushLoop(conn *websocket.Conn, changed func() <-chan struct{}, next func() ([]byte, uint64)) {
 	readerDone := make(chan struct{})
 	go a.reader(conn, readerDone)
 	ping := time.NewTicker(a.o.PingInterval)
 	defer ping.Stop()
-	var last []byte
+	sent, last := false, uint64(0)
 	for {
 		ch := changed() // before next(): no change may fall between the two
-		if msg := next(); msg != nil && string(msg) != string(last) {
+		if msg, version := next(); msg != nil && (!sent || version != last) {
 			_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
 			if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
 				return
 			}
-			last = msg
+			sent, last = true, version
 		}
 		select {
 		case <-ch:
@@ -158,11 +171,11 @@ func (a *API) availabilityWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	a.pushLoop(conn, a.o.Registry.AvailabilityChanged, func() []byte {
+	a.pushLoop(conn, a.o.Registry.AvailabilityChanged, func() ([]byte, uint64) {
 		if a.o.Registry.Available() {
-			return one
+			return one, 1
 		}
-		return zero
+		return zero, 0
 	})
 }
 
@@ -186,3 +199,37 @@ func (a *API) Close(wait time.Duration) {
 
 // WebSocketClients is the number of WebSocket clients connected.
 func (a *API) WebSocketClients() int { return int(a.wsCount.Load()) }
+
+// monitorSlots counts the live /monitor clients, in all and per address.
+type monitorSlots struct {
+	mu           sync.Mutex
+	max, perAddr int
+	total        int
+	by           map[string]int
+}
+
+func (m *monitorSlots) take(addr string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.total >= m.max || m.by[addr] >= m.perAddr {
+		return false
+	}
+	m.total++
+	m.by[addr]++
+	return true
+}
+
+func (m *monitorSlots) give(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.total--
+	if m.by[addr]--; m.by[addr] <= 0 {
+		delete(m.by, addr)
+	}
+}
+
+func (m *monitorSlots) live() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.total > 0
+}

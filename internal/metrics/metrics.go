@@ -20,6 +20,7 @@ type Metrics struct {
 	Sessions           *prometheus.CounterVec // by result: placed, none, limited
 	SessionLatency     prometheus.Histogram
 	WebSocketClients   *prometheus.GaugeVec   // by endpoint
+	Refused            *prometheus.CounterVec // WebSocket clients refused at a cap, by endpoint
 	Mails              *prometheus.CounterVec // by result: sent, failed, abandoned
 	MailsPending       prometheus.Gauge
 	StateChanges       *prometheus.CounterVec // by new state
@@ -42,6 +43,8 @@ func New() *Metrics {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05}}),
 		WebSocketClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "simgate_websocket_clients", Help: "WebSocket clients connected, by endpoint."}, []string{"endpoint"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_websocket_refused_total", Help: "WebSocket clients refused at a cap (503), by endpoint."}, []string{"endpoint"}),
 		Mails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_mails_total", Help: "Notification mails, by result (sent, failed attempt, abandoned)."}, []string{"result"}),
 		MailsPending: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -54,6 +57,7 @@ func New() *Metrics {
 	f(m.Sessions)
 	f(m.SessionLatency)
 	f(m.WebSocketClients)
+	f(m.Refused)
 	f(m.Mails)
 	f(m.MailsPending)
 	f(m.StateChanges)

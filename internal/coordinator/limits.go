@@ -1,0 +1,43 @@
+package coordinator
+
+import (
+	"log/slog"
+	"syscall"
+)
+
+// wsCap is the WebSocket client cap the process can hold: it raises the
+// soft file limit to the hard one, then keeps a quarter of it (at least 512
+// descriptors) for NATS connections, SMTP, log and spool files and plain
+// HTTP requests. A cap above what the file limit allows would run out of
+// descriptors before any 503 (the review saw it at 19,968 clients of
+// 20,000): /session, /metrics and NATS would then time out.
+func wsCap(configured int, log *slog.Logger) int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return configured
+	}
+	if l.Cur < l.Max {
+		raised := l
+		raised.Cur = l.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			l = raised
+		}
+	}
+	return capFor(configured, l.Cur, log)
+}
+
+// capFor is wsCap's arithmetic for a file limit.
+func capFor(configured int, fileLimit uint64, log *slog.Logger) int {
+	reserve := max(fileLimit/4, 512)
+	if fileLimit <= reserve {
+		return 1
+	}
+	allowed := fileLimit - reserve
+	if uint64(configured) <= allowed {
+		return configured
+	}
+	log.Warn("http.maxWebSocketClients lowered to what the file limit allows",
+		"configured", configured, "cap", allowed, "file_limit", fileLimit,
+		"next", "raise LimitNOFILE in the unit to allow more")
+	return int(allowed)
+}
