@@ -99,6 +99,7 @@ func TestHostileHeartbeats(t *testing.T) {
 	if _, err := r.ReadString('\n'); err != nil { // INFO
 		t.Fatal(err)
 	}
+	sizeBefore := f.scrape(t).value("simgate_heartbeats_dropped_total", "reason", "size")
 	big := strings.Repeat("x", 5000)
 	fmt.Fprintf(conn, "CONNECT {\"verbose\":false,\"name\":\"hostile-raw\"}\r\nPUB simgate.load.target_test_2000 %d\r\n%s\r\n", len(big), big)
 	var answer string
@@ -110,6 +111,12 @@ func TestHostileHeartbeats(t *testing.T) {
 	if !strings.Contains(answer, "Maximum Payload") {
 		t.Errorf("oversize heartbeat answered %q", answer)
 	}
+	testutil.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := f.scrape(t).value("simgate_heartbeats_dropped_total", "reason", "size"); got != max(sizeBefore, 0)+1 {
+			return fmt.Errorf("dropped{reason=size} = %v, want %v", got, max(sizeBefore, 0)+1)
+		}
+		return nil
+	})
 
 	if now := f.servers(t)[target]; !reflect.DeepEqual(now, baseline) {
 		t.Errorf("the target moved: %+v, was %+v", now, baseline)

@@ -5,11 +5,15 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/simgate/simgate/internal/logging"
 )
 
 // Roles a NATS user can have.
@@ -57,6 +61,7 @@ type authenticator struct {
 	anon     *server.User    // nil when authentication is on
 	claimed  map[string]bool // server entries: only an agent bound to one may name its connection so
 	log      *slog.Logger
+	throttle *logging.Throttle
 }
 
 type internalUser struct {
@@ -77,6 +82,7 @@ func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[st
 		byNkey:   map[string]*authUser{},
 		claimed:  map[string]bool{},
 		log:      o.Logger,
+		throttle: logging.NewThrottle(time.Minute, 256),
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -229,9 +235,20 @@ func (u *authUser) bound(entry string) bool {
 	return false
 }
 
+// refuse logs a refused connection, the first of a reason and host at
+// once and then one line a minute with the count held back: 394 wrong
+// passwords a second must not turn the log over.
 func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 	if c.Kind() == server.CLIENT {
-		a.log.Warn("NATS connection refused", "remote", addr(c), "name", c.GetOpts().Name, "reason", why)
+		remote := addr(c)
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			host = remote
+		}
+		if held, ok := a.throttle.Allow(why+"|"+host, time.Now()); ok {
+			a.log.Warn("NATS connection refused", "remote", remote, "name", c.GetOpts().Name, "reason", why,
+				"refused_since_last_line", held)
+		}
 	}
 	return false
 }

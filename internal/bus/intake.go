@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/logging"
 )
 
 // Sink receives what the intake learns. The coordinator's registry is one.
@@ -41,17 +43,25 @@ type IntakeOptions struct {
 	Dropped func(reason string)
 	// Received, when set, is called once per heartbeat that reached the sink.
 	Received func()
+	// LostFor is how long a closed connection's name refuses heartbeats
+	// from other connections (default 10 s).
+	LostFor time.Duration
 }
 
 // Intake subscribes to heartbeats and to the server's connection advisories.
 type Intake struct {
-	o     IntakeOptions
-	app   *nats.Conn
-	sys   *nats.Conn
-	mu    sync.Mutex
-	live  map[connKey]string // each open connection's name
-	conns map[string]int     // live connections per client name
-	lost  map[string]bool    // names whose last connection closed and has not come back
+	o        IntakeOptions
+	throttle *logging.Throttle
+	app      *nats.Conn
+	sys      *nats.Conn
+	mu       sync.Mutex
+	live     map[connKey]string // each open connection's name
+	conns    map[string]int     // live connections per client name
+	// lost: names whose last connection closed, and when. A heartbeat that
+	// overtook its connection's close advisory is dropped for LostFor; then
+	// the name is forgotten, so the map stays bounded however many names
+	// come and go (the review grew it to 60k names, 222 MB).
+	lost map[string]time.Time
 
 	drained chan struct{} // closed when the heartbeat connection has closed
 }
@@ -61,7 +71,11 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	in := &Intake{o: o, live: map[connKey]string{}, conns: map[string]int{}, lost: map[string]bool{}}
+	if o.LostFor <= 0 {
+		o.LostFor = 10 * time.Second
+	}
+	in := &Intake{o: o, live: map[connKey]string{}, conns: map[string]int{}, lost: map[string]time.Time{},
+		throttle: logging.NewThrottle(time.Minute, 1024)}
 	var err error
 	if in.sys, err = srv.connectSystem(); err != nil {
 		return nil, fmt.Errorf("connecting to the system account: %w", err)
@@ -114,11 +128,30 @@ func (in *Intake) Close() {
 	}
 }
 
+// drop counts a dropped heartbeat and logs it: the first of a reason and
+// subject at once, then one line a minute with the count held back, so a
+// flood of bad heartbeats cannot turn the log over (the metric counts all).
 func (in *Intake) drop(subject, server, reason string, err error) {
-	in.o.Logger.Warn("heartbeat dropped", "subject", subject, "server", server, "reason", reason, "error", err)
+	if held, ok := in.throttle.Allow(reason+"|"+subject, time.Now()); ok {
+		in.o.Logger.Warn("heartbeat dropped", "subject", subject, "server", server, "reason", reason, "error", err,
+			"dropped_since_last_line", held, "hint", dropHint(reason))
+	}
 	if in.o.Dropped != nil {
 		in.o.Dropped(reason)
 	}
+}
+
+// dropHint says what a publisher can do about a drop.
+func dropHint(reason string) string {
+	switch reason {
+	case DropStale:
+		return "a heartbeat for a server whose agent's connection closed is taken only from a connection named after the server (nats pub --connection-name ENTRY), or once the agent's silence timeout has passed"
+	case DropUnknown:
+		return "the server must be one of simulationServers, written exactly as there"
+	case DropSubject:
+		return "publish on <prefix>.load.<node>, node = the server entry with every character outside A-Z a-z 0-9 _ - as _"
+	}
+	return "see PROTOCOL.md §2 for the heartbeat schema"
 }
 
 func (in *Intake) onHeartbeat(m *nats.Msg) {
@@ -157,7 +190,11 @@ func (in *Intake) intake(m *nats.Msg) string {
 		return DropSubject
 	}
 	in.mu.Lock()
-	stale := in.lost[hb.Server]
+	at, stale := in.lost[hb.Server]
+	if stale && time.Since(at) >= in.o.LostFor {
+		delete(in.lost, hb.Server)
+		stale = false
+	}
 	in.mu.Unlock()
 	if stale {
 		// Sent just before its connection closed and overtaken by the advisory.
@@ -178,6 +215,9 @@ type advisory struct {
 	Server server.ServerInfo `json:"server"`
 	Client server.ClientInfo `json:"client"`
 }
+
+// maxLost bounds the closed connections' names kept (IntakeOptions.LostFor).
+const maxLost = 10000
 
 // connKey names one connection: client IDs are unique per NATS server only.
 type connKey struct {
@@ -213,7 +253,17 @@ func (in *Intake) onAdvisory(m *nats.Msg) {
 	last := in.conns[name] <= 0
 	if last {
 		delete(in.conns, name)
-		in.lost[name] = true
+		now := time.Now()
+		if len(in.lost) >= maxLost {
+			for n, at := range in.lost {
+				if now.Sub(at) >= in.o.LostFor {
+					delete(in.lost, n)
+				}
+			}
+		}
+		if len(in.lost) < maxLost {
+			in.lost[name] = now
+		}
 	}
 	in.mu.Unlock()
 	if last {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/logging"
 )
 
 // Account names inside the embedded server. Agents and the coordinator share
@@ -43,6 +45,10 @@ type ServerOptions struct {
 	// Denied, when set, is called with the subject of each publish the
 	// server refused for want of permission (a forged heartbeat).
 	Denied func(subject string)
+	// Oversize, when set, is called for each client the server cut off for
+	// a message over MaxHeartbeat: the intake never sees those, so this is
+	// where the "size" drops are counted.
+	Oversize func()
 }
 
 // Server is the embedded NATS server agents connect to.
@@ -133,7 +139,8 @@ func StartServer(o ServerOptions) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	fatal := make(chan string, 1)
-	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied, fatal: fatal}, false, false, false)
+	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied, fatal: fatal,
+		throttle: logging.NewThrottle(time.Minute, 256), oversize: o.Oversize}, false, false, false)
 	go ns.Start()
 	// A listener that cannot bind (a busy port) fails the start at once,
 	// with nats-server's own reason, rather than after the readiness wait.
@@ -206,6 +213,9 @@ type natsLogger struct {
 	l      *slog.Logger
 	denied func(subject string)
 	fatal  chan<- string // the first fatal message, for the start to fail with
+	// throttle: a flood of refused publishes logs one line a minute per subject.
+	throttle *logging.Throttle
+	oversize func()
 }
 
 func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(fmt.Sprintf(f, v...)) }
@@ -228,6 +238,15 @@ func (n natsLogger) Fatalf(f string, v ...any) {
 }
 func (n natsLogger) Errorf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, "maximum payload exceeded") {
+		if n.oversize != nil {
+			n.oversize()
+		}
+		if held, ok := n.throttle.Allow("oversize", time.Now()); ok {
+			n.l.Warn("NATS client cut off: message over the heartbeat size limit", "detail", msg, "cut_since_last_line", held)
+		}
+		return
+	}
 	if _, rest, ok := strings.Cut(msg, "Publish Violation - Subject "); ok {
 		subject := rest
 		if f := strings.Fields(rest); len(f) > 0 {
@@ -235,7 +254,9 @@ func (n natsLogger) Errorf(f string, v ...any) {
 				subject = u
 			}
 		}
-		n.l.Warn("NATS publish refused: this user may not publish there", "detail", msg)
+		if held, ok := n.throttle.Allow(subject, time.Now()); ok {
+			n.l.Warn("NATS publish refused: this user may not publish there", "detail", msg, "refused_since_last_line", held)
+		}
 		if n.denied != nil {
 			n.denied(subject)
 		}

@@ -90,6 +90,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Listen: cfg.NATS.Listen, Logger: log, Subjects: subj,
 		Users: cfg.NATS.BusUsers(), Servers: servers,
 		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
+		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropSize).Inc() },
 		Denied: func(subject string) {
 			if strings.HasPrefix(subject, subj.Prefix+".load.") {
 				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()

@@ -4,6 +4,8 @@
 package logging
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,7 +44,39 @@ func File(dir string, level slog.Level) (*slog.Logger, io.Closer, error) {
 	if fi != nil {
 		w.size = fi.Size()
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), w, nil
+	// Error-level lines (an abandoned mail holds the only copy of an alert)
+	// also go to standard error, the journal under systemd: a flood that
+	// turns the rotated files over cannot take them.
+	return slog.New(tee{
+		file:   slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}),
+		alerts: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}),
+	}), w, nil
+}
+
+// tee writes every record to file, and error-level ones to alerts too.
+type tee struct{ file, alerts slog.Handler }
+
+func (t tee) Enabled(ctx context.Context, l slog.Level) bool {
+	return t.file.Enabled(ctx, l) || t.alerts.Enabled(ctx, l)
+}
+
+func (t tee) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	if t.file.Enabled(ctx, r.Level) {
+		err = t.file.Handle(ctx, r)
+	}
+	if t.alerts.Enabled(ctx, r.Level) {
+		err = errors.Join(err, t.alerts.Handle(ctx, r.Clone()))
+	}
+	return err
+}
+
+func (t tee) WithAttrs(as []slog.Attr) slog.Handler {
+	return tee{t.file.WithAttrs(as), t.alerts.WithAttrs(as)}
+}
+
+func (t tee) WithGroup(name string) slog.Handler {
+	return tee{t.file.WithGroup(name), t.alerts.WithGroup(name)}
 }
 
 // rotator makes lumberjack rotate at a byte size: lumberjack counts whole
@@ -65,6 +99,11 @@ func (r *rotator) Write(p []byte) (int, error) {
 	}
 	n, err := r.lj.Write(p)
 	r.size += int64(n)
+	if err != nil {
+		// A full disk must not lose the line silently: say it where it
+		// can still be read (the log is often on the same disk).
+		fmt.Fprintf(os.Stderr, "log file not written (%v): %s", err, p)
+	}
 	return n, err
 }
 
