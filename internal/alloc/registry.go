@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,8 +119,13 @@ var ErrAgentSpeaks = errors.New("an agent reports for this server")
 
 // Options configures a Registry.
 type Options struct {
-	// Servers in configuration order. Empty: any server that reports is added.
+	// Servers in configuration order. Empty: any server that reports is
+	// added, or, when Allowed is set, any of those.
 	Servers []string
+	// Allowed, with no Servers, is the only entries that may be added (the
+	// servers NATS users are bound to): a look-alike of one (sec1@test/2000
+	// for sec1.test/2000, on the same subject token) is refused.
+	Allowed []string
 	// Threshold is the load at or above which a server takes no new session.
 	Threshold float64
 	// Timeout is the silence after which a server is down; 0: 3 × its last interval.
@@ -239,7 +245,7 @@ func (r *Registry) Apply(rep Report) error {
 	r.mu.Lock()
 	s, ok := r.byName[rep.Server]
 	if !ok {
-		if !r.open || rep.Polled {
+		if !r.open || rep.Polled || (len(r.o.Allowed) > 0 && !slices.Contains(r.o.Allowed, rep.Server)) {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: %q", ErrUnknownServer, rep.Server)
 		}

@@ -242,3 +242,21 @@ func TestChangesInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRegistryTakesOnlyAllowedEntries: with users bound to servers and
+// no simulationServers, a look-alike entry on the same subject token is
+// refused; the bound one is added when it reports.
+func TestOpenRegistryTakesOnlyAllowedEntries(t *testing.T) {
+	r := New(Options{Threshold: 95, Allowed: []string{"sec1.test/2000"}})
+	for _, name := range []string{"sec1@test/2000", "sec1/test/2000", "sec1.test:2000", "sec1_test_2000"} {
+		if err := r.Apply(report(name, 10)); err == nil {
+			t.Errorf("look-alike %q added", name)
+		}
+	}
+	if err := r.Apply(report("sec1.test/2000", 10)); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := r.Place(Visitor{}); !ok || got != "sec1.test/2000" {
+		t.Errorf("Place = %q %v", got, ok)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nkeys"
@@ -163,6 +164,19 @@ func (n *NATS) BusUsers() []bus.User {
 	out := make([]bus.User, len(n.Users))
 	for i, u := range n.Users {
 		out[i] = bus.User{Name: u.User, Password: u.Password, Token: u.Token, Nkey: u.Nkey, Role: u.Role, Servers: u.Servers}
+	}
+	return out
+}
+
+// BoundServers is every entry an agent user is bound to, in order, once.
+func (n *NATS) BoundServers() []string {
+	var out []string
+	for _, u := range n.Users {
+		for _, s := range u.Servers {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
 	}
 	return out
 }

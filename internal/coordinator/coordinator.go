@@ -78,6 +78,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}
 	c.reg = alloc.New(alloc.Options{
 		Servers:   cfg.SimulationServers,
+		Allowed:   cfg.NATS.BoundServers(),
 		Threshold: cfg.LoadThreshold,
 		Timeout:   cfg.HeartbeatTimeout,
 		OnChange:  c.onChange,
