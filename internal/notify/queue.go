@@ -56,6 +56,7 @@ type Queue struct {
 	o     QueueOptions
 	mu    sync.Mutex
 	mails []Mail
+	dirty bool // the spool is behind q.mails: the sender writes it
 	wake  chan struct{}
 	done  chan struct{}
 	stop  context.CancelFunc
@@ -87,6 +88,7 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 				q.mails[i].NextTry = now // a new run: try at once
 				if q.mails[i].ID == "" {
 					q.mails[i].ID = newID(q.mails[i].Created)
+					q.dirty = true // keep the new ID: retries must carry the same one
 				}
 			}
 			if len(q.mails) > 0 {
@@ -125,7 +127,7 @@ func (q *Queue) Enqueue(subject, body string) {
 	now := time.Now()
 	q.mu.Lock()
 	q.mails = append(q.mails, Mail{ID: newID(now), Subject: subject, Body: body, Created: now, NextTry: now})
-	q.saveLocked()
+	q.dirty = true // written by the sender goroutine: never on the caller's (the heartbeat's) path
 	q.mu.Unlock()
 	q.pending()
 	select {
@@ -176,6 +178,9 @@ func (q *Queue) run(ctx context.Context) {
 		case <-q.wake:
 		case <-timer.C:
 		}
+		q.mu.Lock()
+		q.saveLocked() // a new mail reaches the disk before its first attempt
+		q.mu.Unlock()
 		next := q.sendDue(ctx)
 		if !timer.Stop() {
 			select {
@@ -192,6 +197,12 @@ func (q *Queue) run(ctx context.Context) {
 // sendDue tries every mail whose time has come, one at a time, and returns
 // when the next one is due (zero: none pending).
 func (q *Queue) sendDue(ctx context.Context) time.Time {
+	saved := time.Now()
+	defer func() {
+		q.mu.Lock()
+		q.saveLocked()
+		q.mu.Unlock()
+	}()
 	for {
 		q.mu.Lock()
 		now := time.Now()
@@ -243,7 +254,11 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 				"retry_in", delay, "error", err)
 			call(q.o.OnFailed)
 		}
-		q.saveLocked()
+		q.dirty = true
+		if time.Since(saved) >= time.Second {
+			q.saveLocked() // a long pass (a queue of thousands failing) writes once a second, not per attempt
+			saved = time.Now()
+		}
 		q.mu.Unlock()
 		q.pending()
 	}
@@ -258,11 +273,15 @@ func (q *Queue) indexLocked(m Mail) int {
 	return 0
 }
 
-// saveLocked writes the pending mails to the spool atomically; q.mu is held.
+// saveLocked writes the pending mails to the spool, when they changed,
+// atomically and durably (written, synced, renamed, the folder synced: a
+// power cut leaves the old file or the new one, never an empty one); q.mu
+// is held.
 func (q *Queue) saveLocked() {
-	if q.o.Spool == "" {
+	if q.o.Spool == "" || !q.dirty {
 		return
 	}
+	q.dirty = false
 	if len(q.mails) == 0 {
 		if err := os.Remove(q.o.Spool); err != nil && !os.IsNotExist(err) {
 			q.o.Logger.Warn("cannot clear the mail spool", "spool", q.o.Spool, "error", err)
@@ -270,14 +289,41 @@ func (q *Queue) saveLocked() {
 		return
 	}
 	data, _ := json.MarshalIndent(q.mails, "", "  ")
-	tmp := q.o.Spool + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(q.o.Spool), 0o750); err == nil {
-		if err = os.WriteFile(tmp, data, 0o600); err == nil {
-			err = os.Rename(tmp, q.o.Spool)
-		}
-		if err == nil {
-			return
-		}
+	if err := writeDurably(q.o.Spool, data); err != nil {
+		q.dirty = true // try again at the next pass
 		q.o.Logger.Error("cannot keep pending mails on disk", "spool", q.o.Spool, "error", err)
 	}
+}
+
+// writeDurably replaces path with data: a temporary file, synced, renamed
+// over path, and the folder synced.
+func writeDurably(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
 }
