@@ -48,8 +48,10 @@ func NewLimiter(perSecond float64, burst int, trusted []string) *Limiter {
 
 // ClientAddr is the address a request is counted against; "" for a request
 // made by a trusted proxy's host itself (no X-Forwarded-For), which is exempt:
-// that is a local health check or tool, not a visitor. It allocates nothing:
-// the answer is a substring of the request's.
+// that is a local health check or tool, not a visitor. An IPv6 client is
+// counted by its /64, which one host usually holds whole. Several
+// X-Forwarded-For lines are one list, in order. For an IPv4 client it
+// allocates nothing: the answer is a substring of the request's.
 func (l *Limiter) ClientAddr(r *http.Request) string {
 	host := peerHost(r)
 	if host == "" {
@@ -57,11 +59,16 @@ func (l *Limiter) ClientAddr(r *http.Request) string {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !l.isTrusted(ip) {
-		return host
+		return client(host, ip, err == nil)
 	}
-	xff := r.Header.Get("X-Forwarded-For")
-	if xff == "" {
+	var xff string
+	switch lines := r.Header["X-Forwarded-For"]; len(lines) {
+	case 0:
 		return ""
+	case 1:
+		xff = lines[0]
+	default:
+		xff = strings.Join(lines, ",")
 	}
 	// The right-most address not itself a trusted proxy is the client.
 	for rest := xff; ; {
@@ -69,13 +76,22 @@ func (l *Limiter) ClientAddr(r *http.Request) string {
 		p := strings.TrimSpace(rest[i+1:])
 		pip, err := netip.ParseAddr(p)
 		if err != nil {
-			return host
+			return client(host, ip, true)
 		}
 		if !l.isTrusted(pip) || i < 0 {
-			return p
+			return client(p, pip, true)
 		}
 		rest = rest[:i]
 	}
+}
+
+// client names a client address: itself, or its /64 for IPv6.
+func client(s string, ip netip.Addr, parsed bool) string {
+	if !parsed || !ip.Is6() || ip.Is4In6() {
+		return s
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
 }
 
 // peerHost is the host part of the connection's remote address.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -122,7 +123,13 @@ func (a *API) reader(conn *websocket.Conn, done chan<- struct{}) {
 	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {
-		if _, _, err := conn.NextReader(); err != nil {
+		_, r, err := conn.NextReader()
+		if err != nil {
+			return
+		}
+		// Read the message out, so that the read limit applies to all of
+		// it: a message skipped unread would escape it in fragments.
+		if _, err := io.Copy(io.Discard, r); err != nil {
 			return
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
