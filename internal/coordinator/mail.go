@@ -65,7 +65,8 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*mail
 	return &mailer{
 		queue: q, grace: cfg.Mail.Grace, log: log,
 		policy: notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
-			HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: q.Enqueue}),
+			HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: q.Enqueue,
+			StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")}),
 	}, nil
 }
 

@@ -359,3 +359,38 @@ func TestCorruptSpoolIsSetAside(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldOffStateSurvivesARestart: a server reported as not responding is
+// not reported again by the next run (a crash loop would mail at each
+// start), and its "working again" is still owed.
+func TestHoldOffStateSurvivesARestart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "mail-state.json")
+	var s1 sent
+	p1 := NewPolicy(PolicyOptions{Threshold: 95, Hysteresis: 5, HoldOff: 10 * time.Minute, MonitorURL: "x",
+		Send: s1.send, StateFile: file, Logger: quiet()})
+	p1.NotResponding("a/1", "silent", t0)
+	p1.Tick(t0.Add(time.Second))
+	if len(s1.all()) != 1 {
+		t.Fatalf("first run: %q", s1.all())
+	}
+
+	var s2 sent
+	p2 := NewPolicy(PolicyOptions{Threshold: 95, Hysteresis: 5, HoldOff: 10 * time.Minute, MonitorURL: "x",
+		Send: s2.send, StateFile: file, Logger: quiet()})
+	p2.NotResponding("a/1", "silent", t0.Add(time.Minute))
+	if got := s2.all(); len(got) != 0 {
+		t.Errorf("the restarted run mailed again: %q", got)
+	}
+	p2.Change(alloc.Change{Server: "a/1", From: alloc.Unknown, To: alloc.Up, At: t0.Add(2 * time.Minute), Load: 10})
+	if got := s2.all(); len(got) != 1 || got[0][0] != SubjectUp {
+		t.Errorf("working again after the restart: %q", got)
+	}
+
+	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	NewPolicy(PolicyOptions{Threshold: 95, StateFile: file, Send: s2.send, Logger: quiet()})
+	if aside, _ := filepath.Glob(file + ".corrupt-*"); len(aside) != 1 {
+		t.Errorf("a corrupt state file was not set aside: %v", aside)
+	}
+}

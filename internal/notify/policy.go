@@ -1,7 +1,10 @@
 package notify
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +28,11 @@ type PolicyOptions struct {
 	HoldOff    time.Duration // after a bad mail, repeats wait this long and go as one digest
 	MonitorURL string
 	Send       func(subject, body string) // must not block (Queue.Enqueue)
+	// StateFile keeps which servers are owed a good mail, and their hold-off
+	// windows, across restarts ("" keeps them in memory): a coordinator in a
+	// crash loop must not mail "not responding" again at each start.
+	StateFile string
+	Logger    *slog.Logger
 }
 
 // Policy turns state changes and loads into mails, once per real event:
@@ -34,6 +42,7 @@ type Policy struct {
 	o       PolicyOptions
 	mu      sync.Mutex
 	servers map[string]*serverMail
+	dirty   bool // servers' pairs changed since StateFile was written
 }
 
 type serverMail struct {
@@ -61,9 +70,68 @@ type event struct {
 	at      time.Time
 }
 
-// NewPolicy builds a policy.
+// NewPolicy builds a policy, with the state StateFile kept, if any. A file
+// that cannot be read is set aside, never a reason not to start.
 func NewPolicy(o PolicyOptions) *Policy {
-	return &Policy{o: o, servers: map[string]*serverMail{}}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	p := &Policy{o: o, servers: map[string]*serverMail{}}
+	if o.StateFile == "" {
+		return p
+	}
+	data, err := os.ReadFile(o.StateFile)
+	if os.IsNotExist(err) {
+		return p
+	}
+	var kept map[string]keptState
+	if err == nil {
+		err = json.Unmarshal(data, &kept)
+	}
+	if err != nil {
+		aside := fmt.Sprintf("%s.corrupt-%s", o.StateFile, time.Now().UTC().Format("20060102T150405Z"))
+		rerr := os.Rename(o.StateFile, aside)
+		o.Logger.Error("mail hold-off state unreadable: file set aside, starting afresh", "file", o.StateFile,
+			"aside", aside, "error", err, "rename_error", rerr)
+		return p
+	}
+	for name, k := range kept {
+		s := p.server(name)
+		s.down.owed, s.down.window = k.DownOwed, k.DownWindow
+		s.full.owed, s.full.window = k.FullOwed, k.FullWindow
+	}
+	if len(kept) > 0 {
+		o.Logger.Info("mail hold-off state kept from the last run", "servers", len(kept), "file", o.StateFile)
+	}
+	return p
+}
+
+// keptState is one server's mail state in StateFile.
+type keptState struct {
+	DownOwed   bool      `json:"downOwed,omitempty"`
+	DownWindow time.Time `json:"downWindow,omitzero"`
+	FullOwed   bool      `json:"fullOwed,omitempty"`
+	FullWindow time.Time `json:"fullWindow,omitzero"`
+}
+
+// saveLocked writes StateFile if anything changed; p.mu is held.
+func (p *Policy) saveLocked() {
+	if p.o.StateFile == "" || !p.dirty {
+		return
+	}
+	kept := map[string]keptState{}
+	for name, s := range p.servers {
+		k := keptState{s.down.owed, s.down.window, s.full.owed, s.full.window}
+		if k != (keptState{}) {
+			kept[name] = k
+		}
+	}
+	data, _ := json.Marshal(kept)
+	if err := writeDurably(p.o.StateFile, data); err != nil {
+		p.o.Logger.Error("cannot keep the mail hold-off state on disk", "file", p.o.StateFile, "error", err)
+		return
+	}
+	p.dirty = false
 }
 
 func (p *Policy) server(name string) *serverMail {
@@ -144,6 +212,7 @@ func (p *Policy) Load(server string, status alloc.Status, load float64, v alloc.
 }
 
 func (p *Policy) bad(pr *pair, e event) {
+	p.dirty = true
 	pr.owed = true
 	pr.lastBad = e
 	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
@@ -156,6 +225,7 @@ func (p *Policy) bad(pr *pair, e event) {
 }
 
 func (p *Policy) good(pr *pair, e event) {
+	p.dirty = true
 	pr.owed = false
 	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
 		pr.window = time.Time{}
@@ -171,9 +241,11 @@ func (p *Policy) good(pr *pair, e event) {
 }
 
 // Tick sends the digests of windows that have ended; call it every second or so.
+// It also writes the hold-off state, when it changed, off the heartbeat path.
 func (p *Policy) Tick(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.saveLocked()
 	for _, s := range p.servers {
 		for _, pr := range []*pair{&s.down, &s.full} {
 			if pr.window.IsZero() || now.Before(pr.window.Add(p.o.HoldOff)) {
@@ -196,6 +268,7 @@ func (p *Policy) Tick(now time.Time) {
 			p.mail(last, note)
 			pr.held, pr.sentGood = 0, false
 			pr.window = time.Time{}
+			p.dirty = true
 			if pr.owed {
 				pr.window = now // a bad mail just went: a new window
 			}
