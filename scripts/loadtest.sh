@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"
+export GOTOOLCHAIN=auto # go.mod's toolchain line, as ./test.sh
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null

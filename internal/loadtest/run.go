@@ -107,7 +107,8 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) 
 		"port": port, "ssl": false, "portRewrite": false, "debug": true,
 		"simulationServers": ServerNames(n),
 		"nats":              map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
-		"http":              map[string]any{"sessionRate": 0, "maxWebSocketClients": 50000},
+		"http": map[string]any{"sessionRate": 0, "maxWebSocketClients": 50000,
+			"maxMonitorClients": 10000, "maxMonitorClientsPerAddress": 10000}, // the load test's clients share one address
 	}
 	data, _ := json.Marshal(cfg)
 	path := filepath.Join(dir, fmt.Sprintf("session-%d.json", n))
