@@ -126,6 +126,9 @@ func New(o Options) *API {
 		WriteBufferSize:  1024,
 		HandshakeTimeout: 10 * time.Second,
 		CheckOrigin:      a.checkOrigin,
+		// Browsers ask for permessage-deflate; the monitor's document is
+		// compressed once per version for all of them (PreparedMessage).
+		EnableCompression: true,
 	}
 	a.feed = newFeed(a)
 	a.monitors = monitorSlots{max: o.MaxMonitorClients, perAddr: o.MaxMonitorPerAddress, by: map[string]int{}}

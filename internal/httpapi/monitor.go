@@ -79,5 +79,5 @@ func (a *API) monitorWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	a.pushLoop(conn, a.feed.changes, func() ([]byte, uint64) { return a.feed.current(monitorRefresh) })
+	a.pushLoop(conn, a.feed.changes, a.feed.frame)
 }

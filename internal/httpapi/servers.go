@@ -106,9 +106,9 @@ func (a *API) serversDoc() serversJSON {
 	return doc
 }
 
-// servers answers the shared farm document, at most monitorRefresh old.
+// servers answers the shared farm document, at most one refresh old.
 func (a *API) servers(w http.ResponseWriter, r *http.Request) {
-	doc, _ := a.feed.current(monitorRefresh)
+	doc, _ := a.feed.current()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(doc)

@@ -141,7 +141,7 @@ func (a *API) reader(conn *websocket.Conn, done chan<- struct{}) {
 // while idle, and closed with 1001 when the coordinator stops. A slow
 // reader is sent the latest version when it is ready: versions in between
 // are skipped, never queued.
-func (a *API) pushLoop(conn *websocket.Conn, changed func() <-chan struct{}, next func() ([]byte, uint64)) {
+func (a *API) pushLoop(conn *websocket.Conn, changed func() <-chan struct{}, next func() (*websocket.PreparedMessage, uint64)) {
 	readerDone := make(chan struct{})
 	go a.reader(conn, readerDone)
 	ping := time.NewTicker(a.o.PingInterval)
@@ -151,7 +151,7 @@ func (a *API) pushLoop(conn *websocket.Conn, changed func() <-chan struct{}, nex
 		ch := changed() // before next(): no change may fall between the two
 		if msg, version := next(); msg != nil && (!sent || version != last) {
 			_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-			if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+			if err := conn.WritePreparedMessage(msg); err != nil {
 				return
 			}
 			sent, last = true, version
@@ -178,11 +178,11 @@ func (a *API) availabilityWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	a.pushLoop(conn, a.o.Registry.AvailabilityChanged, func() ([]byte, uint64) {
+	a.pushLoop(conn, a.o.Registry.AvailabilityChanged, func() (*websocket.PreparedMessage, uint64) {
 		if a.o.Registry.Available() {
-			return one, 1
+			return oneFrame, 1
 		}
-		return zero, 0
+		return zeroFrame, 0
 	})
 }
 
@@ -206,6 +206,17 @@ func (a *API) Close(wait time.Duration) {
 
 // WebSocketClients is the number of WebSocket clients connected.
 func (a *API) WebSocketClients() int { return int(a.wsCount.Load()) }
+
+// The availability messages, framed once for every client.
+var oneFrame, zeroFrame = mustFrame(one), mustFrame(zero)
+
+func mustFrame(b []byte) *websocket.PreparedMessage {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	if err != nil {
+		panic(err) // a constant text message always frames
+	}
+	return pm
+}
 
 // monitorSlots counts the live /monitor clients, in all and per address.
 type monitorSlots struct {
