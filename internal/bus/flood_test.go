@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,24 +11,6 @@ import (
 	"github.com/simgate/simgate/internal/testutil"
 )
 
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // TestDropFloodDoesNotFloodTheLog: 1,000 malformed heartbeats on one
 // subject are each counted, and logged once (the next line, a minute later,
 // carries the count).
@@ -39,7 +20,7 @@ func TestDropFloodDoesNotFloodTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	var log lockedBuffer
+	var log testutil.Buffer
 	var mu sync.Mutex
 	dropped := 0
 	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: &recorder{},
@@ -66,7 +47,7 @@ func TestDropFloodDoesNotFloodTheLog(t *testing.T) {
 		}
 		return nil
 	})
-	if n := log.count("heartbeat dropped"); n != 1 {
+	if n := strings.Count(log.String(), "heartbeat dropped"); n != 1 {
 		t.Errorf("%d log lines for 1,000 drops of one reason and subject, want 1", n)
 	}
 }

@@ -67,16 +67,9 @@ const (
 
 // StartServer starts the embedded NATS server and waits until it accepts connections.
 func StartServer(o ServerOptions) (*Server, error) {
-	host, portStr, err := net.SplitHostPort(o.Listen)
+	host, port, err := listenAddr("nats listen", o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: %w", o.Listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("nats listen port %q: %w", portStr, err)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
+		return nil, err
 	}
 	if o.Subjects.Prefix == "" {
 		o.Subjects.Prefix = DefaultPrefix
@@ -107,18 +100,11 @@ func StartServer(o ServerOptions) (*Server, error) {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 5
 	}
 	if o.Websocket != "" {
-		wsHost, wsPort, err := net.SplitHostPort(o.Websocket)
+		wsHost, wsPort, err := listenAddr("nats websocket listen", o.Websocket)
 		if err != nil {
-			return nil, fmt.Errorf("nats websocket listen address %q: %w", o.Websocket, err)
+			return nil, err
 		}
-		p, err := strconv.Atoi(wsPort)
-		if err != nil {
-			return nil, fmt.Errorf("nats websocket listen port %q: %w", wsPort, err)
-		}
-		if p == 0 {
-			p = server.RANDOM_PORT // 0 would mean "off" to nats-server
-		}
-		opts.Websocket.Host, opts.Websocket.Port = wsHost, p
+		opts.Websocket.Host, opts.Websocket.Port = wsHost, wsPort
 		opts.Websocket.HandshakeTimeout = 5 * time.Second
 		opts.Websocket.TLSConfig = opts.TLSConfig
 		opts.Websocket.NoTLS = opts.TLSConfig == nil
@@ -158,6 +144,23 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	s.ns, s.ws = ns, o.Websocket != ""
 	return s, nil
+}
+
+// listenAddr splits a host:port for nats-server, port 0 as its RANDOM_PORT
+// (0 itself means "off" to its WebSocket listener).
+func listenAddr(what, addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s address %q: %w", what, addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s port %q: %w", what, portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
 }
 
 // ClientURL is the URL agents on this machine connect to.

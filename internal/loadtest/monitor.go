@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,23 +23,11 @@ type MonitorCase struct{ Servers, Clients int }
 // reading every update, in the same run; and the "down" transitions of
 // healthy agents meanwhile (false downs: each would be a mail).
 func RunMonitor(ctx context.Context, o Options, cases []MonitorCase) error {
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return fmt.Errorf("wrk is not installed (apt-get install wrk; scripts/loadtest.sh does it)")
-	}
-	raiseFileLimit()
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "simgate-loadtest-")
+	self, dir, coordBin, err := prepare()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	coordBin := filepath.Join(dir, "coordinator")
-	if out, err := exec.Command("go", "build", "-o", coordBin, "./cmd/coordinator").CombinedOutput(); err != nil {
-		return fmt.Errorf("building the coordinator (run from the repository root): %v\n%s", err, out)
-	}
 	w := o.Out
 	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration}
 	fmt.Fprintf(w, "simgate /monitor load: wrk -t%d -c%d on /session, %v per run, idle then with the pages\n\n", o.Threads, o.Conns, o.Duration)

@@ -274,25 +274,34 @@ func raiseFileLimit() {
 	}
 }
 
-// Run performs the whole measurement and prints the report.
-func Run(ctx context.Context, o Options) error {
+// prepare checks for wrk, raises the file limit, and builds the coordinator
+// into a temporary folder (the caller removes dir).
+func prepare() (self, dir, coordBin string, err error) {
 	if _, err := exec.LookPath("wrk"); err != nil {
-		return fmt.Errorf("wrk is not installed (apt-get install wrk; scripts/loadtest.sh does it)")
+		return "", "", "", fmt.Errorf("wrk is not installed (apt-get install wrk; scripts/loadtest.sh does it)")
 	}
 	raiseFileLimit()
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	if self, err = os.Executable(); err != nil {
+		return "", "", "", err
 	}
-	dir, err := os.MkdirTemp("", "simgate-loadtest-")
+	if dir, err = os.MkdirTemp("", "simgate-loadtest-"); err != nil {
+		return "", "", "", err
+	}
+	coordBin = filepath.Join(dir, "coordinator")
+	if out, err := exec.Command("go", "build", "-o", coordBin, "./cmd/coordinator").CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", "", fmt.Errorf("building the coordinator (run from the repository root): %v\n%s", err, out)
+	}
+	return self, dir, coordBin, nil
+}
+
+// Run performs the whole measurement and prints the report.
+func Run(ctx context.Context, o Options) error {
+	self, dir, coordBin, err := prepare()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	coordBin := filepath.Join(dir, "coordinator")
-	if out, err := exec.Command("go", "build", "-o", coordBin, "./cmd/coordinator").CombinedOutput(); err != nil {
-		return fmt.Errorf("building the coordinator (run from the repository root): %v\n%s", err, out)
-	}
 	w := o.Out
 	fmt.Fprintf(w, "simgate load test: wrk -t%d -c%d, %v per run, %d rounds alternated, median kept\n",
 		o.Threads, o.Conns, o.Duration, o.Rounds)
