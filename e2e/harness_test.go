@@ -32,7 +32,6 @@ type proc struct {
 	err  error
 }
 
-
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	return startIn(t, "", bin, args...)
