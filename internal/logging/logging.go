@@ -40,7 +40,7 @@ func File(dir string, level slog.Level) (*slog.Logger, io.Closer, error) {
 	}
 	fi, _ := f.Stat()
 	f.Close()
-	w := &rotator{lj: &lumberjack.Logger{Filename: path, MaxSize: 1, MaxBackups: MaxBackups}, max: MaxBytes}
+	w := &rotator{lj: &lumberjack.Logger{Filename: path, MaxSize: 1, MaxBackups: MaxBackups}, max: MaxBytes, fallback: os.Stderr}
 	if fi != nil {
 		w.size = fi.Size()
 	}
@@ -83,10 +83,11 @@ func (t tee) WithGroup(name string) slog.Handler {
 // megabytes, the original rotated at 500 kB. lumberjack still does the
 // renaming and the pruning of old files.
 type rotator struct {
-	mu   sync.Mutex
-	lj   *lumberjack.Logger
-	size int64
-	max  int64
+	mu       sync.Mutex
+	lj       *lumberjack.Logger
+	size     int64
+	max      int64
+	fallback io.Writer // where a line the file refused goes (standard error)
 }
 
 func (r *rotator) Write(p []byte) (int, error) {
@@ -102,7 +103,7 @@ func (r *rotator) Write(p []byte) (int, error) {
 	if err != nil {
 		// A full disk must not lose the line silently: say it where it
 		// can still be read (the log is often on the same disk).
-		fmt.Fprintf(os.Stderr, "log file not written (%v): %s", err, p)
+		fmt.Fprintf(r.fallback, "log file not written (%v): %s", err, p)
 	}
 	return n, err
 }
