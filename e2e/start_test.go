@@ -170,3 +170,4 @@ func TestBusyPortsFailAtOnce(t *testing.T) {
 		t.Logf("%v: refused after %v", args, time.Since(begin))
 	}
 }
+

@@ -34,16 +34,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: opts.LogLevel}))
+	// Every signal is caught before anything starts: USR1 and USR2 would
+	// otherwise kill an agent that is still connecting (their default action).
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	drain := make(chan os.Signal, 1)
+	signal.Notify(drain, syscall.SIGUSR1, syscall.SIGUSR2)
 	nc, a, err := agentcmd.Build(ctx, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent:", err)
 		return 1
 	}
 	defer nc.Close()
-	drain := make(chan os.Signal, 1)
-	signal.Notify(drain, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
 		for s := range drain {
 			a.SetDraining(s == syscall.SIGUSR1)

@@ -103,6 +103,11 @@ Flags:
 		log = l
 		fmt.Fprintf(stderr, "coordinator: logging to %s\n", filepath.Join(dir, "output.log"))
 	}
+	// Signals are caught before anything starts: a SIGTERM that comes as
+	// soon as the coordinator says it serves (the listen file) must stop it
+	// gracefully, not kill it by the default action.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	c, err := coordinator.Start(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
@@ -117,8 +122,6 @@ Flags:
 			return 1
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	log.Info("stopping on signal")
 	c.Stop(context.Background())

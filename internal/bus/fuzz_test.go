@@ -14,27 +14,32 @@ import (
 // of pointers. The fuzz target checks that both read the same fields.
 func readWireReference(data []byte, w *wire) error {
 	var ref struct {
-		V           *float64 `json:"v"`
-		Load        *float64 `json:"load"`
-		CPU         *float64 `json:"cpu"`
-		Memory      *float64 `json:"memory"`
-		Swap        *float64 `json:"swap"`
-		GPU         *float64 `json:"gpu"`
-		GPUMemory   *float64 `json:"gpuMemory"`
-		VRAM        *float64 `json:"vram"`
-		Sessions    *float64 `json:"sessions"`
-		MaxSessions *float64 `json:"maxSessions"`
-		Interval    *float64 `json:"interval"`
-		Server      *string  `json:"server"`
-		Status      *string  `json:"status"`
-		Time        *string  `json:"time"`
-		Probe       *string  `json:"probe"`
+		V           *float64        `json:"v"`
+		Load        *float64        `json:"load"`
+		CPU         *float64        `json:"cpu"`
+		Memory      *float64        `json:"memory"`
+		Swap        *float64        `json:"swap"`
+		GPU         *float64        `json:"gpu"`
+		GPUMemory   *float64        `json:"gpuMemory"`
+		VRAM        *float64        `json:"vram"`
+		Sessions    *float64        `json:"sessions"`
+		MaxSessions *float64        `json:"maxSessions"`
+		Interval    *float64        `json:"interval"`
+		Server      *string         `json:"server"`
+		Status      *string         `json:"status"`
+		Time        *string         `json:"time"`
+		Probe       *string         `json:"probe"`
+		InstantLoad *float64        `json:"instantLoad"`
+		Sharing     json.RawMessage `json:"sharing"`
 	}
 	if err := json.Unmarshal(data, &ref); err != nil {
 		return err
 	}
+	if len(ref.Sharing) > 0 && string(ref.Sharing) != "null" {
+		w.sharing = ref.Sharing
+	}
 	for i, p := range []*float64{ref.V, ref.Load, ref.CPU, ref.Memory, ref.Swap, ref.GPU, ref.GPUMemory, ref.VRAM,
-		ref.Sessions, ref.MaxSessions, ref.Interval} {
+		ref.Sessions, ref.MaxSessions, ref.Interval, ref.InstantLoad} {
 		if p != nil {
 			w.num[i], w.hasNum[i] = *p, true
 		}
@@ -49,7 +54,7 @@ func readWireReference(data []byte, w *wire) error {
 
 // schemaKeys are the keys readWire reads.
 var schemaKeys = []string{"v", "load", "cpu", "memory", "swap", "gpu", "gpuMemory", "vram", "sessions",
-	"maxSessions", "interval", "server", "status", "time", "probe"}
+	"maxSessions", "interval", "server", "status", "time", "probe", "instantLoad", "sharing"}
 
 // caseFolded says whether data has a top-level key that encoding/json would
 // take for a schema field by ignoring case ("LOAD"), which readWire, as the
@@ -88,6 +93,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"server":"a/1","status":"up","load":1e999,"interval":1}`))
 	f.Add([]byte(`{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"sessions":-1}`))
 	f.Add([]byte(`{"v":1,"server":"a/1","status":"up","load":1,"load":2,"interval":1,"cpu":null}`))
+	f.Add([]byte(`{"v":1,"server":"a/1","status":"up","load":1,"interval":1,"instantLoad":3,"sharing":{"allowedRepositories":["https://github.com/a/"],"blockedRepositories":[],"docker":true,"shareIdleTime":50}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		hb, err := Decode(data)
 		ref, refErr := decodeWith(data, readWireReference)

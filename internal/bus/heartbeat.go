@@ -48,6 +48,57 @@ type Heartbeat struct {
 	// Probe is simgate's addition: what the agent's check of its simulation
 	// server saw when it failed ("GET http://127.0.0.1:2000/load: connection refused").
 	Probe string `json:"probe,omitempty"`
+	// InstantLoad is the latest single sample, which the simulation server
+	// compares with its shareIdleTime (PROTOCOL §1.1).
+	InstantLoad *float64 `json:"instantLoad,omitempty"`
+	// Sharing is the simulation server's own policy (its simulation.json),
+	// when the agent knows it: which repositories it runs (PROTOCOL §1.1).
+	Sharing *Sharing `json:"sharing,omitempty"`
+}
+
+// Sharing is what a simulation server runs, as webots-server decides it:
+// repositories under AllowedRepositories at any load; any other, not under
+// BlockedRepositories, only with Docker on and the load at or below
+// ShareIdleTime (50 when absent).
+type Sharing struct {
+	AllowedRepositories []string `json:"allowedRepositories,omitempty"`
+	BlockedRepositories []string `json:"blockedRepositories,omitempty"`
+	Docker              bool     `json:"docker,omitempty"`
+	ShareIdleTime       *float64 `json:"shareIdleTime,omitempty"`
+}
+
+// Bounds of a sharing policy in a heartbeat.
+const (
+	maxRepositories = 64
+	maxPrefix       = 512
+)
+
+// decodeSharing reads and checks the sharing object; raw is its JSON.
+func decodeSharing(raw []byte) (*Sharing, error) {
+	var sh Sharing
+	if err := json.Unmarshal(raw, &sh); err != nil {
+		return nil, invalid("sharing: %v", err)
+	}
+	for _, list := range []struct {
+		name string
+		v    *[]string
+	}{{"allowedRepositories", &sh.AllowedRepositories}, {"blockedRepositories", &sh.BlockedRepositories}} {
+		if len(*list.v) > maxRepositories {
+			return nil, invalid("sharing.%s has %d items, more than %d", list.name, len(*list.v), maxRepositories)
+		}
+		for _, p := range *list.v {
+			if p == "" || len(p) > maxPrefix {
+				return nil, invalid("sharing.%s holds an empty prefix or one over %d bytes", list.name, maxPrefix)
+			}
+		}
+		if len(*list.v) == 0 {
+			*list.v = nil // absent and empty are one: a round trip keeps it
+		}
+	}
+	if t := sh.ShareIdleTime; t != nil && !(*t >= 0 && *t <= 100) {
+		return nil, invalid("sharing.shareIdleTime %v is not a percentage in [0, 100]", *t)
+	}
+	return &sh, nil
 }
 
 // Fields Decode reads: numbers, then strings, in wire's arrays.
@@ -63,6 +114,7 @@ const (
 	fSessions
 	fMaxSessions
 	fInterval
+	fInstantLoad
 	numFields
 )
 
@@ -109,9 +161,16 @@ func field(k []byte) int {
 		return numFields + fTime
 	case "probe":
 		return numFields + fProbe
+	case "instantLoad":
+		return fInstantLoad
+	case "sharing":
+		return sharingField
 	}
 	return -1
 }
+
+// sharingField is the slot of "sharing", an object read whole.
+const sharingField = numFields + strFields
 
 // wire holds the fields Decode reads and which of them were present.
 type wire struct {
@@ -124,7 +183,9 @@ type wire struct {
 	// counts back Heartbeat.Sessions and MaxSessions, so that they need no
 	// allocation of their own.
 	counts [2]int
-	err    error
+	// sharing is the raw "sharing" object, nil when absent or null.
+	sharing []byte
+	err     error
 }
 
 func (w *wire) opt(i int) *float64 {
@@ -209,6 +270,13 @@ func (w *wire) visit(k []byte, v *fastjson.Value) {
 		return
 	}
 	null := v.Type() == fastjson.TypeNull
+	if i == sharingField {
+		w.sharing = nil
+		if !null {
+			w.sharing = v.MarshalTo(nil)
+		}
+		return
+	}
 	if i < numFields {
 		w.hasNum[i] = false
 		if null {
@@ -306,11 +374,12 @@ func decodeWith(data []byte, read func([]byte, *wire) error) (Heartbeat, error) 
 	default:
 		return Heartbeat{}, invalid("status %q is not up, draining, service-down or leaving", hb.Status)
 	}
+	hb.InstantLoad = w.opt(fInstantLoad)
 	for _, p := range []struct {
 		name string
 		v    *float64
 	}{{"load", &hb.Load}, {"cpu", hb.CPU}, {"memory", hb.Memory}, {"swap", hb.Swap},
-		{"gpu", hb.GPU}, {"gpuMemory", hb.GPUMemory}, {"vram", hb.VRAM}} {
+		{"gpu", hb.GPU}, {"gpuMemory", hb.GPUMemory}, {"vram", hb.VRAM}, {"instantLoad", hb.InstantLoad}} {
 		if p.v != nil && !(*p.v >= 0 && *p.v <= 100) { // also false for NaN
 			return Heartbeat{}, invalid("%s %v is not a percentage in [0, 100]", p.name, *p.v)
 		}
@@ -330,6 +399,11 @@ func decodeWith(data []byte, read func([]byte, *wire) error) (Heartbeat, error) 
 			return Heartbeat{}, invalid("time %q is not RFC 3339", w.str[fTime])
 		}
 		hb.Time = w.str[fTime]
+	}
+	if w.sharing != nil {
+		if hb.Sharing, err = decodeSharing(w.sharing); err != nil {
+			return Heartbeat{}, err
+		}
 	}
 	if w.hasStr[fProbe] {
 		hb.Probe = w.str[fProbe]
