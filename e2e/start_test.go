@@ -170,4 +170,3 @@ func TestBusyPortsFailAtOnce(t *testing.T) {
 		t.Logf("%v: refused after %v", args, time.Since(begin))
 	}
 }
-
