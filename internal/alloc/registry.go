@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,35 @@ type Report struct {
 	// Polled: the coordinator polled the server's /load (no agent speaks
 	// for it); an agent's report always wins over a poll.
 	Polled bool
+	// Sharing is the server's own repository policy, nil when its agent
+	// reports none: it then runs every world (PROTOCOL §1.1).
+	Sharing *Sharing
+}
+
+// Sharing is what a simulation server runs (its simulation.json): worlds
+// under Allowed at any load; any other, not under Blocked, only with Docker
+// and the load at or below ShareIdle.
+type Sharing struct {
+	Allowed, Blocked []string // URL prefixes
+	Docker           bool
+	ShareIdle        float64
+}
+
+// dedicated reports whether the server runs url at any load.
+func (sh *Sharing) dedicated(url string) bool { return hasPrefix(url, sh.Allowed) }
+
+// shares reports whether the server may run url on its idle time.
+func (sh *Sharing) shares(url string) bool {
+	return sh.Docker && sh.ShareIdle > 0 && !hasPrefix(url, sh.Blocked)
+}
+
+func hasPrefix(url string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(url, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Source says where a server's reports come from.
@@ -161,6 +191,9 @@ type Registry struct {
 	holds      map[Visitor]hold
 	holdsSwept time.Time
 	repeated   uint64
+	// policies counts the servers whose last report carries a sharing
+	// policy: while it is 0, a repository URL is placed as none.
+	policies int
 
 	available atomic.Bool
 	availCh   atomic.Pointer[chan struct{}] // closed and replaced at each availability flip
@@ -264,6 +297,13 @@ func (r *Registry) Apply(rep Report) error {
 		}
 	}
 	prev := s.report
+	if (prev.Sharing == nil) != (rep.Sharing == nil) {
+		if rep.Sharing != nil {
+			r.policies++
+		} else if s.seen {
+			r.policies--
+		}
+	}
 	s.report = rep
 	s.seen = true
 	s.lastAt = rep.At
@@ -464,16 +504,28 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 			delete(r.holds, v)
 		}
 	}
-	if len(r.heap) == 0 || r.heap[0].eff >= r.o.Threshold {
+	var s *server
+	if r.policies > 0 && IsRepositoryURL(v.URL) {
+		s = r.pickFor(v.URL)
+	} else if len(r.heap) > 0 && r.heap[0].eff < r.o.Threshold {
+		s = r.heap[0]
+	}
+	if s == nil {
 		r.noServer++
 		r.mu.Unlock()
 		return "", false
 	}
-	s := r.heap[0]
+	r.book(s, v)
+	r.mu.Unlock()
+	return s.name, true
+}
+
+// book reserves a session on s for v; r.mu is held.
+func (r *Registry) book(s *server, v Visitor) {
 	seq := s.res.add(r.o.Now(), s.report.Sessions)
 	s.eff = s.res.effective(s.report)
 	s.tie = r.rng.Uint64()
-	r.heap.fix(0)
+	r.heap.fix(s.heapIdx)
 	s.handed++
 	r.handedOut++
 	if v.Addr != "" {
@@ -483,14 +535,92 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 		r.holds[v] = hold{s: s, seq: seq}
 	}
 	r.updateAvailable()
-	r.mu.Unlock()
-	return s.name, true
 }
 
-// Peek is the server Place would pick now, booking nothing (HEAD /session).
-func (r *Registry) Peek() (name string, ok bool) {
+// IsRepositoryURL reports whether url names a world in a repository, the
+// form PROTOCOL §1.1 places by: https://github.com/… . Anything else
+// (webots://, file://, nothing) is placed as without a URL.
+func IsRepositoryURL(url string) bool { return strings.HasPrefix(url, "https://github.com/") }
+
+// pickFor chooses a server for a repository's world (PROTOCOL §1.1); r.mu
+// is held. First the available servers dedicated to it (an
+// allowedRepositories prefix of url), or that report no policy and so run
+// every world, by the lowest effective load; else the available servers
+// that share their idle time with it, by the largest shareIdleTime −
+// effective load. It scans the placeable servers: O(n), where a request
+// without a repository URL reads the heap's top.
+func (r *Registry) pickFor(url string) *server {
+	var best *server
+	for _, s := range r.heap {
+		sh := s.report.Sharing
+		if s.eff >= r.o.Threshold || (sh != nil && !sh.dedicated(url)) {
+			continue
+		}
+		if best == nil || s.eff < best.eff || (s.eff == best.eff && s.tie < best.tie) {
+			best = s
+		}
+	}
+	if best != nil {
+		return best
+	}
+	bestRoom := 0.0
+	for _, s := range r.heap {
+		sh := s.report.Sharing
+		if sh == nil || s.eff >= r.o.Threshold || !sh.shares(url) || s.eff > sh.ShareIdle {
+			continue
+		}
+		if room := sh.ShareIdle - s.eff; best == nil || room > bestRoom {
+			best, bestRoom = s, room
+		}
+	}
+	return best
+}
+
+// Refusal says why a repository's world found no server.
+type Refusal uint8
+
+// Refusals, each with its own sentence for the visitor.
+const (
+	Busy      Refusal = iota // some server would run it, none can now
+	Blocked                  // every server that reports a policy blocks it
+	NotShared                // no server is dedicated to it and none shares its idle time
+)
+
+// Why explains a refused placement of url: Busy unless no server would
+// ever run it. Servers that report no policy (or were never heard from)
+// might, so they make it Busy. It runs on the refusal path only.
+func (r *Registry) Why(url string) Refusal {
+	if !IsRepositoryURL(url) {
+		return Busy
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	blocked := true
+	for _, s := range r.servers {
+		sh := s.report.Sharing
+		if sh == nil || sh.dedicated(url) || sh.shares(url) {
+			return Busy
+		}
+		if !hasPrefix(url, sh.Blocked) {
+			blocked = false
+		}
+	}
+	if blocked && len(r.servers) > 0 {
+		return Blocked
+	}
+	return NotShared
+}
+
+// Peek is the server Place would pick now for url, booking nothing (HEAD /session).
+func (r *Registry) Peek(url string) (name string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.policies > 0 && IsRepositoryURL(url) {
+		if s := r.pickFor(url); s != nil {
+			return s.name, true
+		}
+		return "", false
+	}
 	if len(r.heap) == 0 || r.heap[0].eff >= r.o.Threshold {
 		return "", false
 	}

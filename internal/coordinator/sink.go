@@ -38,6 +38,13 @@ func (s sink) Heartbeat(hb bus.Heartbeat) error {
 	if hb.MaxSessions != nil {
 		rep.MaxSessions = *hb.MaxSessions
 	}
+	if sh := hb.Sharing; sh != nil {
+		rep.Sharing = &alloc.Sharing{Allowed: sh.AllowedRepositories, Blocked: sh.BlockedRepositories,
+			Docker: sh.Docker, ShareIdle: 50} // webots-server's default
+		if sh.ShareIdleTime != nil {
+			rep.Sharing.ShareIdle = *sh.ShareIdleTime
+		}
+	}
 	if err := s.reg.Apply(rep); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,8 @@ import (
 // Registry is what the handlers need of the server registry.
 type Registry interface {
 	Place(v alloc.Visitor) (name string, ok bool)
-	Peek() (name string, ok bool)
+	Peek(url string) (name string, ok bool)
+	Why(url string) alloc.Refusal
 	Available() bool
 	AvailabilityChanged() <-chan struct{}
 	MeanLoad() (float64, bool)
@@ -87,7 +89,10 @@ var (
 	corsMethods = []string{"POST, GET, OPTIONS"}
 	textPlain   = []string{"text/plain; charset=utf-8"}
 	noServer    = []byte("Error: no simulation server available at the moment.")
-	one, zero   = []byte("1"), []byte("0")
+	// PROTOCOL §1.1: the visitor learns why no server will ever run a world.
+	blockedEverywhere = []byte("Error: this project is blocked on every simulation server.")
+	notShared         = []byte("Error: no simulation server runs this project: none is dedicated to its repository, and none that shares its idle time takes it.")
+	one, zero         = []byte("1"), []byte("0")
 )
 
 // New builds the API.
@@ -196,14 +201,15 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	}
 	var name string
 	var ok bool
+	v := a.visitor(r)
 	if r.Method == http.MethodHead {
-		name, ok = a.o.Registry.Peek() // the headers GET would send; HEAD books nothing
+		name, ok = a.o.Registry.Peek(v.URL) // the headers GET would send; HEAD books nothing
 	} else {
-		name, ok = a.o.Registry.Place(a.visitor(r))
+		name, ok = a.o.Registry.Place(v)
 	}
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
-		_, _ = w.Write(noServer)
+		_, _ = w.Write(a.refusal(v.URL))
 		if r.Method != http.MethodHead {
 			a.none.Inc()
 		}
@@ -231,23 +237,42 @@ func (a *API) visitor(r *http.Request) alloc.Visitor {
 	return alloc.Visitor{Addr: addr, URL: worldURL(r.URL.RawQuery)}
 }
 
-// worldURL is everything after "url=" in a raw query; "" without one.
+// worldURL is everything after "url=" in a raw query, as the Webots client
+// writes it (not encoded); one that was encoded anyway is decoded. "" without one.
 func worldURL(rawQuery string) string {
-	if v, ok := strings.CutPrefix(rawQuery, "url="); ok {
-		return v
+	v, ok := strings.CutPrefix(rawQuery, "url=")
+	if !ok {
+		if _, v, ok = strings.Cut(rawQuery, "&url="); !ok {
+			return ""
+		}
 	}
-	if _, v, ok := strings.Cut(rawQuery, "&url="); ok {
-		return v
+	if strings.HasPrefix(v, "https%3A") || strings.HasPrefix(v, "https%3a") {
+		if d, err := url.QueryUnescape(v); err == nil {
+			return d
+		}
 	}
-	return ""
+	return v
+}
+
+// refusal is the answer when no server takes url: the original's sentence
+// while the farm is merely busy, a specific one when none ever would.
+func (a *API) refusal(url string) []byte {
+	switch a.o.Registry.Why(url) {
+	case alloc.Blocked:
+		return blockedEverywhere
+	case alloc.NotShared:
+		return notShared
+	}
+	return noServer
 }
 
 // sessionAnswer is the body of /session for the WebSocket form.
 func (a *API) sessionAnswer(r *http.Request) []byte {
-	name, ok := a.o.Registry.Place(a.visitor(r))
+	v := a.visitor(r)
+	name, ok := a.o.Registry.Place(v)
 	if !ok {
 		a.none.Inc()
-		return noServer
+		return a.refusal(v.URL)
 	}
 	a.placed.Inc()
 	return append(append([]byte(nil), a.scheme...), name...)

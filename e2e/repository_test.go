@@ -1,0 +1,35 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+)
+
+// TestRepositoryAwarePlacement: PROTOCOL §1.1 from outside. Heartbeats carry
+// each server's sharing policy; /session?url= (as the Webots client writes
+// it, not encoded) goes to a server that will run the world, and a world no
+// server would ever run gets a sentence that says why.
+func TestRepositoryAwarePlacement(t *testing.T) {
+	const ded, shared = "ded.test/2701", "shared.test/2702"
+	f := startFarm(t, map[string]any{"simulationServers": []string{ded, shared}})
+	p := f.publisher(t, "policy-test")
+	p.publish(ded, []byte(`{"v":1,"server":"`+ded+`","status":"up","load":40,"interval":60,"maxSessions":100,`+
+		`"sharing":{"allowedRepositories":["https://github.com/cyberbotics/"],"docker":false}}`))
+	p.publish(shared, []byte(`{"v":1,"server":"`+shared+`","status":"up","load":10,"interval":60,"maxSessions":100,"instantLoad":12,`+
+		`"sharing":{"blockedRepositories":["https://github.com/evil/"],"docker":true,"shareIdleTime":50}}`))
+	f.waitState(t, ded, 5*time.Second, "up")
+	f.waitState(t, shared, 5*time.Second, "up")
+
+	for _, tc := range []struct{ url, want string }{
+		{"https://github.com/cyberbotics/webots/blob/R2025a/projects/robots/gctronic/e-puck/worlds/e-puck.wbt", "ws://" + ded},
+		{"https://github.com/someone/robots/blob/main/worlds/arm.wbt", "ws://" + shared},
+		{"https%3A%2F%2Fgithub.com%2Fsomeone%2Frobots%2Fblob%2Fmain%2Fworlds%2Farm.wbt", "ws://" + shared},
+		{"https://github.com/evil/thing/blob/main/worlds/x.wbt", "Error: no simulation server runs this project: none is dedicated to its repository, and none that shares its idle time takes it."},
+	} {
+		if _, body, err := getAs(f.base+"/session?url="+tc.url, "203.0.113.50"); err != nil || body != tc.want {
+			t.Errorf("/session?url=%s = %q, %v; want %q", tc.url, body, err, tc.want)
+		}
+	}
+	// Without a URL, or an older client's: the lowest load, as before.
+	expectText(t, f.base+"/session", "ws://"+shared)
+}
