@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -32,4 +34,40 @@ func TestRepositoryAwarePlacement(t *testing.T) {
 	}
 	// Without a URL, or an older client's: the lowest load, as before.
 	expectText(t, f.base+"/session", "ws://"+shared)
+}
+
+// TestAgentsReadTheirSimulationConfig: real agents read real simulation.json
+// files (webots-server's) and the coordinator places the Webots client's
+// URLs by them. Both agents measure this one machine, so both are up or
+// both full: the answers are asserted for either case.
+func TestAgentsReadTheirSimulationConfig(t *testing.T) {
+	const ded, shared = "simcfg-ded.test/2000", "simcfg-shared.test/2000"
+	dir := t.TempDir()
+	files := map[string]string{
+		ded:    `{"port": 2000, "maxConnections": 20, "allowedRepositories": ["https://github.com/cyberbotics/"], "blockedRepositories": ["https://github.com/evil/"]}`,
+		shared: `{"port": 2000, "docker": true, "shareIdleTime": 100, "blockedRepositories": ["https://github.com/evil/"]}`,
+	}
+	f := startFarm(t, map[string]any{"simulationServers": []string{ded, shared}})
+	for server, content := range files {
+		path := filepath.Join(dir, node(server)+".json")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.startAgent(t, server, "-simulation-config", path)
+	}
+	for server := range files {
+		f.waitState(t, server, 10*time.Second, "up", "full")
+	}
+	cyber := "https://github.com/cyberbotics/webots/blob/R2025a/projects/robots/gctronic/e-puck/worlds/e-puck.wbt"
+	// Each agent read its file before its first heartbeat: the states above carry the policies.
+	_, body, err := getAs(f.base+"/session?url="+cyber, "203.0.113.60")
+	if err != nil || (body != "ws://"+ded && body != noServer) {
+		t.Errorf("the dedicated server's repository went to %q (%v), want ws://%s or, with this machine full, no server", body, err, ded)
+	}
+	if _, body, _ := getAs(f.base+"/session?url=https://github.com/evil/thing/blob/main/worlds/x.wbt", "203.0.113.61"); body != "Error: this project is blocked on every simulation server." {
+		t.Errorf("a world every server blocks: %q", body)
+	}
+	if s := f.servers(t)[ded]; s.MaxSessions != 20 {
+		t.Errorf("maxSessions %d, want the file's maxConnections (20)", s.MaxSessions)
+	}
 }

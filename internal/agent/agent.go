@@ -26,6 +26,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// DrainFile, when set, puts the server in draining while the file exists.
 	DrainFile string
+	// Policy, when set, is the simulation server's own configuration: its
+	// heartbeats then carry its sharing policy (PROTOCOL §1.1).
+	Policy *Policy
 	// Advisory reports a failing probe in the heartbeat's probe field without
 	// marking the server service-down: for a first run with no simulation
 	// server yet, never for production.
@@ -231,8 +234,10 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 		a.noteCollector(c.Name(), err)
 	}
 	load := a.win.add(r)
+	instant := round(sampleLoad(r))
 	hb := bus.Heartbeat{
-		V: 1, Server: a.o.Server, Status: bus.StatusUp, Load: round(load),
+		InstantLoad: &instant,
+		V:           1, Server: a.o.Server, Status: bus.StatusUp, Load: round(load),
 		CPU: roundp(r.CPU), Memory: roundp(r.Memory), Swap: roundp(r.Swap),
 		GPU: roundp(r.GPU), GPUMemory: roundp(r.GPUMemory), VRAM: roundp(r.VRAM),
 		Sessions: r.Sessions, Interval: a.o.Interval.Seconds(),
@@ -240,6 +245,9 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 	}
 	if a.o.MaxSessions > 0 {
 		hb.MaxSessions = ptr(a.o.MaxSessions)
+	}
+	if a.o.Policy != nil {
+		hb.Sharing = a.o.Policy.Sharing()
 	}
 	a.noteService(r)
 	if r.ServiceErr != nil {

@@ -31,6 +31,7 @@ type Options struct {
 	MaxSessions int
 	Processes   string // comma-separated process names
 	DrainFile   string
+	SimConfig   string // webots-server's simulation.json; "" none
 	Prefix      string
 	User        string
 	Password    string
@@ -39,6 +40,8 @@ type Options struct {
 	CA          string
 	LogLevel    slog.Level
 	Version     bool
+
+	maxSessionsSet bool // -max-sessions given: the simulation config's maxConnections does not replace it
 }
 
 // EnvName is the environment variable that sets a flag: SIMGATE_ + its
@@ -58,6 +61,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Probe, "probe", "", "URL that must answer for the simulation server to count as up, or 'off'; default http://127.0.0.1:<port of -server>/load")
 	fs.IntVar(&o.MaxSessions, "max-sessions", 100, "sessions the simulation server accepts (its maxConnections)")
 	fs.StringVar(&o.Processes, "process", strings.Join(agent.DefaultProcessNames, ","), "comma-separated process names counted as running simulations")
+	fs.StringVar(&o.SimConfig, "simulation-config", "", "the simulation server's own configuration (webots-server's config/simulation/NAME.json): its allowedRepositories, blockedRepositories, docker, shareIdleTime go into heartbeats, its maxConnections is the default of -max-sessions; re-read when it changes")
 	fs.StringVar(&o.DrainFile, "drain-file", "", "creating this file drains the server (no new session), removing it undrains; the latest of a signal and a file change wins")
 	fs.StringVar(&o.Prefix, "prefix", bus.DefaultPrefix, "first token of the NATS subjects")
 	fs.StringVar(&o.User, "user", "", "NATS user name")
@@ -99,6 +103,8 @@ Flags:
 	if envErr != nil {
 		return o, envErr
 	}
+	// Set by flag or by the environment (fs.Set marks it too).
+	fs.Visit(func(f *flag.Flag) { o.maxSessionsSet = o.maxSessionsSet || f.Name == "max-sessions" })
 	if o.Version {
 		return o, nil
 	}
@@ -207,10 +213,23 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 	if err != nil {
 		return nil, nil, fmt.Errorf("NATS %s: %w", o.NATS, err)
 	}
+	var policy *agent.Policy
+	if o.SimConfig != "" {
+		if policy, err = agent.NewPolicy(o.SimConfig, log); err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("-simulation-config: %w", err)
+		}
+		if n := policy.MaxConnections(); n > 0 && !o.maxSessionsSet {
+			o.MaxSessions = n
+		}
+		if port := policy.Port(); port > 0 && !strings.HasSuffix(o.Server, fmt.Sprintf("/%d", port)) && !strings.HasSuffix(o.Server, fmt.Sprintf(":%d", port)) {
+			log.Warn("the simulation server's port differs from -server's", "file", o.SimConfig, "port", port, "server", o.Server)
+		}
+	}
 	cs := agent.DefaultCollectors(ctx, o.Probe, strings.Split(o.Processes, ","), log)
 	a := agent.New(agent.Options{
 		Server: o.Server, Interval: o.Interval, Collectors: cs, MaxSessions: o.MaxSessions,
-		Subjects: bus.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile,
+		Subjects: bus.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile, Policy: policy,
 	})
 	return nc, a, nil
 }
