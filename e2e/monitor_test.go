@@ -97,7 +97,8 @@ func TestMonitorInBrowser(t *testing.T) {
 	p := f.publisher(t, "monitor-test")
 	p.beatRich(pub, map[string]any{"load": 12, "cpu": 12, "memory": 20, "swap": 0, "sessions": 2})
 	p.beatRich(hot, map[string]any{"load": 97, "cpu": 97, "memory": 61, "swap": 3, "gpu": 40, "gpuMemory": 35, "vram": 35, "sessions": 19})
-	p.beatRich(drain, map[string]any{"status": "draining", "load": 30, "cpu": 30, "memory": 25, "swap": 0, "sessions": 5})
+	p.beatRich(drain, map[string]any{"status": "draining", "load": 30, "cpu": 30, "memory": 25, "swap": 0, "sessions": 5,
+		"sharing": map[string]any{"allowedRepositories": []string{"https://github.com/cyberbotics/"}, "docker": true, "shareIdleTime": 40}})
 	killed := f.startAgent(t, agent)
 	f.waitState(t, agent, 10*time.Second, "up", "full")
 	f.waitState(t, drain, 5*time.Second, "draining")
@@ -171,6 +172,7 @@ func TestMonitorInBrowser(t *testing.T) {
 		{hot, "saturated: CPU"},
 		{hot, "sessions 19 / 20"},
 		{drain, "draining"},
+		{drain, "dedicated to https://github.com/cyberbotics/ · shares idle time up to 40% (docker)"},
 		{agent, "NATS connection closed"},
 		{never, "not heard from since the coordinator started"},
 		{"#summary", "servers available"},

@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/simgate/simgate/internal/testutil"
 )
 
 // TestRepositoryAwarePlacement: PROTOCOL §1.1 from outside. Heartbeats carry
@@ -34,6 +38,35 @@ func TestRepositoryAwarePlacement(t *testing.T) {
 	}
 	// Without a URL, or an older client's: the lowest load, as before.
 	expectText(t, f.base+"/session", "ws://"+shared)
+
+	// The policies and the placements by tier, on /api/servers and /metrics.
+	testutil.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() error { // the document is at most one refresh old
+		_, body, err := get(f.base + "/api/servers")
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{`"sharing":{"allowedRepositories":["https://github.com/cyberbotics/"],"blockedRepositories":[],"docker":false,"shareIdleTime":50}`,
+			`"dedicatedSessions":1`, `"sharedSessions":1`} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("/api/servers lacks %s:\n%s", want, body)
+			}
+		}
+		return nil
+	})
+	m := f.scrape(t)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"simgate_placements_total", "tier", "dedicated", 1},
+		{"simgate_placements_total", "tier", "shared", 1},
+		{"simgate_placements_total", "tier", "any", 1},
+		{"simgate_session_refusals_total", "reason", "not-shared", 1},
+	} {
+		if got := m.value(c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
 }
 
 // TestAgentsReadTheirSimulationConfig: real agents read real simulation.json

@@ -191,6 +191,7 @@ type Registry struct {
 	holds      map[Visitor]hold
 	holdsSwept time.Time
 	repeated   uint64
+	byTier     [numTiers]uint64
 	// policies counts the servers whose last report carries a sharing
 	// policy: while it is 0, a repository URL is placed as none.
 	policies int
@@ -209,8 +210,9 @@ type server struct {
 	seen    bool // a report has arrived
 	lastAt  time.Time
 	handed  uint64
-	agentAt time.Time     // the last agent heartbeat; zero: none since start
-	agentTO time.Duration // that agent's silence timeout
+	byTier  [numTiers]uint64 // sessions handed out, by how they were placed
+	agentAt time.Time        // the last agent heartbeat; zero: none since start
+	agentTO time.Duration    // that agent's silence timeout
 	res     reservations
 	eff     float64 // report.Load + reservations
 	tie     uint64
@@ -505,8 +507,9 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 		}
 	}
 	var s *server
+	tier := TierAny
 	if r.policies > 0 && IsRepositoryURL(v.URL) {
-		s = r.pickFor(v.URL)
+		s, tier = r.pickFor(v.URL)
 	} else if len(r.heap) > 0 && r.heap[0].eff < r.o.Threshold {
 		s = r.heap[0]
 	}
@@ -515,6 +518,8 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 		r.mu.Unlock()
 		return "", false
 	}
+	s.byTier[tier]++
+	r.byTier[tier]++
 	r.book(s, v)
 	r.mu.Unlock()
 	return s.name, true
@@ -549,7 +554,7 @@ func IsRepositoryURL(url string) bool { return strings.HasPrefix(url, "https://g
 // that share their idle time with it, by the largest shareIdleTime −
 // effective load. It scans the placeable servers: O(n), where a request
 // without a repository URL reads the heap's top.
-func (r *Registry) pickFor(url string) *server {
+func (r *Registry) pickFor(url string) (*server, Tier) {
 	var best *server
 	for _, s := range r.heap {
 		sh := s.report.Sharing
@@ -561,7 +566,7 @@ func (r *Registry) pickFor(url string) *server {
 		}
 	}
 	if best != nil {
-		return best
+		return best, TierDedicated
 	}
 	bestRoom := 0.0
 	for _, s := range r.heap {
@@ -573,8 +578,23 @@ func (r *Registry) pickFor(url string) *server {
 			best, bestRoom = s, room
 		}
 	}
-	return best
+	return best, TierShared
 }
+
+// Tier is how a session was placed (PROTOCOL §1.1).
+type Tier uint8
+
+// Tiers, in the order they are tried.
+const (
+	TierAny       Tier = iota // no repository URL, or no policy on the farm: the lowest load
+	TierDedicated             // a server dedicated to the repository, or one with no policy
+	TierShared                // a server's shared idle time
+	numTiers
+)
+
+var tierNames = [...]string{"any", "dedicated", "shared"}
+
+func (t Tier) String() string { return tierNames[t] }
 
 // Refusal says why a repository's world found no server.
 type Refusal uint8
@@ -585,6 +605,10 @@ const (
 	Blocked                  // every server that reports a policy blocks it
 	NotShared                // no server is dedicated to it and none shares its idle time
 )
+
+var refusalNames = [...]string{"busy", "blocked", "not-shared"}
+
+func (r Refusal) String() string { return refusalNames[r] }
 
 // Why explains a refused placement of url: Busy unless no server would
 // ever run it. Servers that report no policy (or were never heard from)
@@ -616,7 +640,7 @@ func (r *Registry) Peek(url string) (name string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.policies > 0 && IsRepositoryURL(url) {
-		if s := r.pickFor(url); s != nil {
+		if s, _ := r.pickFor(url); s != nil {
 			return s.name, true
 		}
 		return "", false
@@ -681,8 +705,10 @@ type View struct {
 	LastSeen    time.Time // zero: never
 	HandedOut   uint64
 	Note        string
-	Status      Status // of the last report
-	Source      Source // of the last report
+	Status      Status   // of the last report
+	Source      Source   // of the last report
+	Sharing     *Sharing // of the last report; nil: none reported
+	ByTier      [numTiers]uint64
 }
 
 // Snapshot returns every server in configuration order.
@@ -692,7 +718,7 @@ func (r *Registry) Snapshot() []View {
 	out := make([]View, len(r.servers))
 	for i, s := range r.servers {
 		v := View{Server: s.name, State: s.state, Reason: s.reason, Since: s.since, HandedOut: s.handed,
-			Sessions: -1}
+			Sessions: -1, ByTier: s.byTier, Sharing: s.report.Sharing}
 		if s.seen {
 			v.Load, v.Vector = s.report.Load, s.report.Vector
 			v.Effective = s.res.effective(s.report)
@@ -713,6 +739,13 @@ func (r *Registry) Counts() (handedOut, noServer uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.handedOut, r.noServer
+}
+
+// Placed is how many sessions were placed in tier t.
+func (r *Registry) Placed(t Tier) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byTier[t]
 }
 
 // Repeated is how many answers repeated a visitor's unconfirmed booking.

@@ -28,6 +28,7 @@ type Registry interface {
 	Place(v alloc.Visitor) (name string, ok bool)
 	Peek(url string) (name string, ok bool)
 	Why(url string) alloc.Refusal
+	Placed(t alloc.Tier) uint64
 	Available() bool
 	AvailabilityChanged() <-chan struct{}
 	MeanLoad() (float64, bool)
@@ -152,6 +153,10 @@ func New(o Options) *API {
 		h, _ := o.Registry.Counts()
 		return float64(h)
 	})
+	for _, t := range []alloc.Tier{alloc.TierAny, alloc.TierDedicated, alloc.TierShared} {
+		o.Metrics.CounterFunc("simgate_placements_total", "Sessions placed, by tier (PROTOCOL §1.1): any (no repository URL or no policy), dedicated, shared idle time.",
+			prometheus.Labels{"tier": t.String()}, func() float64 { return float64(o.Registry.Placed(t)) })
+	}
 	return a
 }
 
@@ -209,7 +214,7 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
-		_, _ = w.Write(a.refusal(v.URL))
+		_, _ = w.Write(a.refusal(v.URL, r.Method != http.MethodHead))
 		if r.Method != http.MethodHead {
 			a.none.Inc()
 		}
@@ -255,9 +260,14 @@ func worldURL(rawQuery string) string {
 }
 
 // refusal is the answer when no server takes url: the original's sentence
-// while the farm is merely busy, a specific one when none ever would.
-func (a *API) refusal(url string) []byte {
-	switch a.o.Registry.Why(url) {
+// while the farm is merely busy, a specific one when none ever would;
+// counted by reason in /metrics when count is set (not for HEAD).
+func (a *API) refusal(url string, count bool) []byte {
+	why := a.o.Registry.Why(url)
+	if count {
+		a.o.Metrics.Refusals.WithLabelValues(why.String()).Inc()
+	}
+	switch why {
 	case alloc.Blocked:
 		return blockedEverywhere
 	case alloc.NotShared:
@@ -272,7 +282,7 @@ func (a *API) sessionAnswer(r *http.Request) []byte {
 	name, ok := a.o.Registry.Place(v)
 	if !ok {
 		a.none.Inc()
-		return a.refusal(v.URL)
+		return a.refusal(v.URL, true)
 	}
 	a.placed.Inc()
 	return append(append([]byte(nil), a.scheme...), name...)

@@ -10,28 +10,40 @@ import (
 // serverJSON is one item of /api/servers. The first six fields are the
 // contract's (PROTOCOL.md §1); the rest feed the monitor page.
 type serverJSON struct {
-	Server      string    `json:"server"`
-	State       string    `json:"state"`
-	Load        float64   `json:"load"`
-	Sessions    int       `json:"sessions"`
-	MaxSessions int       `json:"maxSessions"`
-	LastSeen    *string   `json:"lastSeen"`
-	Source      string    `json:"source,omitempty"` // "agent" or "poll" (PROTOCOL §2); absent before the first report
-	Effective   float64   `json:"effectiveLoad"`
-	Reason      string    `json:"reason,omitempty"`
-	Since       string    `json:"since"`
-	CPU         *float64  `json:"cpu,omitempty"`
-	Memory      *float64  `json:"memory,omitempty"`
-	Swap        *float64  `json:"swap,omitempty"`
-	GPU         *float64  `json:"gpu,omitempty"`
-	GPUMemory   *float64  `json:"gpuMemory,omitempty"`
-	VRAM        *float64  `json:"vram,omitempty"`
-	Interval    float64   `json:"interval,omitempty"`
-	HandedOut   uint64    `json:"handedOut"`
-	Probe       string    `json:"probe,omitempty"`
-	Saturated   string    `json:"saturated,omitempty"`
-	Link        string    `json:"link"`
-	History     []float64 `json:"history"`
+	Server      string  `json:"server"`
+	State       string  `json:"state"`
+	Load        float64 `json:"load"`
+	Sessions    int     `json:"sessions"`
+	MaxSessions int     `json:"maxSessions"`
+	LastSeen    *string `json:"lastSeen"`
+	Source      string  `json:"source,omitempty"` // "agent" or "poll" (PROTOCOL §2); absent before the first report
+	// Sharing is the server's repository policy as its agent reports it
+	// (PROTOCOL §1.1); absent when it reports none (it runs every world).
+	Sharing           *sharingJSON `json:"sharing,omitempty"`
+	DedicatedSessions uint64       `json:"dedicatedSessions"` // sessions placed here for a repository it is dedicated to (or runs every world)
+	SharedSessions    uint64       `json:"sharedSessions"`    // sessions placed here on its shared idle time
+	Effective         float64      `json:"effectiveLoad"`
+	Reason            string       `json:"reason,omitempty"`
+	Since             string       `json:"since"`
+	CPU               *float64     `json:"cpu,omitempty"`
+	Memory            *float64     `json:"memory,omitempty"`
+	Swap              *float64     `json:"swap,omitempty"`
+	GPU               *float64     `json:"gpu,omitempty"`
+	GPUMemory         *float64     `json:"gpuMemory,omitempty"`
+	VRAM              *float64     `json:"vram,omitempty"`
+	Interval          float64      `json:"interval,omitempty"`
+	HandedOut         uint64       `json:"handedOut"`
+	Probe             string       `json:"probe,omitempty"`
+	Saturated         string       `json:"saturated,omitempty"`
+	Link              string       `json:"link"`
+	History           []float64    `json:"history"`
+}
+
+type sharingJSON struct {
+	Dedicated     []string `json:"allowedRepositories"`
+	Blocked       []string `json:"blockedRepositories"`
+	Docker        bool     `json:"docker"`
+	ShareIdleTime float64  `json:"shareIdleTime"`
 }
 
 type summaryJSON struct {
@@ -69,7 +81,10 @@ func (a *API) serversDoc() serversJSON {
 			CPU: v.Vector.CPU, Memory: v.Vector.Memory, Swap: v.Vector.Swap, GPU: v.Vector.GPU,
 			GPUMemory: v.Vector.GPUMemory, VRAM: v.Vector.VRAM, Interval: v.Interval.Seconds(),
 			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server],
-			Source: v.Source.String()}
+			Source: v.Source.String(), DedicatedSessions: v.ByTier[alloc.TierDedicated], SharedSessions: v.ByTier[alloc.TierShared]}
+		if sh := v.Sharing; sh != nil {
+			s.Sharing = &sharingJSON{Dedicated: nonNil(sh.Allowed), Blocked: nonNil(sh.Blocked), Docker: sh.Docker, ShareIdleTime: sh.ShareIdle}
+		}
 		if v.Sessions > 0 {
 			s.Sessions = v.Sessions
 		}
@@ -112,4 +127,11 @@ func (a *API) servers(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(doc)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

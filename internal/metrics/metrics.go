@@ -21,6 +21,7 @@ type Metrics struct {
 	SessionLatency     prometheus.Histogram
 	WebSocketClients   *prometheus.GaugeVec   // by endpoint
 	Refused            *prometheus.CounterVec // WebSocket clients refused at a cap, by endpoint
+	Refusals           *prometheus.CounterVec // /session answered "no server", by reason
 	Mails              *prometheus.CounterVec // by result: sent, failed, abandoned
 	MailsPending       prometheus.Gauge
 	StateChanges       *prometheus.CounterVec // by new state
@@ -45,6 +46,8 @@ func New() *Metrics {
 			Name: "simgate_websocket_clients", Help: "WebSocket clients connected, by endpoint."}, []string{"endpoint"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_websocket_refused_total", Help: "WebSocket clients refused at a cap (503), by endpoint."}, []string{"endpoint"}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_session_refusals_total", Help: "/session answered without a server, by reason: busy, blocked (everywhere), not-shared (no server runs the repository)."}, []string{"reason"}),
 		Mails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_mails_total", Help: "Notification mails, by result (sent, failed attempt, abandoned)."}, []string{"result"}),
 		MailsPending: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -58,6 +61,7 @@ func New() *Metrics {
 	f(m.SessionLatency)
 	f(m.WebSocketClients)
 	f(m.Refused)
+	f(m.Refusals)
 	f(m.Mails)
 	f(m.MailsPending)
 	f(m.StateChanges)
@@ -65,6 +69,9 @@ func New() *Metrics {
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range []string{"placed", "none", "limited"} {
 		m.Sessions.WithLabelValues(s)
+	}
+	for _, r := range []string{"busy", "blocked", "not-shared"} {
+		m.Refusals.WithLabelValues(r)
 	}
 	return m
 }
@@ -77,6 +84,11 @@ func (m *Metrics) Handler() http.Handler {
 // GaugeFunc registers a gauge computed at scrape time.
 func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 	m.Reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// CounterFunc registers a counter read at scrape time, with constant labels.
+func (m *Metrics) CounterFunc(name, help string, labels prometheus.Labels, f func() float64) {
+	m.Reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f))
 }
 
 // Register adds a custom collector (the per-server gauges).

@@ -30,6 +30,16 @@
     var secs = Math.max(0, (now - Date.parse(s.lastSeen) + (Date.now() - received)) / 1000);
     return (s.source === "poll" ? "polled (no agent) " : "last heartbeat ") + secs.toFixed(secs < 10 ? 1 : 0) + " s ago";
   }
+  function policy(s) {
+    var p = s.sharing;
+    if (!p) return "";
+    var parts = [];
+    if (p.allowedRepositories.length) parts.push("dedicated to " + p.allowedRepositories.join(", "));
+    parts.push(p.docker && p.shareIdleTime > 0 ? "shares idle time up to " + p.shareIdleTime + "% (docker)" : "shares no idle time");
+    if (p.blockedRepositories.length) parts.push("blocks " + p.blockedRepositories.join(", "));
+    parts.push("sessions: " + s.dedicatedSessions + " dedicated, " + s.sharedSessions + " shared");
+    return "<p class=policy>" + esc(parts.join(" · ")) + "</p>";
+  }
   function card(s) {
     var lim = doc.summary.loadThreshold;
     var why = "";
@@ -45,7 +55,7 @@
       bar("RAM", s.memory, lim) + bar("swap", s.swap, lim) + bar("GPU", s.gpu, lim) + bar("VRAM", s.vram, lim) + "</div>" +
       "<div class=facts><span>sessions " + (s.sessions || 0) + " / " + (s.maxSessions || "?") + "</span><span>handed out " +
       s.handedOut + "</span><span class=ago>" + ago(s) + "</span></div>" +
-      spark(s.history, lim) + (why ? "<p class=reason>" + esc(why) + "</p>" : "") + "</article>";
+      spark(s.history, lim) + (why ? "<p class=reason>" + esc(why) + "</p>" : "") + policy(s) + "</article>";
   }
   function render() {
     var m = doc.summary;
