@@ -87,6 +87,9 @@ type Report struct {
 	// Sharing is the server's own repository policy, nil when its agent
 	// reports none: it then runs every world (PROTOCOL §1.1).
 	Sharing *Sharing
+	// InstantLoad is the agent's latest single sample, nil when not
+	// reported: what the simulation server compares with its shareIdleTime.
+	InstantLoad *float64
 }
 
 // Sharing is what a simulation server runs (its simulation.json): worlds
@@ -571,10 +574,22 @@ func (r *Registry) pickFor(url string) (*server, Tier) {
 	bestRoom := 0.0
 	for _, s := range r.heap {
 		sh := s.report.Sharing
-		if sh == nil || s.eff >= r.o.Threshold || !sh.shares(url) || s.eff > sh.ShareIdle {
+		if sh == nil || s.eff >= r.o.Threshold || !sh.shares(url) {
 			continue
 		}
-		if room := sh.ShareIdle - s.eff; best == nil || room > bestRoom {
+		// The simulation server checks its current load: the latest sample
+		// plus the sessions handed out since, when the agent reports one.
+		load := s.eff
+		if in := s.report.InstantLoad; in != nil {
+			load = max(load, *in+float64(s.res.unseen(s.report))*s.res.perSession)
+		}
+		// One session's load of headroom: sessions the count shows may still
+		// be ramping up, which no report shows yet, and the simulation
+		// server refuses a visitor once it is over.
+		if load+s.res.perSession > sh.ShareIdle {
+			continue
+		}
+		if room := sh.ShareIdle - load; best == nil || room > bestRoom {
 			best, bestRoom = s, room
 		}
 	}

@@ -18,8 +18,21 @@ import (
 
 type simServer struct {
 	name       string
-	base       float64 // load with no session
-	perSession float64 // load one running session adds
+	base       float64  // load with no session
+	perSession float64  // load one running session adds
+	sharing    *Sharing // its simulation.json; nil: it runs every world
+}
+
+// accepts is the simulation server's own check when a visitor arrives
+// (webots-server): a world under allowedRepositories at any load; any
+// other only with docker, shareIdleTime > 0, not blocked, and its current
+// load at or below shareIdleTime.
+func (s simServer) accepts(url string, load float64) bool {
+	sh := s.sharing
+	if sh == nil || !IsRepositoryURL(url) || sh.dedicated(url) {
+		return true
+	}
+	return sh.shares(url) && load <= sh.ShareIdle
 }
 
 type simScenario struct {
@@ -55,6 +68,9 @@ type simResult struct {
 	peakLoad  []float64
 	started   []int          // sessions started on each server
 	refusedBy map[string]int // refusals by visitor address
+	// Visitors sent to a simulation server that refused them, and of
+	// those, the ones another server would have taken.
+	sentToRefuser, avoidable int
 }
 
 const (
@@ -154,8 +170,10 @@ func simulate(sc simScenario, mk func(clock *time.Time) policy) simResult {
 			for _, v := range samples[i] {
 				sum += v
 			}
+			instant := min(l, 100) // the agent's latest single sample
 			pol.report(now, i, Report{Server: sc.servers[i].name, Status: StatusUp, Load: sum / float64(len(samples[i])),
-				Sessions: running, MaxSessions: maxSessions(sc, i), Interval: simInterval, At: clock})
+				Sessions: running, MaxSessions: maxSessions(sc, i), Interval: simInterval, At: clock,
+				Sharing: sc.servers[i].sharing, InstantLoad: &instant})
 		}
 		for next < len(sc.arrivals) && sc.arrivals[next] <= now {
 			v := simVisitor{comes: true}
@@ -165,6 +183,18 @@ func simulate(sc simScenario, mk func(clock *time.Time) policy) simResult {
 			next++
 			d := sc.duration(rng)
 			i, ok := pol.place(now, v.Visitor)
+			if ok {
+				if l, _ := trueLoad(i, now); !sc.servers[i].accepts(v.URL, l) {
+					res.sentToRefuser++
+					for j := range n {
+						if lj, _ := trueLoad(j, now); lj < simThreshold && sc.servers[j].accepts(v.URL, lj) {
+							res.avoidable++
+							break
+						}
+					}
+					continue // the visitor reads the simulation server's error: no session
+				}
+			}
 			switch {
 			case !ok:
 				res.refused++

@@ -42,7 +42,7 @@ func TestHonestBookingsInTheSimulator(t *testing.T) {
 		// come every 500 ms.
 		hammer := simVisitor{Visitor: Visitor{Addr: "203.0.113.66", URL: "https://github.com/x/y/blob/main/worlds/w.wbt"}}
 		at, who := mixed(hammer, every(10*time.Second, 17*time.Second, 50*time.Millisecond), every(10*time.Second+25*time.Millisecond, 20*time.Second, 500*time.Millisecond))
-		sc := simScenario{name: "hammer", servers: []simServer{{"a/2000", 18, 5}, {"b/2000", 20, 5}},
+		sc := simScenario{name: "hammer", servers: []simServer{{name: "a/2000", base: 18, perSession: 5}, {name: "b/2000", base: 20, perSession: 5}},
 			arrivals: at, visitors: who, duration: between(60*time.Second, 90*time.Second), end: 25 * time.Second}
 		ours := simulate(sc, func(c *time.Time) policy { return newSimgatePolicy(sc, c) })
 		without := simulate(sc, func(c *time.Time) policy { return anonymousPolicy{newSimgatePolicy(sc, c)} })

@@ -38,6 +38,7 @@ func (s sink) Heartbeat(hb bus.Heartbeat) error {
 	if hb.MaxSessions != nil {
 		rep.MaxSessions = *hb.MaxSessions
 	}
+	rep.InstantLoad = hb.InstantLoad
 	if sh := hb.Sharing; sh != nil {
 		rep.Sharing = &alloc.Sharing{Allowed: sh.AllowedRepositories, Blocked: sh.BlockedRepositories,
 			Docker: sh.Docker, ShareIdle: 50} // webots-server's default
