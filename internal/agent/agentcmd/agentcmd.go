@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,7 +62,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Probe, "probe", "", "URL that must answer for the simulation server to count as up, or 'off'; default http://127.0.0.1:<port of -server>/load")
 	fs.IntVar(&o.MaxSessions, "max-sessions", 100, "sessions the simulation server accepts (its maxConnections)")
 	fs.StringVar(&o.Processes, "process", strings.Join(agent.DefaultProcessNames, ","), "comma-separated process names counted as running simulations")
-	fs.StringVar(&o.SimConfig, "simulation-config", "", "the simulation server's own configuration (webots-server's config/simulation/NAME.json): its allowedRepositories, blockedRepositories, docker, shareIdleTime go into heartbeats, its maxConnections is the default of -max-sessions; re-read when it changes")
+	fs.StringVar(&o.SimConfig, "simulation-config", "", "the simulation server's own configuration (webots-server's config/simulation/NAME.json): its allowedRepositories, blockedRepositories, docker, shareIdleTime go into heartbeats, its maxConnections is the default of -max-sessions; re-read when it changes. Default: the only .json file of ~/webots-server/config/simulation/, where webots-server's setup guide puts it, if there is exactly one; 'off' for none")
 	fs.StringVar(&o.DrainFile, "drain-file", "", "creating this file drains the server (no new session), removing it undrains; the latest of a signal and a file change wins")
 	fs.StringVar(&o.Prefix, "prefix", bus.DefaultPrefix, "first token of the NATS subjects")
 	fs.StringVar(&o.User, "user", "", "NATS user name")
@@ -121,6 +122,12 @@ Flags:
 	case o.MaxSessions < 1:
 		return o, fmt.Errorf("-max-sessions %d: must be at least 1", o.MaxSessions)
 	}
+	switch o.SimConfig {
+	case "off":
+		o.SimConfig = ""
+	case "":
+		o.SimConfig = DefaultSimulationConfig()
+	}
 	if err := CheckNATSURLs(o.NATS); err != nil {
 		return o, fmt.Errorf("-nats (or %s) %q: %w", EnvName("nats"), o.NATS, err)
 	}
@@ -131,6 +138,22 @@ Flags:
 		return o, fmt.Errorf("-probe (or %s) %q: %w", EnvName("probe"), o.Probe, err)
 	}
 	return o, nil
+}
+
+// DefaultSimulationConfig is the simulation server's configuration where
+// webots-server's setup guide puts it: the only .json file of
+// ~/webots-server/config/simulation/ (server.sh start NAME reads NAME.json
+// there); "" when there is none or more than one.
+func DefaultSimulationConfig() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	files, _ := filepath.Glob(filepath.Join(home, "webots-server", "config", "simulation", "*.json"))
+	if len(files) != 1 {
+		return ""
+	}
+	return files[0]
 }
 
 // CheckNATSURLs checks a comma-separated list of NATS server URLs.
@@ -215,6 +238,7 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 	}
 	var policy *agent.Policy
 	if o.SimConfig != "" {
+		log.Info("reading the simulation server's configuration for its repository policy", "file", o.SimConfig)
 		if policy, err = agent.NewPolicy(o.SimConfig, log); err != nil {
 			nc.Close()
 			return nil, nil, fmt.Errorf("-simulation-config: %w", err)
