@@ -182,7 +182,10 @@ func (f *farm) waitReady(t *testing.T) {
 
 func (f *farm) startAgent(t *testing.T, server string, args ...string) *proc {
 	t.Helper()
-	return start(t, f.agent, append([]string{"-nats", f.nats, "-server", server, "-interval", "200ms", "-probe", "off"}, args...)...)
+	// No simulation config unless a test names one (a later flag wins): a
+	// developer's own ~/webots-server must not change the tests.
+	return start(t, f.agent, append([]string{"-nats", f.nats, "-server", server, "-interval", "200ms", "-probe", "off",
+		"-simulation-config", "off"}, args...)...)
 }
 
 func get(url string) (*http.Response, string, error) {
