@@ -202,6 +202,12 @@ func Parse(data []byte) (Config, error) {
 			{"websocket", objectVal([]field{
 				{"listen", stringVal(&c.NATS.Websocket)},
 			})},
+			// PROTOCOL §3 names nats.cluster; this version has no cluster. A
+			// site that configures one must not believe it runs highly
+			// available while this coordinator runs alone.
+			{"cluster", func(key string, _ []byte) error {
+				return &Error{Key: key, Msg: "several coordinators as one cluster are not in this version: remove the key to run this coordinator alone"}
+			}},
 			{"prefix", stringVal(&c.NATS.Prefix)},
 			{"tls", objectVal([]field{
 				{"cert", stringVal(&c.NATS.TLSCert)},

@@ -79,6 +79,7 @@ func TestBadConfigs(t *testing.T) {
 		{"timeout negative", `{"heartbeatTimeout": -1}`, "heartbeatTimeout", "out of range"},
 		{"nats not object", `{"nats": "x"}`, "nats", "want an object"},
 		{"nats unknown key", `{"nats": {"lisen": "127.0.0.1:1"}}`, "nats.lisen", `did you mean "listen"`},
+		{"nats cluster not in this version", `{"nats": {"cluster": {"name": "c", "listen": "0.0.0.0:6222"}}}`, "nats.cluster", "not in this version"},
 		{"nats listen bad", `{"nats": {"listen": "nowhere"}}`, "nats.listen", "not host:port"},
 		{"nats beyond loopback", `{"nats": {"listen": "0.0.0.0:4222"}}`, "nats.listen", "requires NATS authentication"},
 		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
