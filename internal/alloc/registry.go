@@ -305,7 +305,7 @@ func (r *Registry) Apply(rep Report) error {
 	if (prev.Sharing == nil) != (rep.Sharing == nil) {
 		if rep.Sharing != nil {
 			r.policies++
-		} else if s.seen {
+		} else {
 			r.policies--
 		}
 	}

@@ -5,23 +5,17 @@ import (
 	"syscall"
 )
 
-// wsCap is the WebSocket client cap the process can hold: it raises the
-// soft file limit to the hard one, then keeps a quarter of it (at least 512
-// descriptors) for NATS connections, SMTP, log and spool files and plain
-// HTTP requests. A cap above what the file limit allows would run out of
-// descriptors before any 503 (the review saw it at 19,968 clients of
-// 20,000): /session, /metrics and NATS would then time out.
+// wsCap is the WebSocket client cap the process can hold: the file limit
+// (whose soft value the Go runtime has already raised to the hard one at
+// start) less a quarter of it (at least 512 descriptors) kept for NATS
+// connections, SMTP, log and spool files and plain HTTP requests. A cap
+// above what the file limit allows would run out of descriptors before any
+// 503 (the review saw it at 19,968 clients of 20,000): /session, /metrics
+// and NATS would then time out.
 func wsCap(configured int, log *slog.Logger) int {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return configured
-	}
-	if l.Cur < l.Max {
-		raised := l
-		raised.Cur = l.Max
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
-			l = raised
-		}
 	}
 	return capFor(configured, l.Cur, log)
 }

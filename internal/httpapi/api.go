@@ -197,7 +197,8 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	if a.o.Limiter != nil && !a.o.Limiter.Allow(r) {
+	v, limited := a.visitor(r)
+	if limited {
 		a.limited.Inc()
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -206,7 +207,6 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	}
 	var name string
 	var ok bool
-	v := a.visitor(r)
 	if r.Method == http.MethodHead {
 		name, ok = a.o.Registry.Peek(v.URL) // the headers GET would send; HEAD books nothing
 	} else {
@@ -228,18 +228,27 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	a.o.Metrics.SessionLatency.Observe(time.Since(start).Seconds())
 }
 
-// visitor is who asks: the client address (behind trusted proxies, the one
-// they forward) and the world asked for, "?url=" as the Webots client writes
-// it (not encoded; PROTOCOL §1.1).
-func (a *API) visitor(r *http.Request) alloc.Visitor {
-	addr := ""
+// client is the request's client: key is what the rate limiter counts ("" for
+// a local tool behind no proxy, which is exempt), addr the address it is
+// known by as a visitor (the peer's, for such a tool).
+func (a *API) client(r *http.Request) (key, addr string) {
 	if a.o.Limiter != nil {
-		addr = a.o.Limiter.ClientAddr(r)
+		key = a.o.Limiter.ClientAddr(r)
 	}
-	if addr == "" {
+	if addr = key; addr == "" {
 		addr = peerHost(r)
 	}
-	return alloc.Visitor{Addr: addr, URL: worldURL(r.URL.RawQuery)}
+	return key, addr
+}
+
+// visitor is who asks for a session: the client (behind trusted proxies,
+// the one they forward) and the world asked for, "?url=" as the Webots
+// client writes it (not encoded; PROTOCOL §1.1); limited, when the request
+// is over the client's /session rate. The address is worked out once for both.
+func (a *API) visitor(r *http.Request) (v alloc.Visitor, limited bool) {
+	key, addr := a.client(r)
+	limited = a.o.Limiter != nil && !a.o.Limiter.AllowAddr(key)
+	return alloc.Visitor{Addr: addr, URL: worldURL(r.URL.RawQuery)}, limited
 }
 
 // worldURL is everything after "url=" in a raw query, as the Webots client
@@ -277,8 +286,7 @@ func (a *API) refusal(url string, count bool) []byte {
 }
 
 // sessionAnswer is the body of /session for the WebSocket form.
-func (a *API) sessionAnswer(r *http.Request) []byte {
-	v := a.visitor(r)
+func (a *API) sessionAnswer(v alloc.Visitor) []byte {
 	name, ok := a.o.Registry.Place(v)
 	if !ok {
 		a.none.Inc()

@@ -51,10 +51,17 @@ func TestMonitorFeedIsSharedAndCapped(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// One shared document; two at most if a new version (the history's 5 s
+	// point) fell while the pages connected on a slow machine.
+	versions := map[string]bool{}
 	for i, m := range first {
-		if m == "" || m != first[0] {
-			t.Fatalf("client %d got %d bytes, client 0 %d: every client must get the one shared document", i, len(m), len(first[0]))
+		if m == "" {
+			t.Fatalf("client %d got nothing", i)
 		}
+		versions[m] = true
+	}
+	if len(versions) > 2 {
+		t.Fatalf("%d different first documents among %d pages: every page must get the shared one", len(versions), clients)
 	}
 	var doc serversJSON
 	if err := json.Unmarshal([]byte(first[0]), &doc); err != nil || len(doc.Servers) != 1 {

@@ -117,12 +117,11 @@ func (l *Limiter) isTrusted(ip netip.Addr) bool {
 
 // Allow takes one token for the request's client; a limiter of rate 0
 // only tells client addresses and allows everything.
-func (l *Limiter) Allow(r *http.Request) bool {
-	if l.rate == 0 {
-		return true
-	}
-	addr := l.ClientAddr(r)
-	if addr == "" {
+func (l *Limiter) Allow(r *http.Request) bool { return l.AllowAddr(l.ClientAddr(r)) }
+
+// AllowAddr takes one token for addr, a ClientAddr answer ("" is exempt).
+func (l *Limiter) AllowAddr(addr string) bool {
+	if l.rate == 0 || addr == "" {
 		return true
 	}
 	now := time.Now()

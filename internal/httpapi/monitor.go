@@ -68,7 +68,7 @@ func (a *API) monitor(w http.ResponseWriter, r *http.Request) {
 // time it changes. /monitor clients have their own cap, and one per address,
 // besides the cap on all WebSocket clients.
 func (a *API) monitorWS(w http.ResponseWriter, r *http.Request) {
-	addr := a.visitor(r).Addr
+	_, addr := a.client(r)
 	if !a.monitors.take(addr) {
 		a.refuse(w, "monitor", "too many live monitor pages", "address", addr)
 		return

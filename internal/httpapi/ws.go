@@ -96,7 +96,8 @@ func closeConn(conn *websocket.Conn, code int, text string, readerDone <-chan st
 
 // sessionWS sends one text message with the /session answer, then a normal close.
 func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
-	if a.o.Limiter != nil && !a.o.Limiter.Allow(r) {
+	v, limited := a.visitor(r)
+	if limited {
 		a.limited.Inc()
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -109,7 +110,7 @@ func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-	if err := conn.WriteMessage(websocket.TextMessage, a.sessionAnswer(r)); err != nil {
+	if err := conn.WriteMessage(websocket.TextMessage, a.sessionAnswer(v)); err != nil {
 		return
 	}
 	closeConn(conn, websocket.CloseNormalClosure, "", nil)
