@@ -145,11 +145,15 @@ func TestMailsAndEvents(t *testing.T) {
 	}
 
 	// The coordinator stops with that mail pending and starts again with SMTP back.
+	// It is kept in the state bucket under logDir (JetStream's store).
 	if code, _ := f.coord.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("coordinator exit %d", code)
 	}
-	if _, err := os.Stat(filepath.Join(logDir, "session", "pending-mail.json")); err != nil {
-		t.Fatalf("no pending mail kept: %v", err)
+	if out := f.coord.out.String(); !strings.Contains(out, "mails still pending at stop; they will be sent after the next start") {
+		t.Fatalf("no pending mail kept:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(logDir, "session", "nats", "jetstream")); err != nil {
+		t.Fatalf("no state store under logDir: %v", err)
 	}
 	smtp.SetDown(false)
 	f.restart(t)

@@ -165,6 +165,9 @@ type Options struct {
 	Timeout time.Duration
 	// OnChange receives every state change, in order, outside the registry's lock.
 	OnChange func(Change)
+	// OnBook, when set, is told of every session booked by Place (not of a
+	// repeat that books nothing), outside the registry's lock.
+	OnBook func(server string)
 	// Seed makes tie-breaks reproducible in tests; 0 picks a random seed.
 	Seed uint64
 	// Now is the clock (time.Now when nil); the placement simulator runs
@@ -525,7 +528,30 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 	r.byTier[tier]++
 	r.book(s, v)
 	r.mu.Unlock()
+	if r.o.OnBook != nil {
+		r.o.OnBook(s.name)
+	}
 	return s.name, true
+}
+
+// Booked applies a booking another coordinator of the cluster made on
+// server: its load counts here as well, so that a burst spread over the
+// members is spread over the servers too. It counts no placement of this
+// coordinator's, and holds for no visitor.
+func (r *Registry) Booked(server string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.byName[server]
+	if s == nil || !s.seen {
+		return false
+	}
+	s.res.add(r.o.Now(), s.report.Sessions)
+	s.eff = s.res.effective(s.report)
+	if s.heapIdx >= 0 {
+		r.heap.fix(s.heapIdx)
+	}
+	r.updateAvailable()
+	return true
 }
 
 // book reserves a session on s for v; r.mu is held.

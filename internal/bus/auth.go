@@ -50,6 +50,10 @@ func (u *User) label() string {
 // agent user may subscribe there and nowhere else.
 func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }
 
+// internalSubjects are JetStream's and the servers' own: no configured or
+// anonymous user may read them (the coordinators' state is there).
+var internalSubjects = []string{"$JS.>", "$KV.>", "$NRG.>", "$JSC.>", "$SYS.>"}
+
 // authenticator decides every connection to the embedded server: the
 // coordinator's own in-process users, then the configured users, then
 // (only when no user is configured) anyone, as an anonymous agent.
@@ -141,8 +145,11 @@ func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[st
 	if len(o.Users) == 0 {
 		// Loopback only (the configuration refuses otherwise): anyone on this
 		// machine may publish heartbeats, but not events.
+		// They may not publish events or bookings, nor reach the JetStream
+		// API that holds the coordinators' state (pending mails).
 		a.anon = &server.User{Username: anonUser, Account: app, Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Deny: []string{subj.EventAll()}},
+			Publish:   &server.SubjectPermission{Allow: []string{subj.LoadAll(), "_INBOX.>"}},
+			Subscribe: &server.SubjectPermission{Deny: internalSubjects},
 		}}
 	}
 	return a, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,12 @@ type IntakeOptions struct {
 	// LostFor is how long a closed connection's name refuses heartbeats
 	// from other connections (default 10 s).
 	LostFor time.Duration
+	// Peers, when set, is the set of NATS server IDs reachable now (this
+	// one and the cluster members its routes reach). The connections of a
+	// member that left are forgotten without marking their servers down:
+	// their agents fail over to another member, and silence stays the
+	// backstop for one that does not.
+	Peers func() map[string]bool
 }
 
 // Intake subscribes to heartbeats and to the server's connection advisories.
@@ -64,6 +71,8 @@ type Intake struct {
 	lost map[string]time.Time
 
 	drained chan struct{} // closed when the heartbeat connection has closed
+	stop    chan struct{} // ends the peer watch
+	watched chan struct{} // closed when the peer watch has ended
 }
 
 // StartIntake connects to srv in-process and starts delivering to o.Sink.
@@ -88,6 +97,12 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 		in.sys.Close()
 		return nil, err
 	}
+	// A member that shuts down says so first: its agents are about to
+	// fail over, not to vanish.
+	if _, err = in.sys.Subscribe("$SYS.SERVER.*.SHUTDOWN", in.onShutdown); err != nil {
+		in.sys.Close()
+		return nil, err
+	}
 	if err = in.sys.Flush(); err != nil {
 		in.sys.Close()
 		return nil, err
@@ -109,12 +124,135 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 		in.Close()
 		return nil, err
 	}
+	in.stop, in.watched = make(chan struct{}), make(chan struct{})
+	if o.Peers != nil {
+		// Agents connected to the other members before this one started
+		// are learnt from them, so that their loss is seen at once here too.
+		in.snapshot()
+		go in.watchPeers()
+	} else {
+		close(in.watched)
+	}
 	return in, nil
+}
+
+// snapshot asks every member for the application account's open
+// connections (the CONNECT advisories this member missed).
+func (in *Intake) snapshot() {
+	inbox := nats.NewInbox()
+	sub, err := in.sys.SubscribeSync(inbox)
+	if err != nil {
+		return
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if in.sys.PublishRequest(fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CONNZ", appAccount), inbox, []byte(`{"limit":100000}`)) != nil {
+		return
+	}
+	want := len(in.o.Peers())
+	deadline := time.Now().Add(time.Second)
+	for got := 0; got < want; got++ {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return
+		}
+		var resp struct {
+			Server server.ServerInfo `json:"server"`
+			Data   struct {
+				Conns []struct {
+					Cid  uint64 `json:"cid"`
+					Name string `json:"name"`
+				} `json:"connections"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(m.Data, &resp) != nil {
+			continue
+		}
+		in.mu.Lock()
+		for _, c := range resp.Data.Conns {
+			key := connKey{resp.Server.ID, c.Cid}
+			if _, ok := in.live[key]; ok || c.Name == "" {
+				continue
+			}
+			in.live[key] = c.Name
+			in.conns[c.Name]++
+		}
+		in.mu.Unlock()
+	}
+}
+
+// watchPeers forgets the connections of members no longer reachable.
+func (in *Intake) watchPeers() {
+	defer close(in.watched)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	known := in.o.Peers()
+	for {
+		select {
+		case <-in.stop:
+			return
+		case <-t.C:
+			peers := in.o.Peers()
+			joined := false
+			for id := range peers {
+				if !known[id] {
+					joined = true
+				}
+			}
+			if joined {
+				// A member joined (or this one reached it late): learn its agents.
+				in.snapshot()
+			}
+			known = peers
+			in.mu.Lock()
+			var gone []string
+			for key := range in.live {
+				if !peers[key.server] && !slices.Contains(gone, key.server) {
+					gone = append(gone, key.server)
+				}
+			}
+			in.mu.Unlock()
+			for _, id := range gone {
+				in.forgetServer(id, "its routes are gone")
+			}
+		}
+	}
+}
+
+// onShutdown takes a member's shutdown notice.
+func (in *Intake) onShutdown(m *nats.Msg) {
+	id := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "$SYS.SERVER."), ".SHUTDOWN")
+	in.forgetServer(id, "it shut down")
+}
+
+// forgetServer drops every connection of NATS server id without marking
+// their servers down: their agents are failing over to another member.
+func (in *Intake) forgetServer(id, why string) {
+	in.mu.Lock()
+	n := 0
+	for key, name := range in.live {
+		if key.server != id {
+			continue
+		}
+		delete(in.live, key)
+		if in.conns[name]--; in.conns[name] <= 0 {
+			delete(in.conns, name)
+		}
+		n++
+	}
+	in.mu.Unlock()
+	if n > 0 {
+		in.o.Logger.Info("cluster member gone: its agents' connections are given time to fail over", "member", id,
+			"why", why, "connections", n)
+	}
 }
 
 // Close drains the heartbeat connection, so that heartbeats already
 // received are applied, and waits for it (at most 5 s).
 func (in *Intake) Close() {
+	if in.stop != nil {
+		close(in.stop)
+		<-in.watched
+	}
 	if in.app != nil {
 		if in.app.Drain() == nil {
 			select {
@@ -214,7 +352,11 @@ func (in *Intake) intake(m *nats.Msg) string {
 type advisory struct {
 	Server server.ServerInfo `json:"server"`
 	Client server.ClientInfo `json:"client"`
+	Reason string            `json:"reason"`
 }
+
+// memberShutdown is the reason a member gives its clients as it stops.
+const memberShutdown = "Server Shutdown"
 
 // maxLost bounds the closed connections' names kept (IntakeOptions.LostFor).
 const maxLost = 10000
@@ -251,6 +393,14 @@ func (in *Intake) onAdvisory(m *nats.Msg) {
 	delete(in.live, key)
 	in.conns[name]--
 	last := in.conns[name] <= 0
+	if a.Reason == memberShutdown && in.o.Peers != nil {
+		// A member stopping: its agents fail over to another member.
+		if last {
+			delete(in.conns, name)
+		}
+		in.mu.Unlock()
+		return
+	}
 	if last {
 		delete(in.conns, name)
 		now := time.Now()

@@ -2,10 +2,14 @@ package bus
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -49,14 +53,32 @@ type ServerOptions struct {
 	// a message over MaxHeartbeat: the intake never sees those, so this is
 	// where the "size" drops are counted.
 	Oversize func()
+	// StoreDir holds JetStream's store (the coordinators' shared state) and
+	// this member's server name; "" keeps JetStream off.
+	StoreDir string
+	// Cluster, when set, makes this server one member of a NATS cluster of
+	// coordinators.
+	Cluster *ClusterOptions
+}
+
+// ClusterOptions makes the embedded server a cluster member (PROTOCOL §3
+// nats.cluster).
+type ClusterOptions struct {
+	Name   string   // the cluster's name, the same on every member
+	Listen string   // host:port for the other members' routes; port 0 picks one
+	Routes []string // nats-route://host:port of the members (this one may be listed)
+	// Secret, when set, is the password every member's routes present: a
+	// route that does not know it is refused.
+	Secret string
 }
 
 // Server is the embedded NATS server agents connect to.
 type Server struct {
-	ns       *server.Server
-	ws       bool // the WebSocket listener is on
-	sysPass  string
-	coordPas string
+	ns        *server.Server
+	ws        bool // the WebSocket listener is on
+	clustered bool
+	sysPass   string
+	coordPas  string
 }
 
 const (
@@ -75,6 +97,12 @@ func StartServer(o ServerOptions) (*Server, error) {
 		o.Subjects.Prefix = DefaultPrefix
 	}
 	s := &Server{sysPass: secret(), coordPas: secret()}
+	name := "simgate"
+	if o.StoreDir != "" {
+		if name, err = serverName(o.StoreDir); err != nil {
+			return nil, err
+		}
+	}
 	sys := server.NewAccount(sysAccount)
 	app := server.NewAccount(appAccount)
 	auth, err := newAuthenticator(o, app, sys, map[string]string{sysUser: s.sysPass, coordUser: s.coordPas})
@@ -82,7 +110,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	opts := &server.Options{
-		ServerName:                 "simgate",
+		ServerName:                 name,
 		Host:                       host,
 		Port:                       port,
 		NoSigs:                     true, // the coordinator owns signal handling
@@ -108,6 +136,19 @@ func StartServer(o ServerOptions) (*Server, error) {
 		opts.Websocket.HandshakeTimeout = 5 * time.Second
 		opts.Websocket.TLSConfig = opts.TLSConfig
 		opts.Websocket.NoTLS = opts.TLSConfig == nil
+	}
+	if o.StoreDir != "" {
+		opts.JetStream = true
+		opts.StoreDir = filepath.Join(o.StoreDir, "jetstream")
+		// The coordinators' state is a few kilobytes: bound what JetStream
+		// may take rather than let it size itself on the machine.
+		opts.JetStreamMaxMemory = 64 << 20
+		opts.JetStreamMaxStore = 1 << 30
+	}
+	if o.Cluster != nil {
+		if err := clusterOptions(opts, o.Cluster); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -142,9 +183,90 @@ func StartServer(o ServerOptions) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded NATS server (nats.listen %s, websocket %q): %s", o.Listen, o.Websocket, msg)
 	}
-	s.ns, s.ws = ns, o.Websocket != ""
+	if o.StoreDir != "" {
+		// The application account keeps the coordinators' state: agents and
+		// monitors get no JetStream API in their permissions.
+		if err := regApp.EnableJetStream(nil, nil); err != nil {
+			ns.Shutdown()
+			return nil, fmt.Errorf("enabling JetStream for the coordinators' state: %w", err)
+		}
+	}
+	s.ns, s.ws, s.clustered = ns, o.Websocket != "", o.Cluster != nil
 	return s, nil
 }
+
+// routeUser is the user name routes between coordinators present.
+const routeUser = "simgate-route"
+
+// clusterOptions fills opts for a cluster member.
+func clusterOptions(opts *server.Options, c *ClusterOptions) error {
+	host, port, err := listenAddr("nats cluster listen", c.Listen)
+	if err != nil {
+		return err
+	}
+	opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = c.Name, host, port
+	opts.Cluster.ConnectRetries = -1 // a member that is down now comes back: keep trying
+	if c.Secret != "" {
+		opts.Cluster.Username, opts.Cluster.Password = routeUser, c.Secret
+	}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("nats cluster route %q: %w", r, err)
+		}
+		if c.Secret != "" {
+			u.User = url.UserPassword(routeUser, c.Secret)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	if opts.TLSConfig != nil {
+		// Routes use the listener's certificate both ways, and trust it
+		// besides the system's roots: one certificate for every member's
+		// name, or one signed by a known authority.
+		tc := opts.TLSConfig.Clone()
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		for _, cert := range tc.Certificates {
+			for _, der := range cert.Certificate {
+				if c, err := x509.ParseCertificate(der); err == nil {
+					pool.AddCert(c)
+				}
+			}
+		}
+		tc.RootCAs = pool
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, 5
+	}
+	return nil
+}
+
+// serverName is this member's name, kept in dir: JetStream's RAFT groups
+// know a member by it, so it must survive restarts and differ between
+// members (tests run several on one host, so the host name will not do).
+func serverName(dir string) (string, error) {
+	path := filepath.Join(dir, "server-name")
+	if data, err := os.ReadFile(path); err == nil {
+		if name := strings.TrimSpace(string(data)); validName(name) {
+			return name, nil
+		}
+	}
+	host, _ := os.Hostname()
+	host = Node(host)
+	if host == "" {
+		host = "coordinator"
+	}
+	name := "simgate-" + host + "-" + secret()[:8]
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("state folder: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(name+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("keeping this coordinator's NATS server name: %w", err)
+	}
+	return name, nil
+}
+
+func validName(name string) bool { return name != "" && Node(name) == name }
 
 // listenAddr splits a host:port for nats-server, port 0 as its RANDOM_PORT
 // (0 itself means "off" to its WebSocket listener).
@@ -175,6 +297,62 @@ func (s *Server) WebsocketURL() string {
 		return ""
 	}
 	return s.ns.WebsocketURL()
+}
+
+// Name is this server's name (unique in a cluster).
+func (s *Server) Name() string { return s.ns.Name() }
+
+// ID is this server's ID for this run: advisories name servers by it.
+func (s *Server) ID() string { return s.ns.ID() }
+
+// Clustered says whether this server is a cluster member.
+func (s *Server) Clustered() bool { return s.clustered }
+
+// Leader says whether this member acts for the cluster (sends the mails):
+// the JetStream meta leader, elected by RAFT among the members; a single
+// coordinator always is.
+func (s *Server) Leader() bool {
+	if !s.ns.JetStreamIsClustered() {
+		return !s.clustered
+	}
+	return s.ns.JetStreamIsLeader()
+}
+
+// ClusterURL is where this member listens for routes; "" when not clustered.
+func (s *Server) ClusterURL() string {
+	if a := s.ns.ClusterAddr(); a != nil && s.clustered {
+		return fmt.Sprintf("nats-route://%s", a.String())
+	}
+	return ""
+}
+
+// Peers is the set of server IDs this server reaches now: itself and the
+// members its routes are connected to.
+func (s *Server) Peers() map[string]bool {
+	peers := map[string]bool{s.ns.ID(): true}
+	if !s.clustered {
+		return peers
+	}
+	if rz, err := s.ns.Routez(nil); err == nil {
+		for _, r := range rz.Routes {
+			peers[r.RemoteID] = true
+		}
+	}
+	return peers
+}
+
+// Members is how many members the cluster has now (1 when not clustered).
+func (s *Server) Members() int {
+	if !s.clustered {
+		return 1
+	}
+	names := map[string]bool{s.ns.Name(): true}
+	if rz, err := s.ns.Routez(nil); err == nil {
+		for _, r := range rz.Routes {
+			names[r.RemoteName] = true
+		}
+	}
+	return len(names)
 }
 
 // Ready reports whether the server accepts connections.

@@ -44,6 +44,13 @@ func (s Subjects) Event(kind, entry string) string {
 	return s.Prefix + ".event." + kind + "." + Node(entry)
 }
 
+// Booking is the subject a coordinator publishes its placements on for
+// the other members of its cluster.
+func (s Subjects) Booking(entry string) string { return s.Prefix + ".booking." + Node(entry) }
+
+// BookingAll matches every booking.
+func (s Subjects) BookingAll() string { return s.Prefix + ".booking.>" }
+
 // EventAll matches every event.
 func (s Subjects) EventAll() string { return s.Prefix + ".event.>" }
 

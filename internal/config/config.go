@@ -57,6 +57,15 @@ type NATS struct {
 	TLSCert   string     // PEM certificate of the listener; with TLSKey, TLS only
 	TLSKey    string     // its private key
 	Users     []NATSUser // any: authentication on, nobody connects without credentials
+	// Cluster, when set, makes this coordinator one member of several.
+	Cluster *Cluster
+}
+
+// Cluster is nats.cluster: several coordinators as one NATS cluster.
+type Cluster struct {
+	Name   string   // the cluster's name, the same on every member (default "simgate")
+	Listen string   // host:port the other members' routes connect to
+	Routes []string // nats-route://host:port of the members; this one's may be listed
 }
 
 // NATSUser is one NATS user: an agent bound to its servers, or a
@@ -202,11 +211,13 @@ func Parse(data []byte) (Config, error) {
 			{"websocket", objectVal([]field{
 				{"listen", stringVal(&c.NATS.Websocket)},
 			})},
-			// PROTOCOL §3 names nats.cluster; this version has no cluster. A
-			// site that configures one must not believe it runs highly
-			// available while this coordinator runs alone.
-			{"cluster", func(key string, _ []byte) error {
-				return &Error{Key: key, Msg: "several coordinators as one cluster are not in this version: remove the key to run this coordinator alone"}
+			{"cluster", func(key string, raw []byte) error {
+				c.NATS.Cluster = &Cluster{Name: "simgate"}
+				return objectVal([]field{
+					{"name", stringVal(&c.NATS.Cluster.Name)},
+					{"listen", stringVal(&c.NATS.Cluster.Listen)},
+					{"routes", stringsVal(&c.NATS.Cluster.Routes)},
+				})(key, raw)
 			}},
 			{"prefix", stringVal(&c.NATS.Prefix)},
 			{"tls", objectVal([]field{

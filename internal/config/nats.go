@@ -1,10 +1,14 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nkeys"
@@ -129,6 +133,17 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 		}
 		listeners = append(listeners, struct{ key, addr string }{"nats.websocket.listen", n.Websocket})
 	}
+	if cl := n.Cluster; cl != nil {
+		if err := cl.validate(); err != nil {
+			return err
+		}
+		listeners = append(listeners, struct{ key, addr string }{"nats.cluster.listen", cl.Listen})
+		for _, r := range cl.Routes {
+			if u, _ := url.Parse(r); !loopback(u.Host) && len(n.Users) == 0 {
+				return bad("nats.cluster.routes", "%q is beyond loopback, which requires NATS authentication (nats.users): routes between members authenticate with a secret derived from the users", r)
+			}
+		}
+	}
 	for _, l := range listeners {
 		if loopback(l.addr) {
 			continue
@@ -141,6 +156,52 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+func (cl *Cluster) validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !validToken(cl.Name) {
+		return bad("nats.cluster.name", "%q must be one NATS token of letters, digits, '_' or '-'", cl.Name)
+	}
+	if cl.Listen == "" {
+		return bad("nats.cluster.listen", "is required: the host:port the other members' routes connect to")
+	}
+	if err := checkListen(cl.Listen); err != nil {
+		return bad("nats.cluster.listen", "%v", err)
+	}
+	if len(cl.Routes) == 0 {
+		return bad("nats.cluster.routes", "is required: the nats-route://host:port of the members (this one's may be listed, so that every member shares one list)")
+	}
+	for _, r := range cl.Routes {
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Port() == "" || u.Hostname() == "" || u.User != nil {
+			return bad("nats.cluster.routes", "%q is not nats-route://host:port", r)
+		}
+		if p, err := strconv.Atoi(u.Port()); err != nil || p <= 0 || p > 65535 {
+			return bad("nats.cluster.routes", "%q: port is not between 1 and 65535", r)
+		}
+	}
+	return nil
+}
+
+// RouteSecret is the password routes between members present: derived from
+// the users' credentials, which every member's file lists alike, so that a
+// cluster needs no secret of its own. "" without users (loopback only).
+func (n *NATS) RouteSecret() string {
+	if len(n.Users) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	h.Write([]byte("simgate route secret v1\x00"))
+	for _, u := range n.Users {
+		for _, f := range []string{u.User, u.Password, u.Token, u.Nkey, u.Role} {
+			h.Write([]byte(f))
+			h.Write([]byte{0})
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // secretKey names a key of this configuration that holds a secret, or "".

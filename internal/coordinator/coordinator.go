@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/poll"
+	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
 )
 
@@ -52,6 +54,10 @@ type Coordinator struct {
 	local   *localAgent
 	mail    *mailer
 	stopped sync.Once
+	// The cluster's shared state and placements.
+	stateConn *nats.Conn
+	state     *state.KV
+	bookings  *bookings
 }
 
 // Start brings the coordinator up; it serves until Stop.
@@ -73,48 +79,84 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	cfg.Port = c.httpLn.Addr().(*net.TCPAddr).Port
 	c.cfg.Port = cfg.Port
 	subj := bus.Subjects{Prefix: cfg.NATS.Prefix}
-	if c.mail, err = startMailer(cfg, log, c.metrics); err != nil {
-		return c, err
-	}
 	c.reg = alloc.New(alloc.Options{
 		Servers:   cfg.SimulationServers,
 		Allowed:   cfg.NATS.BoundServers(),
 		Threshold: cfg.LoadThreshold,
 		Timeout:   cfg.HeartbeatTimeout,
 		OnChange:  c.onChange,
+		OnBook: func(server string) {
+			if b := c.bookings; b != nil {
+				b.publish(server)
+			}
+		},
 	})
 	servers := cfg.SimulationServers
 	if cfg.LocalAgent != "" {
 		servers = append(slices.Clip(servers), cfg.LocalAgent)
 	}
-	if c.nats, err = bus.StartServer(bus.ServerOptions{
+	so := bus.ServerOptions{
 		Listen: cfg.NATS.Listen, Logger: log, Subjects: subj,
 		Users: cfg.NATS.BusUsers(), Servers: servers,
 		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
+		StoreDir: filepath.Join(cfg.LogDir, "session", "nats"),
 		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropSize).Inc() },
 		Denied: func(subject string) {
 			if strings.HasPrefix(subject, subj.Prefix+".load.") {
 				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()
 			}
 		},
-	}); err != nil {
+	}
+	if cl := cfg.NATS.Cluster; cl != nil {
+		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
+	}
+	if c.nats, err = bus.StartServer(so); err != nil {
 		return c, err
 	}
 	log.Info("NATS server listening", "url", c.nats.ClientURL(), "websocket", c.nats.WebsocketURL(),
-		"heartbeats", subj.LoadAll(), "events", subj.EventAll(), "users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "")
+		"heartbeats", subj.LoadAll(), "events", subj.EventAll(), "users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "",
+		"name", c.nats.Name(), "cluster", c.nats.ClusterURL())
+	if c.stateConn, err = c.nats.Connect("simgate-coordinator-state"); err != nil {
+		return c, fmt.Errorf("connecting the state store: %w", err)
+	}
+	var bound *net.TCPAddr
+	if u := c.nats.ClusterURL(); u != "" {
+		bound, _ = net.ResolveTCPAddr("tcp", strings.TrimPrefix(u, "nats-route://"))
+	}
+	members := clusterSize(cfg.NATS.Cluster, bound)
+	if c.state, err = state.New(c.stateConn, replicas(members), log.With("component", "state")); err != nil {
+		return c, fmt.Errorf("state store: %w", err)
+	}
+	if cfg.NATS.Cluster != nil {
+		log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", replicas(members),
+			"routes", cfg.NATS.Cluster.Routes)
+	}
+	if c.mail, err = startMailer(cfg, log, c.metrics, c.state, c.nats.Leader); err != nil {
+		return c, err
+	}
 	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
 		return c, fmt.Errorf("connecting the event publisher: %w", err)
 	}
 	c.pub = bus.NewPublisher(c.pubConn, subj)
-	c.intake, err = bus.StartIntake(c.nats, bus.IntakeOptions{
+	io := bus.IntakeOptions{
 		Subjects: subj,
 		Sink:     sink{reg: c.reg, onReport: c.mail.report},
 		Logger:   log,
 		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
 		Received: c.metrics.HeartbeatsReceived.Inc,
-	})
-	if err != nil {
+	}
+	if c.nats.Clustered() {
+		io.Peers = c.nats.Peers
+	}
+	if c.intake, err = bus.StartIntake(c.nats, io); err != nil {
 		return c, fmt.Errorf("subscribing to heartbeats: %w", err)
+	}
+	if c.nats.Clustered() {
+		b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics, log: log}
+		if err := b.subscribe(); err != nil {
+			return c, fmt.Errorf("subscribing to the other members' bookings: %w", err)
+		}
+		c.bookings = b
 	}
 	c.registerGauges()
 
@@ -253,10 +295,14 @@ func (c *Coordinator) Stop(ctx context.Context) {
 		if c.pubConn != nil {
 			_ = c.pubConn.Drain()
 		}
+		// The mails pending go to the state store before NATS stops.
+		c.mail.close()
+		if c.stateConn != nil {
+			c.stateConn.Close()
+		}
 		if c.nats != nil {
 			c.nats.Shutdown()
 		}
-		c.mail.close()
 		c.log.Info("session server stopped")
 	})
 }

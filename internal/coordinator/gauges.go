@@ -23,6 +23,15 @@ func (c *Coordinator) registerGauges() {
 	})
 	c.metrics.GaugeFunc("simgate_nats_connections", "Client connections on the embedded NATS server.",
 		func() float64 { return float64(c.nats.NumClients()) })
+	c.metrics.GaugeFunc("simgate_cluster_members", "Coordinators this one reaches, itself included (1 alone).",
+		func() float64 { return float64(c.nats.Members()) })
+	c.metrics.GaugeFunc("simgate_cluster_leader", "1 on the coordinator that sends the mails (the JetStream meta leader; always 1 alone).",
+		func() float64 {
+			if c.nats.Leader() {
+				return 1
+			}
+			return 0
+		})
 	c.metrics.GaugeFunc("simgate_available", "1 when at least one server can take a session.", func() float64 {
 		if c.reg.Available() {
 			return 1

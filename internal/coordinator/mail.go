@@ -23,9 +23,14 @@ type mailer struct {
 	queue  *notify.Queue
 	grace  time.Duration
 	log    *slog.Logger
+	store  notify.Store
+	legacy notify.FileStore // files of earlier versions, imported once
 }
 
-func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*mailer, error) {
+// startMailer starts the mail queue and policy over store, the
+// coordinators' shared state; only while leader() does this coordinator
+// send (every member runs the policy on the same changes).
+func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store notify.Store, leader func() bool) (*mailer, error) {
 	if why := cfg.MailOff(); why != "" {
 		log.Info("e-mail notifications are off: " + why)
 		return nil, nil
@@ -49,7 +54,8 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*mail
 		Transport: &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
 			Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg},
 		Logger:      log.With("component", "mail"),
-		Spool:       filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
+		Store:       store,
+		Leader:      leader,
 		RetryMax:    cfg.Mail.RetryMax,
 		GiveUp:      cfg.Mail.GiveUp,
 		OnSent:      m.Mails.WithLabelValues("sent").Inc,
@@ -62,12 +68,55 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*mail
 	}
 	log.Info("e-mail notifications on", "administrator", cfg.Administrator, "server", cfg.MailServer,
 		"port", cfg.MailServerPort, "auth", cfg.MailSenderPassword != "")
+	send := func(subject, body string) {
+		if leader() {
+			q.Enqueue(subject, body)
+		}
+	}
 	return &mailer{
-		queue: q, grace: cfg.Mail.Grace, log: log,
+		queue: q, grace: cfg.Mail.Grace, log: log, store: store,
+		legacy: notify.FileStore{Spool: filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
+			StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")},
 		policy: notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
-			HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: q.Enqueue,
-			StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")}),
+			HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: send,
+			Store: store, Leader: leader, Logger: log.With("component", "mail")}),
 	}, nil
+}
+
+// importLegacy moves the files earlier versions kept (pending-mail.json,
+// mail-state.json) into the state bucket, once it can be reached, and
+// renames them .imported; it reports whether that is done.
+func (m *mailer) importLegacy() bool {
+	_, errS := os.Stat(m.legacy.Spool)
+	_, errH := os.Stat(m.legacy.StateFile)
+	if os.IsNotExist(errS) && os.IsNotExist(errH) {
+		return true
+	}
+	mails, _ := m.legacy.LoadMails()
+	holds, _ := m.legacy.LoadHolds()
+	if len(mails) > 0 {
+		kept, err := m.store.LoadMails()
+		if err != nil {
+			return false
+		}
+		if err := m.store.SaveMails(append(kept, mails...)); err != nil {
+			return false
+		}
+	}
+	if len(holds) > 0 {
+		if err := m.store.SaveHolds(holds); err != nil {
+			return false
+		}
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	for _, f := range []string{m.legacy.Spool, m.legacy.StateFile} {
+		if _, err := os.Stat(f); err == nil {
+			_ = os.Rename(f, f+".imported-"+stamp)
+		}
+	}
+	m.log.Info("pending mails and hold-off state of an earlier version moved into the state bucket",
+		"mails", len(mails), "servers", len(holds))
+	return true
 }
 
 func (m *mailer) change(c alloc.Change) {
@@ -92,11 +141,15 @@ func (m *mailer) run(ctx context.Context, reg *alloc.Registry) {
 	defer grace.Stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	imported := m.importLegacy()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			if !imported {
+				imported = m.importLegacy()
+			}
 			m.policy.Tick(now)
 		case now := <-grace.C:
 			for _, v := range reg.Snapshot() {

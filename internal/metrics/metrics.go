@@ -25,6 +25,10 @@ type Metrics struct {
 	Mails              *prometheus.CounterVec // by result: sent, failed, abandoned
 	MailsPending       prometheus.Gauge
 	StateChanges       *prometheus.CounterVec // by new state
+	// A cluster's bookings (placements shared between members).
+	BookingsApplied    prometheus.Counter
+	BookingsLost       prometheus.Counter
+	BookingPropagation prometheus.Histogram
 }
 
 // New registers every metric, plus the Go and process collectors.
@@ -54,7 +58,17 @@ func New() *Metrics {
 			Name: "simgate_mails_pending", Help: "Notification mails waiting to be sent."}),
 		StateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_state_changes_total", Help: "Server state changes, by new state."}, []string{"state"}),
+		BookingsApplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_bookings_applied_total", Help: "Sessions other members of the cluster placed, counted here."}),
+		BookingsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_bookings_unpublished_total", Help: "Sessions placed here that could not be told to the other members."}),
+		BookingPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "simgate_booking_propagation_seconds", Help: "From a placement on another member to its booking here.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1}}),
 	}
+	f(m.BookingsApplied)
+	f(m.BookingsLost)
+	f(m.BookingPropagation)
 	f(m.HeartbeatsReceived)
 	f(m.HeartbeatsDropped)
 	f(m.Sessions)

@@ -18,7 +18,7 @@ func (stalled) Send(ctx context.Context, _ Mail) error { <-ctx.Done(); return ct
 // spool on disk: go test -bench Enqueue -benchmem ./internal/notify
 func BenchmarkEnqueueWith20000Pending(b *testing.B) {
 	q, err := NewQueue(QueueOptions{Transport: stalled{}, Logger: slog.New(slog.DiscardHandler),
-		Spool: filepath.Join(b.TempDir(), "pending-mail.json"), RetryMax: time.Minute, GiveUp: time.Hour})
+		Store: FileStore{Spool: filepath.Join(b.TempDir(), "pending-mail.json")}, RetryMax: time.Minute, GiveUp: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -264,7 +264,7 @@ func TestPendingMailSurvivesARestart(t *testing.T) {
 	probe := smtptest.Start(t, "127.0.0.1:0")
 	tr := smtpFor(probe)
 	probe.Close() // down during the first run
-	q, err := NewQueue(QueueOptions{Transport: tr, Logger: quiet(), Spool: spool, RetryMax: time.Hour, GiveUp: 24 * time.Hour})
+	q, err := NewQueue(QueueOptions{Transport: tr, Logger: quiet(), Store: FileStore{Spool: spool}, RetryMax: time.Hour, GiveUp: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestPendingMailSurvivesARestart(t *testing.T) {
 
 	srv := smtptest.Start(t, "127.0.0.1:0")
 	tr2 := smtpFor(srv)
-	q2, err := NewQueue(QueueOptions{Transport: tr2, Logger: quiet(), Spool: spool, RetryMax: time.Hour, GiveUp: 24 * time.Hour})
+	q2, err := NewQueue(QueueOptions{Transport: tr2, Logger: quiet(), Store: FileStore{Spool: spool}, RetryMax: time.Hour, GiveUp: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestCorruptSpoolIsSetAside(t *testing.T) {
 			if err := os.WriteFile(spool, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			q, err := NewQueue(QueueOptions{Transport: failing{}, Logger: quiet(), Spool: spool, RetryMax: time.Second, GiveUp: time.Hour})
+			q, err := NewQueue(QueueOptions{Transport: failing{}, Logger: quiet(), Store: FileStore{Spool: spool}, RetryMax: time.Second, GiveUp: time.Hour})
 			if err != nil {
 				t.Fatalf("a corrupt spool stopped the start: %v", err)
 			}
@@ -367,7 +367,7 @@ func TestHoldOffStateSurvivesARestart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "mail-state.json")
 	var s1 sent
 	p1 := NewPolicy(PolicyOptions{Threshold: 95, Hysteresis: 5, HoldOff: 10 * time.Minute, MonitorURL: "x",
-		Send: s1.send, StateFile: file, Logger: quiet()})
+		Send: s1.send, Store: FileStore{StateFile: file}, Logger: quiet()})
 	p1.NotResponding("a/1", "silent", t0)
 	p1.Tick(t0.Add(time.Second))
 	if len(s1.all()) != 1 {
@@ -376,7 +376,7 @@ func TestHoldOffStateSurvivesARestart(t *testing.T) {
 
 	var s2 sent
 	p2 := NewPolicy(PolicyOptions{Threshold: 95, Hysteresis: 5, HoldOff: 10 * time.Minute, MonitorURL: "x",
-		Send: s2.send, StateFile: file, Logger: quiet()})
+		Send: s2.send, Store: FileStore{StateFile: file}, Logger: quiet()})
 	p2.NotResponding("a/1", "silent", t0.Add(time.Minute))
 	if got := s2.all(); len(got) != 0 {
 		t.Errorf("the restarted run mailed again: %q", got)
@@ -389,7 +389,7 @@ func TestHoldOffStateSurvivesARestart(t *testing.T) {
 	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	NewPolicy(PolicyOptions{Threshold: 95, StateFile: file, Send: s2.send, Logger: quiet()})
+	NewPolicy(PolicyOptions{Threshold: 95, Store: FileStore{StateFile: file}, Send: s2.send, Logger: quiet()})
 	if aside, _ := filepath.Glob(file + ".corrupt-*"); len(aside) != 1 {
 		t.Errorf("a corrupt state file was not set aside: %v", aside)
 	}

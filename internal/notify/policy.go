@@ -1,10 +1,8 @@
 package notify
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,11 +26,15 @@ type PolicyOptions struct {
 	HoldOff    time.Duration // after a bad mail, repeats wait this long and go as one digest
 	MonitorURL string
 	Send       func(subject, body string) // must not block (Queue.Enqueue)
-	// StateFile keeps which servers are owed a good mail, and their hold-off
-	// windows, across restarts ("" keeps them in memory): a coordinator in a
-	// crash loop must not mail "not responding" again at each start.
-	StateFile string
-	Logger    *slog.Logger
+	// Store keeps which servers are owed a good mail, and their hold-off
+	// windows, across restarts and from one cluster leader to the next
+	// (nil keeps them in memory): a coordinator in a crash loop must not
+	// mail "not responding" again at each start.
+	Store Store
+	// Leader, when set, says whether this coordinator writes Store (every
+	// member runs the policy on the same changes; the leader keeps it).
+	Leader func() bool
+	Logger *slog.Logger
 }
 
 // Policy turns state changes and loads into mails, once per real event:
@@ -42,7 +44,8 @@ type Policy struct {
 	o       PolicyOptions
 	mu      sync.Mutex
 	servers map[string]*serverMail
-	dirty   bool // servers' pairs changed since StateFile was written
+	dirty   map[string]bool // servers whose pairs changed since Store was written
+	loaded  bool            // Store's state has been read
 }
 
 type serverMail struct {
@@ -70,68 +73,79 @@ type event struct {
 	at      time.Time
 }
 
-// NewPolicy builds a policy, with the state StateFile kept, if any. A file
-// that cannot be read is set aside, never a reason not to start.
+// NewPolicy builds a policy with the state Store kept, if it can be read
+// now (else at a later Tick).
 func NewPolicy(o PolicyOptions) *Policy {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p := &Policy{o: o, servers: map[string]*serverMail{}}
-	if o.StateFile == "" {
-		return p
+	p := &Policy{o: o, servers: map[string]*serverMail{}, dirty: map[string]bool{}}
+	p.load()
+	return p
+}
+
+// load reads Store's state once; a server this run already has state for
+// keeps its own.
+func (p *Policy) load() {
+	if p.o.Store == nil {
+		p.loaded = true
+		return
 	}
-	data, err := os.ReadFile(o.StateFile)
-	if os.IsNotExist(err) {
-		return p
-	}
-	var kept map[string]keptState
-	if err == nil {
-		err = json.Unmarshal(data, &kept)
-	}
+	kept, err := p.o.Store.LoadHolds()
 	if err != nil {
-		aside := fmt.Sprintf("%s.corrupt-%s", o.StateFile, time.Now().UTC().Format("20060102T150405Z"))
-		rerr := os.Rename(o.StateFile, aside)
-		o.Logger.Error("mail hold-off state unreadable: file set aside, starting afresh", "file", o.StateFile,
-			"aside", aside, "error", err, "rename_error", rerr)
-		return p
+		p.o.Logger.Warn("mail hold-off state not readable yet; will retry", "error", err)
+		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loaded = true
 	for name, k := range kept {
+		if _, ok := p.servers[name]; ok {
+			continue
+		}
 		s := p.server(name)
 		s.down.owed, s.down.window = k.DownOwed, k.DownWindow
 		s.full.owed, s.full.window = k.FullOwed, k.FullWindow
 	}
 	if len(kept) > 0 {
-		o.Logger.Info("mail hold-off state kept from the last run", "servers", len(kept), "file", o.StateFile)
+		p.o.Logger.Info("mail hold-off state kept from an earlier run", "servers", len(kept))
 	}
-	return p
 }
 
-// keptState is one server's mail state in StateFile.
-type keptState struct {
+// Hold is one server's kept mail state.
+type Hold struct {
 	DownOwed   bool      `json:"downOwed,omitempty"`
 	DownWindow time.Time `json:"downWindow,omitzero"`
 	FullOwed   bool      `json:"fullOwed,omitempty"`
 	FullWindow time.Time `json:"fullWindow,omitzero"`
 }
 
-// saveLocked writes StateFile if anything changed; p.mu is held.
-func (p *Policy) saveLocked() {
-	if p.o.StateFile == "" || !p.dirty {
+// save writes the servers whose state changed, outside the lock, when
+// this coordinator leads.
+func (p *Policy) save() {
+	if p.o.Store == nil || (p.o.Leader != nil && !p.o.Leader()) {
 		return
 	}
-	kept := map[string]keptState{}
-	for name, s := range p.servers {
-		k := keptState{s.down.owed, s.down.window, s.full.owed, s.full.window}
-		if k != (keptState{}) {
-			kept[name] = k
+	p.mu.Lock()
+	if len(p.dirty) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	changed := make(map[string]Hold, len(p.dirty))
+	for name := range p.dirty {
+		s := p.servers[name]
+		changed[name] = Hold{s.down.owed, s.down.window, s.full.owed, s.full.window}
+	}
+	p.dirty = map[string]bool{}
+	p.mu.Unlock()
+	if err := p.o.Store.SaveHolds(changed); err != nil {
+		p.o.Logger.Error("cannot keep the mail hold-off state; will retry", "error", err)
+		p.mu.Lock()
+		for name := range changed {
+			p.dirty[name] = true
 		}
+		p.mu.Unlock()
 	}
-	data, _ := json.Marshal(kept)
-	if err := writeDurably(p.o.StateFile, data); err != nil {
-		p.o.Logger.Error("cannot keep the mail hold-off state on disk", "file", p.o.StateFile, "error", err)
-		return
-	}
-	p.dirty = false
 }
 
 func (p *Policy) server(name string) *serverMail {
@@ -161,11 +175,11 @@ func (p *Policy) Change(c alloc.Change) {
 	alive := func(st alloc.State) bool { return st == alloc.Up || st == alloc.Full || st == alloc.Draining }
 	switch {
 	case c.To == alloc.Down && alive(c.From) && !c.Planned:
-		p.bad(&s.down, event{subject: SubjectDown, bad: true,
+		p.bad(c.Server, &s.down, event{subject: SubjectDown, bad: true,
 			line:   c.Server + " simulation server may be down, as it is not responding to the requests of the session server...",
 			detail: "Why: " + c.Reason + ".", at: c.At})
 	case alive(c.To) && (c.From == alloc.Down || c.From == alloc.Unknown) && s.down.owed:
-		p.good(&s.down, event{subject: SubjectUp,
+		p.good(c.Server, &s.down, event{subject: SubjectUp,
 			line: fmt.Sprintf("%s simulation server is up and running again (load = %s%%).", c.Server, pct(c.Load)),
 			at:   c.At})
 	}
@@ -180,7 +194,7 @@ func (p *Policy) NotResponding(server, why string, at time.Time) {
 	if p.server(server).down.owed {
 		return
 	}
-	p.bad(&p.server(server).down, event{subject: SubjectDown, bad: true,
+	p.bad(server, &p.server(server).down, event{subject: SubjectDown, bad: true,
 		line:   server + " simulation server may be down, as it is not responding to the requests of the session server...",
 		detail: "Why: " + why + ".", at: at})
 }
@@ -202,17 +216,17 @@ func (p *Policy) Load(server string, status alloc.Status, load float64, v alloc.
 	}
 	switch {
 	case load >= p.o.Threshold && !s.full.owed:
-		p.bad(&s.full, event{subject: SubjectFull, bad: true,
+		p.bad(server, &s.full, event{subject: SubjectFull, bad: true,
 			line:   fmt.Sprintf("%s simulation server has reached maximum load (%s%%).", server, pct(load)),
 			detail: "Saturated: " + v.Saturated() + ".", at: at})
 	case load < p.o.Threshold-p.o.Hysteresis && s.full.owed:
-		p.good(&s.full, event{subject: SubjectAvailable,
+		p.good(server, &s.full, event{subject: SubjectAvailable,
 			line: fmt.Sprintf("%s simulation server is available again (load = %s%%).", server, pct(load)), at: at})
 	}
 }
 
-func (p *Policy) bad(pr *pair, e event) {
-	p.dirty = true
+func (p *Policy) bad(server string, pr *pair, e event) {
+	p.dirty[server] = true
 	pr.owed = true
 	pr.lastBad = e
 	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
@@ -224,8 +238,8 @@ func (p *Policy) bad(pr *pair, e event) {
 	pr.last = e
 }
 
-func (p *Policy) good(pr *pair, e event) {
-	p.dirty = true
+func (p *Policy) good(server string, pr *pair, e event) {
+	p.dirty[server] = true
 	pr.owed = false
 	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
 		pr.window = time.Time{}
@@ -243,10 +257,13 @@ func (p *Policy) good(pr *pair, e event) {
 // Tick sends the digests of windows that have ended; call it every second or so.
 // It also writes the hold-off state, when it changed, off the heartbeat path.
 func (p *Policy) Tick(now time.Time) {
+	if !p.loaded {
+		p.load()
+	}
+	defer p.save()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	defer p.saveLocked()
-	for _, s := range p.servers {
+	for name, s := range p.servers {
 		for _, pr := range []*pair{&s.down, &s.full} {
 			if pr.window.IsZero() || now.Before(pr.window.Add(p.o.HoldOff)) {
 				continue
@@ -268,7 +285,7 @@ func (p *Policy) Tick(now time.Time) {
 			p.mail(last, note)
 			pr.held, pr.sentGood = 0, false
 			pr.window = time.Time{}
-			p.dirty = true
+			p.dirty[name] = true
 			if pr.owed {
 				pr.window = now // a bad mail just went: a new window
 			}

@@ -14,8 +14,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/simgate/simgate/internal/logging"
 )
 
 // Mail is one notification.
@@ -37,12 +40,32 @@ type Transport interface {
 	Send(ctx context.Context, m Mail) error
 }
 
+// Store keeps what must outlive this coordinator, where the next one (or
+// the member of the cluster that takes over) finds it: the pending mails
+// and the hold-off state. The coordinator's is JetStream's (state.KV);
+// FileStore reads the files earlier versions kept.
+type Store interface {
+	// LoadMails returns the pending mails; entries it cannot read are set
+	// aside (logged), never an error.
+	LoadMails() ([]Mail, error)
+	// SaveMails replaces the pending mails with these.
+	SaveMails([]Mail) error
+	// LoadHolds returns every server's hold-off state.
+	LoadHolds() (map[string]Hold, error)
+	// SaveHolds writes these servers' states; a zero Hold deletes one.
+	SaveHolds(map[string]Hold) error
+}
+
 // QueueOptions configures a Queue.
 type QueueOptions struct {
 	Transport Transport
 	Logger    *slog.Logger
-	// Spool keeps pending mails between runs; "" keeps them in memory only.
-	Spool    string
+	// Store keeps pending mails between runs; nil keeps them in memory only.
+	Store Store
+	// Leader, when set, says whether this coordinator sends the mails: a
+	// queue that is not the leader sends nothing and keeps nothing in
+	// memory; one that becomes it takes the pending mails from Store.
+	Leader   func() bool
 	FirstTry time.Duration // first retry delay, doubled each time (default 500 ms)
 	RetryMax time.Duration // longest delay between attempts
 	GiveUp   time.Duration // age at which an unsent mail is abandoned
@@ -53,16 +76,23 @@ type QueueOptions struct {
 
 // Queue sends mails in the background.
 type Queue struct {
-	o     QueueOptions
-	mu    sync.Mutex
-	mails []Mail
-	dirty bool // the spool is behind q.mails: the sender writes it
-	wake  chan struct{}
-	done  chan struct{}
-	stop  context.CancelFunc
+	o       QueueOptions
+	mu      sync.Mutex
+	mails   []Mail
+	dirty   bool // Store is behind q.mails: the sender writes it
+	leading bool // this queue sends (it has loaded Store's mails)
+	wake    chan struct{}
+	done    chan struct{}
+	stop    context.CancelFunc
+	errLog  *logging.Throttle
 }
 
-// NewQueue loads the spool, if any, and starts sending.
+// leaderCheck is how often a queue looks whether it leads, and retries a
+// Store it could not reach.
+const leaderCheck = 250 * time.Millisecond
+
+// NewQueue starts sending; the pending mails are loaded from Store once
+// this queue leads (at once without Leader).
 func NewQueue(o QueueOptions) (*Queue, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -70,34 +100,8 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 	if o.FirstTry <= 0 {
 		o.FirstTry = 500 * time.Millisecond
 	}
-	q := &Queue{o: o, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	if o.Spool != "" {
-		data, err := os.ReadFile(o.Spool)
-		switch {
-		case err == nil:
-			if err := json.Unmarshal(data, &q.mails); err != nil || !wellFormed(q.mails) {
-				// Never a reason not to start: set the file aside for a look.
-				q.mails = nil
-				aside := fmt.Sprintf("%s.corrupt-%s", o.Spool, time.Now().UTC().Format("20060102T150405Z"))
-				rerr := os.Rename(o.Spool, aside)
-				o.Logger.Error("pending mails unreadable: file set aside, starting with none", "spool", o.Spool,
-					"aside", aside, "error", err, "rename_error", rerr)
-			}
-			now := time.Now()
-			for i := range q.mails {
-				q.mails[i].NextTry = now // a new run: try at once
-				if q.mails[i].ID == "" {
-					q.mails[i].ID = newID(q.mails[i].Created)
-					q.dirty = true // keep the new ID: retries must carry the same one
-				}
-			}
-			if len(q.mails) > 0 {
-				o.Logger.Info("mails pending from the last run", "count", len(q.mails), "spool", o.Spool)
-			}
-		case !os.IsNotExist(err):
-			return nil, fmt.Errorf("reading pending mails: %w", err)
-		}
-	}
+	q := &Queue{o: o, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16)}
+	q.lead() // a single coordinator sends from the start
 	q.pending()
 	ctx, cancel := context.WithCancel(context.Background())
 	q.stop = cancel
@@ -105,10 +109,73 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 	return q, nil
 }
 
-// wellFormed reports whether a spool's mails each have a subject and body.
+// lead follows leadership: on taking it, the pending mails are read from
+// Store (and merged with any enqueued meanwhile); on losing it, what is
+// pending is written there for the new leader and forgotten here.
+func (q *Queue) lead() {
+	want := q.o.Leader == nil || q.o.Leader()
+	q.mu.Lock()
+	leading := q.leading
+	q.mu.Unlock()
+	switch {
+	case want && !leading:
+		var kept []Mail
+		if q.o.Store != nil {
+			var err error
+			if kept, err = q.o.Store.LoadMails(); err != nil {
+				q.storeError("cannot read the pending mails; will retry", err)
+				return
+			}
+		}
+		now := time.Now()
+		q.mu.Lock()
+		for _, m := range kept {
+			if q.indexLocked(m) >= 0 {
+				continue
+			}
+			if !wellFormed([]Mail{m}) {
+				q.o.Logger.Error("pending mail unreadable: dropped", "id", m.ID)
+				q.dirty = true
+				continue
+			}
+			m.NextTry = now // a new leader: try at once
+			q.mails = append(q.mails, m)
+		}
+		slices.SortFunc(q.mails, func(a, b Mail) int { return a.Created.Compare(b.Created) })
+		q.leading = true
+		n := len(q.mails)
+		q.mu.Unlock()
+		if len(kept) > 0 {
+			q.o.Logger.Info("mails pending from an earlier run or another coordinator", "count", len(kept))
+		}
+		if q.o.Leader != nil {
+			q.o.Logger.Info("this coordinator now sends the mails (cluster leader)", "pending", n)
+		}
+		q.pending()
+	case !want && leading:
+		q.persist()
+		q.mu.Lock()
+		q.leading = false
+		n := len(q.mails)
+		if !q.dirty {
+			q.mails = nil // the new leader has them
+		}
+		q.mu.Unlock()
+		q.o.Logger.Info("this coordinator no longer sends the mails: another one leads", "pending", n)
+		q.pending()
+	}
+}
+
+func (q *Queue) storeError(msg string, err error) {
+	if held, ok := q.errLog.Allow(msg, time.Now()); ok {
+		q.o.Logger.Error(msg, "error", err, "since_last_line", held)
+	}
+}
+
+// wellFormed reports whether mails each have an ID, a subject and a body.
 func wellFormed(mails []Mail) bool {
 	for _, m := range mails {
-		if m.Subject == "" || m.Body == "" || m.Created.IsZero() {
+		if m.Subject == "" || m.Body == "" || m.Created.IsZero() || m.ID == "" {
 			return false
 		}
 	}
@@ -119,7 +186,7 @@ func wellFormed(mails []Mail) bool {
 func newID(created time.Time) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return fmt.Sprintf("%d.%s", created.UnixNano(), hex.EncodeToString(b))
+	return fmt.Sprintf("%d-%s", created.UnixNano(), hex.EncodeToString(b))
 }
 
 // Enqueue adds a mail and returns at once.
@@ -143,15 +210,19 @@ func (q *Queue) Pending() int {
 	return len(q.mails)
 }
 
-// Close stops sending and keeps what is pending in the spool for the next run.
+// Close stops sending and keeps what is pending in Store for the next run.
 func (q *Queue) Close() {
 	q.stop()
 	<-q.done
+	q.persist()
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.saveLocked()
-	if n := len(q.mails); n > 0 {
-		q.o.Logger.Warn("mails still pending at stop; they will be sent after the next start", "count", n, "spool", q.o.Spool)
+	n, dirty := len(q.mails), q.dirty
+	q.mu.Unlock()
+	switch {
+	case n > 0 && dirty:
+		q.o.Logger.Error("mails still pending at stop could not be kept", "count", n)
+	case n > 0:
+		q.o.Logger.Warn("mails still pending at stop; they will be sent after the next start, or by the coordinator that leads now", "count", n)
 	}
 }
 
@@ -178,17 +249,28 @@ func (q *Queue) run(ctx context.Context) {
 		case <-q.wake:
 		case <-timer.C:
 		}
+		q.lead()
+		q.persist() // a new mail is kept before its first attempt
 		q.mu.Lock()
-		q.saveLocked() // a new mail reaches the disk before its first attempt
+		leading := q.leading
 		q.mu.Unlock()
-		next := q.sendDue(ctx)
+		var next time.Time
+		if leading {
+			next = q.sendDue(ctx)
+		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
 			default:
 			}
 		}
-		if !next.IsZero() {
+		q.mu.Lock()
+		retry := q.dirty || (q.o.Leader != nil) || !q.leading
+		q.mu.Unlock()
+		switch {
+		case retry && (next.IsZero() || time.Until(next) > leaderCheck):
+			timer.Reset(leaderCheck)
+		case !next.IsZero():
 			timer.Reset(time.Until(next))
 		}
 	}
@@ -198,11 +280,7 @@ func (q *Queue) run(ctx context.Context) {
 // when the next one is due (zero: none pending).
 func (q *Queue) sendDue(ctx context.Context) time.Time {
 	saved := time.Now()
-	defer func() {
-		q.mu.Lock()
-		q.saveLocked()
-		q.mu.Unlock()
-	}()
+	defer q.persist()
 	for {
 		q.mu.Lock()
 		now := time.Now()
@@ -217,7 +295,7 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 				next = m.NextTry
 			}
 		}
-		if idx < 0 {
+		if idx < 0 || !q.leading {
 			q.mu.Unlock()
 			return next
 		}
@@ -230,11 +308,11 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 		}
 		q.mu.Lock()
 		// Find it again: Enqueue may have appended meanwhile, nothing removes but us.
-		i := q.indexLocked(m)
+		i := max(q.indexLocked(m), 0)
 		switch {
 		case err == nil:
 			q.mails = append(q.mails[:i], q.mails[i+1:]...)
-			q.o.Logger.Info("mail sent", "subject", m.Subject, "attempts", m.Attempts+1)
+			q.o.Logger.Info("mail sent", "subject", m.Subject, "attempts", m.Attempts+1, "id", m.ID)
 			call(q.o.OnSent)
 		case time.Since(m.Created) >= q.o.GiveUp:
 			q.mails = append(q.mails[:i], q.mails[i+1:]...)
@@ -255,11 +333,13 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 			call(q.o.OnFailed)
 		}
 		q.dirty = true
-		if time.Since(saved) >= time.Second {
-			q.saveLocked() // a long pass (a queue of thousands failing) writes once a second, not per attempt
+		q.mu.Unlock()
+		if err == nil || time.Since(saved) >= time.Second {
+			// A sent mail leaves Store at once (a new leader must not send it
+			// again); a long pass of failures writes once a second.
+			q.persist()
 			saved = time.Now()
 		}
-		q.mu.Unlock()
 		q.pending()
 	}
 }
@@ -270,29 +350,125 @@ func (q *Queue) indexLocked(m Mail) int {
 			return i
 		}
 	}
-	return 0
+	return -1
 }
 
-// saveLocked writes the pending mails to the spool, when they changed,
-// atomically and durably (written, synced, renamed, the folder synced: a
-// power cut leaves the old file or the new one, never an empty one); q.mu
-// is held.
-func (q *Queue) saveLocked() {
-	if q.o.Spool == "" || !q.dirty {
+// persist writes the pending mails to Store when they changed, outside
+// the lock: Enqueue never waits for the disk or the cluster.
+func (q *Queue) persist() {
+	if q.o.Store == nil {
 		return
 	}
+	q.mu.Lock()
+	if !q.dirty {
+		q.mu.Unlock()
+		return
+	}
+	snap := slices.Clone(q.mails)
 	q.dirty = false
-	if len(q.mails) == 0 {
-		if err := os.Remove(q.o.Spool); err != nil && !os.IsNotExist(err) {
-			q.o.Logger.Warn("cannot clear the mail spool", "spool", q.o.Spool, "error", err)
-		}
-		return
-	}
-	data, _ := json.MarshalIndent(q.mails, "", "  ")
-	if err := writeDurably(q.o.Spool, data); err != nil {
+	q.mu.Unlock()
+	if err := q.o.Store.SaveMails(snap); err != nil {
+		q.mu.Lock()
 		q.dirty = true // try again at the next pass
-		q.o.Logger.Error("cannot keep pending mails on disk", "spool", q.o.Spool, "error", err)
+		q.mu.Unlock()
+		q.storeError("cannot keep the pending mails; will retry", err)
 	}
+}
+
+// FileStore is the files earlier versions kept: pending mails in Spool
+// (JSON array), the hold-off state in StateFile. A file that cannot be read
+// is set aside (renamed .corrupt-<time>), never a reason not to start.
+type FileStore struct {
+	Spool, StateFile string
+	Logger           *slog.Logger
+}
+
+// LoadMails implements Store.
+func (f FileStore) LoadMails() ([]Mail, error) {
+	var mails []Mail
+	if !f.read(f.Spool, "pending mails", &mails, func() bool { return wellFormedFile(mails) }) {
+		return nil, nil
+	}
+	for i := range mails {
+		if mails[i].ID == "" {
+			mails[i].ID = newID(mails[i].Created)
+		}
+	}
+	return mails, nil
+}
+
+// wellFormedFile accepts a spool's mails without IDs (older versions wrote none).
+func wellFormedFile(mails []Mail) bool {
+	for _, m := range mails {
+		if m.Subject == "" || m.Body == "" || m.Created.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// SaveMails implements Store.
+func (f FileStore) SaveMails(mails []Mail) error {
+	if len(mails) == 0 {
+		if err := os.Remove(f.Spool); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return nil
+	}
+	data, _ := json.MarshalIndent(mails, "", "  ")
+	return writeDurably(f.Spool, data)
+}
+
+// LoadHolds implements Store.
+func (f FileStore) LoadHolds() (map[string]Hold, error) {
+	var kept map[string]Hold
+	f.read(f.StateFile, "mail hold-off state", &kept, func() bool { return true })
+	return kept, nil
+}
+
+// SaveHolds implements Store: the file holds every server's state.
+func (f FileStore) SaveHolds(changed map[string]Hold) error {
+	kept, _ := f.LoadHolds()
+	if kept == nil {
+		kept = map[string]Hold{}
+	}
+	for name, h := range changed {
+		if h == (Hold{}) {
+			delete(kept, name)
+		} else {
+			kept[name] = h
+		}
+	}
+	data, _ := json.Marshal(kept)
+	return writeDurably(f.StateFile, data)
+}
+
+// read decodes path into v; false when there is nothing usable (no file,
+// or a corrupt one, which is set aside).
+func (f FileStore) read(path, what string, v any, ok func() bool) bool {
+	if path == "" {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return false
+	}
+	if err == nil {
+		if err = json.Unmarshal(data, v); err == nil && !ok() {
+			err = fmt.Errorf("an entry lacks its subject, body or creation time")
+		}
+	}
+	if err != nil {
+		log := f.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+		rerr := os.Rename(path, aside)
+		log.Error(what+" unreadable: file set aside, starting afresh", "file", path, "aside", aside, "error", err, "rename_error", rerr)
+		return false
+	}
+	return true
 }
 
 // writeDurably replaces path with data: a temporary file, synced, renamed

@@ -158,6 +158,7 @@ func DefaultSimulationConfig() string {
 
 // CheckNATSURLs checks a comma-separated list of NATS server URLs.
 func CheckNATSURLs(list string) error {
+	ws, tcp := false, false
 	for _, raw := range strings.Split(list, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
 		if err != nil {
@@ -171,6 +172,14 @@ func CheckNATSURLs(list string) error {
 		if u.Host == "" {
 			return fmt.Errorf("%q names no host", raw)
 		}
+		if u.Scheme == "ws" || u.Scheme == "wss" {
+			ws = true
+		} else {
+			tcp = true
+		}
+	}
+	if ws && tcp {
+		return errors.New("a list is all WebSocket URLs (ws://, wss://) or none: NATS cannot fail over between the two")
 	}
 	return nil
 }
@@ -196,8 +205,14 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 		nats.Name(o.Server), // the coordinator tells which server a closed connection took with it
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
+		// A coordinator that dies: the next one on the list (or that its
+		// cluster advertised) at once, each one again after 250 ms at most.
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectJitter(100*time.Millisecond, 250*time.Millisecond),
+		// A coordinator's host that vanishes without closing the connection
+		// is noticed after two unanswered pings rather than TCP's minutes.
+		nats.PingInterval(max(o.Interval, time.Second)),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("disconnected from NATS; reconnecting", "error", err)
 		}),

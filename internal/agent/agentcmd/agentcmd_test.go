@@ -45,3 +45,24 @@ func TestSimulationConfigDefault(t *testing.T) {
 		t.Errorf("two files: %q, want none (which one is this server's?)", o.SimConfig)
 	}
 }
+
+// TestNATSURLLists: -nats takes one URL or several for failover, all of one
+// transport (NATS cannot fail over between TCP and WebSocket).
+func TestNATSURLLists(t *testing.T) {
+	for _, tc := range []struct {
+		list string
+		ok   bool
+	}{
+		{"nats://127.0.0.1:4222", true},
+		{"nats://a:4222,nats://b:4222,tls://c:4222", true},
+		{"nats://a:4222, nats://b:4222", true},
+		{"wss://a/nats,wss://b/nats", true},
+		{"nats://a:4222,wss://b/nats", false},
+		{"nats://a:4222,http://b", false},
+		{"nats://a:4222,", false},
+	} {
+		if err := CheckNATSURLs(tc.list); (err == nil) != tc.ok {
+			t.Errorf("%q: %v", tc.list, err)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+// Package state keeps the coordinators' shared state in a JetStream
+// key-value bucket: the pending mails and the mail hold-off state, so that
+// a restarted coordinator, or the member of a cluster that takes over from
+// a dead one, continues exactly where the last one stopped. One coordinator
+// alone uses the same bucket with one replica: there is one code path.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/notify"
+)
+
+// Bucket is the key-value bucket the coordinators keep their state in.
+const Bucket = "simgate-state"
+
+// opTimeout bounds every operation: a cluster without quorum makes the
+// callers retry later, never hang.
+const opTimeout = 3 * time.Second
+
+// maxValue is the largest value written: the embedded server's payload
+// limit (a heartbeat's) with room for the protocol.
+const maxValue = bus.MaxHeartbeat - 256
+
+// KV is the state bucket. It opens lazily: a cluster member may start
+// before a quorum of members is up, and must serve /session meanwhile.
+type KV struct {
+	js       jetstream.JetStream
+	replicas int
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	kv    jetstream.KeyValue
+	mails map[string]notify.Mail // what the bucket holds, as last read or written
+}
+
+// New returns the state bucket over nc, with replicas copies.
+func New(nc *nats.Conn, replicas int, log *slog.Logger) (*KV, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if replicas < 1 {
+		replicas = 1
+	}
+	return &KV{js: js, replicas: replicas, log: log}, nil
+}
+
+// bucket opens (creating it when needed) the bucket; k.mu is held.
+func (k *KV) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	if k.kv != nil {
+		return k.kv, nil
+	}
+	kv, err := k.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       Bucket,
+		Description:  "simgate coordinators: pending mails (mail.*), mail hold-off state (hold.*), drains (drain.*)",
+		History:      1,
+		Replicas:     k.replicas,
+		Storage:      jetstream.FileStorage,
+		MaxValueSize: maxValue,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state bucket %s (replicas %d): %w", Bucket, k.replicas, err)
+	}
+	k.kv = kv
+	return kv, nil
+}
+
+// Ready opens the bucket now; an error says why it cannot be yet.
+func (k *KV) Ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, err := k.bucket(ctx)
+	return err
+}
+
+// keys lists the keys under prefix; k.mu is held.
+func (k *KV) keys(ctx context.Context, kv jetstream.KeyValue, prefix string) ([]string, error) {
+	l, err := kv.ListKeysFiltered(ctx, prefix+".>")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Stop() }()
+	var out []string
+	for key := range l.Keys() {
+		out = append(out, key)
+	}
+	return out, ctx.Err()
+}
+
+// load reads every value under prefix into decode; a value that does not
+// decode is set aside under "corrupt.<key>" and logged. k.mu is held.
+func (k *KV) load(ctx context.Context, kv jetstream.KeyValue, prefix string, decode func(key string, v []byte) error) error {
+	keys, err := k.keys(ctx, kv, prefix)
+	if err != nil {
+		return err
+	}
+	for _, key := range keys {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := decode(key, e.Value()); err != nil {
+			_, perr := kv.Put(ctx, "corrupt."+key, e.Value())
+			derr := kv.Delete(ctx, key)
+			k.log.Error("state entry unreadable: set aside", "bucket", Bucket, "key", key, "aside", "corrupt."+key,
+				"error", err, "put_error", perr, "delete_error", derr)
+		}
+	}
+	return nil
+}
+
+func mailKey(id string) string { return "mail." + bus.Node(id) }
+
+// LoadMails implements notify.Store.
+func (k *KV) LoadMails() ([]notify.Mail, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]notify.Mail{}
+	err = k.load(ctx, kv, "mail", func(key string, v []byte) error {
+		var m notify.Mail
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.ID == "" || m.Subject == "" || m.Body == "" || m.Created.IsZero() || mailKey(m.ID) != key {
+			return fmt.Errorf("a mail without its ID, subject, body or creation time")
+		}
+		got[m.ID] = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	k.mails = got
+	out := make([]notify.Mail, 0, len(got))
+	for _, m := range got {
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// SaveMails implements notify.Store: it writes the mails that changed and
+// deletes the ones no longer pending.
+func (k *KV) SaveMails(mails []notify.Mail) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if k.mails == nil {
+		// Learn what the bucket holds, to delete what is no longer pending.
+		keys, err := k.keys(ctx, kv, "mail")
+		if err != nil {
+			return err
+		}
+		k.mails = map[string]notify.Mail{}
+		for _, key := range keys {
+			k.mails[strings.TrimPrefix(key, "mail.")] = notify.Mail{}
+		}
+	}
+	want := make(map[string]bool, len(mails))
+	for _, m := range mails {
+		want[bus.Node(m.ID)] = true
+		if old, ok := k.mails[bus.Node(m.ID)]; ok && old == m {
+			continue
+		}
+		data, _ := json.Marshal(m)
+		for len(data) > maxValue && len(m.Body) > 0 {
+			// The heartbeat-sized limit: keep the opening lines, which say what happened.
+			m.Body = m.Body[:len(m.Body)*3/4] + "\n[…]\n"
+			data, _ = json.Marshal(m)
+		}
+		if _, err := kv.Put(ctx, mailKey(m.ID), data); err != nil {
+			return err
+		}
+		k.mails[bus.Node(m.ID)] = m
+	}
+	for id := range k.mails {
+		if want[id] {
+			continue
+		}
+		if err := kv.Delete(ctx, "mail."+id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		delete(k.mails, id)
+	}
+	return nil
+}
+
+// hold is one server's mail state as the bucket keeps it.
+type hold struct {
+	Server string `json:"server"`
+	notify.Hold
+}
+
+// LoadHolds implements notify.Store.
+func (k *KV) LoadHolds() (map[string]notify.Hold, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]notify.Hold{}
+	err = k.load(ctx, kv, "hold", func(key string, v []byte) error {
+		var h hold
+		if err := json.Unmarshal(v, &h); err != nil {
+			return err
+		}
+		if h.Server == "" || "hold."+bus.Node(h.Server) != key {
+			return fmt.Errorf("the state of no server, or of another one")
+		}
+		out[h.Server] = h.Hold
+		return nil
+	})
+	return out, err
+}
+
+// SaveHolds implements notify.Store.
+func (k *KV) SaveHolds(changed map[string]notify.Hold) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	for server, h := range changed {
+		key := "hold." + bus.Node(server)
+		if h == (notify.Hold{}) {
+			if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return err
+			}
+			continue
+		}
+		data, _ := json.Marshal(hold{Server: server, Hold: h})
+		if _, err := kv.Put(ctx, key, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
