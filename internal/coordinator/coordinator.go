@@ -138,7 +138,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		return c, fmt.Errorf("connecting the event publisher: %w", err)
 	}
 	c.pub = bus.NewPublisher(c.pubConn, subj)
-	io := bus.IntakeOptions{
+	iopts := bus.IntakeOptions{
 		Subjects: subj,
 		Sink:     sink{reg: c.reg, onReport: c.mail.report},
 		Logger:   log,
@@ -146,9 +146,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Received: c.metrics.HeartbeatsReceived.Inc,
 	}
 	if c.nats.Clustered() {
-		io.Peers = c.nats.Peers
+		iopts.Peers = c.nats.Peers
 	}
-	if c.intake, err = bus.StartIntake(c.nats, io); err != nil {
+	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
 		return c, fmt.Errorf("subscribing to heartbeats: %w", err)
 	}
 	if c.nats.Clustered() {
@@ -175,6 +175,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		AllowedOrigins:       cfg.HTTP.AllowedOrigins,
 		Version:              version.String(),
 		Started:              c.reg.Started(),
+		Member: func() httpapi.Member {
+			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: c.nats.Members()}
+		},
 	})
 	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -218,6 +221,8 @@ type Listening struct {
 	NATSPort int    `json:"natsPort"`
 	// NATSWebsocketURL is NATS's WebSocket listener (nats.websocket); "" when off.
 	NATSWebsocketURL string `json:"natsWebsocketURL,omitempty"`
+	// ClusterURL is where the other members' routes connect (nats.cluster); "" when off.
+	ClusterURL string `json:"clusterURL,omitempty"`
 }
 
 // Listening reports the ports the coordinator holds.
@@ -228,6 +233,7 @@ func (c *Coordinator) Listening() Listening {
 		NATSPort: c.nats.Addr().(*net.TCPAddr).Port,
 
 		NATSWebsocketURL: c.nats.WebsocketURL(),
+		ClusterURL:       c.nats.ClusterURL(),
 	}
 }
 

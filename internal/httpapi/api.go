@@ -60,6 +60,8 @@ type Options struct {
 	Started time.Time
 	// PingInterval is how often idle WebSocket clients are pinged (default 30 s).
 	PingInterval time.Duration
+	// Member, when set, says where this coordinator stands in its cluster.
+	Member func() Member
 }
 
 // API is the coordinator's HTTP handler.

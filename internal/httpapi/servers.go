@@ -56,6 +56,15 @@ type summaryJSON struct {
 	Version   string   `json:"version"`
 	Started   string   `json:"started"`
 	Now       string   `json:"now"`
+	// Coordinator is this coordinator in its cluster (members 1 alone).
+	Coordinator *Member `json:"coordinator,omitempty"`
+}
+
+// Member is a coordinator as its cluster sees it.
+type Member struct {
+	Name    string `json:"name"`    // its NATS server name
+	Leader  bool   `json:"leader"`  // it sends the mails
+	Members int    `json:"members"` // coordinators it reaches, itself included
 }
 
 type serversJSON struct {
@@ -115,6 +124,10 @@ func (a *API) serversDoc() serversJSON {
 	doc.Summary.Version = a.o.Version
 	doc.Summary.Started = a.o.Started.UTC().Format(time.RFC3339)
 	doc.Summary.Now = time.Now().UTC().Format(time.RFC3339Nano)
+	if a.o.Member != nil {
+		m := a.o.Member()
+		doc.Summary.Coordinator = &m
+	}
 	if mean, ok := a.o.Registry.MeanLoad(); ok {
 		doc.Summary.MeanLoad = &mean
 	}

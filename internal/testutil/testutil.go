@@ -1,7 +1,9 @@
 // Package testutil holds the helpers every test uses: waiting on a
 // condition with a deadline (never a bare sleep), and building
 // the real binaries once per test process.
-// Tests never pick a port: servers listen on port 0 and say what they bound.
+// Tests never pick a port: servers listen on port 0 and say what they bound
+// (a cluster's routes, which must be known in advance, are the exception:
+// ClusterPorts).
 package testutil
 
 import (
@@ -14,11 +16,15 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,4 +154,40 @@ func TLSFiles(t testing.TB) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// ClusterPorts returns n TCP ports free on 127.0.0.1 now, for the routes of
+// a cluster, which every member must know before any starts (JetStream
+// needs its routes configured). They are drawn outside the kernel's
+// ephemeral range, which every port 0 and outgoing connection comes from,
+// so nothing else on the machine takes one between this check and the
+// member's bind. A caller whose member still finds one taken starts again
+// with new ones.
+func ClusterPorts(t testing.TB, n int) []int {
+	t.Helper()
+	lo, hi := 32768, 60999
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			lo, _ = strconv.Atoi(f[0])
+			hi, _ = strconv.Atoi(f[1])
+		}
+	}
+	var ports []int
+	for tries := 0; len(ports) < n && tries < 1000; tries++ {
+		// Below the range, above the well-known and registered-by-habit ports.
+		p := 10000 + mrand.IntN(max(lo-10000, 1))
+		if p >= lo && p <= hi || slices.Contains(ports, p) {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		ports = append(ports, p)
+	}
+	if len(ports) < n {
+		t.Fatalf("no %d free ports outside the ephemeral range %d-%d", n, lo, hi)
+	}
+	return ports
 }
