@@ -28,13 +28,16 @@ coordinator)
     install -m 640 "$here/session.json.example" "$root/etc/simgate/session.json"
     [ -n "$root" ] || chgrp simgate /etc/simgate/session.json
   fi
-  # 4. The unit (it creates /var/lib/simgate, where logs and pending mail live).
+  # 4. The unit (it creates /var/lib/simgate, where logs and the state store live).
   install -D -m 644 "$here/simgate-coordinator.service" "$root/etc/systemd/system/simgate-coordinator.service"
   # 5. Apache's rules, included from the site's VirtualHost (step printed below).
   install -D -m 644 "$here/apache-simgate.conf" "$root/etc/apache2/simgate.conf"
+  # ... or, for several coordinators (nats.cluster), the balancer in front of them.
+  install -D -m 644 "$here/apache-simgate-ha.conf" "$root/etc/apache2/simgate-ha.conf"
   unit=simgate-coordinator
   next="edit /etc/simgate/session.json (coordinator -check /etc/simgate/session.json says what it thinks),
-add 'Include /etc/apache2/simgate.conf' inside the VirtualHost of your HTTPS site,
+add 'Include /etc/apache2/simgate.conf' inside the VirtualHost of your HTTPS site
+(several coordinators: simgate-ha.conf, with proxy_balancer proxy_hcheck lbmethod_byrequests watchdog),
 then: a2enmod proxy proxy_http proxy_wstunnel rewrite && systemctl reload apache2"
   ;;
 agent)

@@ -110,8 +110,10 @@ type listening struct {
 // free ones and says which, so no test picks a port it does not hold.
 func startFarm(t *testing.T, extra map[string]any) *farm {
 	t.Helper()
+	// Each coordinator its own logDir: its state store lives there, and
+	// one test's pending mails must not be another's.
 	cfg := map[string]any{
-		"port": 0, "ssl": false, "portRewrite": false, "debug": true,
+		"port": 0, "ssl": false, "portRewrite": false, "debug": true, "logDir": t.TempDir(),
 		"nats": map[string]any{"listen": "127.0.0.1:0"},
 	}
 	for k, v := range extra {

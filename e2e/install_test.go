@@ -37,7 +37,7 @@ func TestInstallScript(t *testing.T) {
 	}
 	for _, f := range []string{
 		"usr/local/bin/simgate-coordinator", "usr/local/bin/simgate-agent",
-		"etc/simgate/session.json", "etc/simgate/agent.env", "etc/apache2/simgate.conf",
+		"etc/simgate/session.json", "etc/simgate/agent.env", "etc/apache2/simgate.conf", "etc/apache2/simgate-ha.conf",
 		"etc/systemd/system/simgate-coordinator.service", "etc/systemd/system/simgate-agent.service",
 	} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {

@@ -72,3 +72,43 @@ func TestVisitorHolds(t *testing.T) {
 		t.Errorf("repeated %s, which is full", held)
 	}
 }
+
+// TestBookedElsewhere: a booking another member of the cluster made counts
+// here as one of ours would for placement (the next session goes to the
+// other server), but not as a placement of this coordinator's; and Place
+// tells OnBook of each booking, not of a repeat.
+func TestBookedElsewhere(t *testing.T) {
+	now := t0
+	var told []string
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now },
+		OnBook: func(s string) { told = append(told, s) }})
+	for _, s := range []string{"a/1", "b/1"} {
+		rep := report(s, 10)
+		rep.Sessions, rep.At = 0, now
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.Booked("nowhere/1") {
+		t.Error("a booking for an unknown server was applied")
+	}
+	for range 3 {
+		if !r.Booked("a/1") {
+			t.Fatal("a booking for a/1 was not applied")
+		}
+	}
+	for range 3 {
+		if got, _ := r.Place(Visitor{}); got != "b/1" {
+			t.Errorf("placed on %s with three sessions booked elsewhere on a/1", got)
+		}
+	}
+	if h, _ := r.Counts(); h != 3 {
+		t.Errorf("handed out %d, want 3 (the other member's are not ours)", h)
+	}
+	v := Visitor{Addr: "198.51.100.7"}
+	r.Place(v)
+	r.Place(v)
+	if len(told) != 4 {
+		t.Errorf("OnBook told of %d bookings, want 4 (a repeat books nothing): %v", len(told), told)
+	}
+}

@@ -98,10 +98,13 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	s := &Server{sysPass: secret(), coordPas: secret()}
 	name := "simgate"
-	if o.StoreDir != "" {
+	switch {
+	case o.StoreDir != "":
 		if name, err = serverName(o.StoreDir); err != nil {
 			return nil, err
 		}
+	case o.Cluster != nil:
+		name = "simgate-" + secret()[:8] // members must differ; without a store, for this run
 	}
 	sys := server.NewAccount(sysAccount)
 	app := server.NewAccount(appAccount)

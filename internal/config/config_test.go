@@ -302,3 +302,26 @@ func TestSecureExampleParses(t *testing.T) {
 		t.Errorf("missing certificate files: %v, want an error naming nats.tls.cert", err)
 	}
 }
+
+// TestClusterKeys: nats.cluster as PROTOCOL §3 writes it; routes beyond
+// loopback with users, whose secret every member derives alike.
+func TestClusterKeys(t *testing.T) {
+	doc := `{"nats": {"listen": "0.0.0.0:4222", "users": [{"user": "a", "password": "pw-0123456789abcdef", "role": "agent", "servers": ["s/1"]}],
+		"cluster": {"name": "farm", "listen": "0.0.0.0:6222", "routes": ["nats-route://c1.example.org:6222", "nats-route://c2.example.org:6222"]}},
+		"simulationServers": ["s/1"]}`
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.NATS.Cluster
+	if cl == nil || cl.Name != "farm" || cl.Listen != "0.0.0.0:6222" || len(cl.Routes) != 2 {
+		t.Fatalf("%+v", cl)
+	}
+	c2, _ := Parse([]byte(doc))
+	if s := c.NATS.RouteSecret(); len(s) != 64 || s != c2.NATS.RouteSecret() {
+		t.Errorf("route secret %q differs between two members reading one file", s)
+	}
+	if d, _ := Parse([]byte(`{"nats": {"cluster": {"listen": "127.0.0.1:6222", "routes": ["nats-route://127.0.0.1:6222"]}}}`)); d.NATS.Cluster.Name != "simgate" || d.NATS.RouteSecret() != "" {
+		t.Errorf("default name %q, secret without users %q", d.NATS.Cluster.Name, d.NATS.RouteSecret())
+	}
+}

@@ -103,23 +103,44 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) 
 	if err != nil {
 		return nil, err
 	}
-	cfg := map[string]any{
-		"port": port, "ssl": false, "portRewrite": false, "debug": true,
-		"simulationServers": ServerNames(n),
-		"nats":              map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
-		"http": map[string]any{"sessionRate": 0, "maxWebSocketClients": 50000,
-			"maxMonitorClients": 10000, "maxMonitorClientsPerAddress": 10000}, // the load test's clients share one address
-	}
-	data, _ := json.Marshal(cfg)
-	path := filepath.Join(dir, fmt.Sprintf("session-%d.json", n))
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("coordinator-%d.log", n)))
+	f, err := startCoordinator(ctx, dir, coordBin, fmt.Sprintf("%d", n), farmConfig(dir, fmt.Sprintf("%d", n), n, port, natsPort))
 	if err != nil {
 		return nil, err
 	}
-	f := &farm{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	if f.agents, f.toAgts, err = startAgents(self, natsPort, n, perConn); err != nil {
+		f.stop()
+		return nil, err
+	}
+	if err := f.waitUp(ctx, n); err != nil {
+		f.stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+// farmConfig is a coordinator's configuration for n servers, rate limit off.
+func farmConfig(dir, name string, n, port, natsPort int) map[string]any {
+	return map[string]any{
+		"port": port, "ssl": false, "portRewrite": false, "debug": true,
+		"simulationServers": ServerNames(n), "logDir": filepath.Join(dir, "log-"+name),
+		"nats": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
+		"http": map[string]any{"sessionRate": 0, "maxWebSocketClients": 50000,
+			"maxMonitorClients": 10000, "maxMonitorClientsPerAddress": 10000}, // the load test's clients share one address
+	}
+}
+
+// startCoordinator writes cfg and runs a coordinator on it until /readyz answers.
+func startCoordinator(ctx context.Context, dir, coordBin, name string, cfg map[string]any) (*farm, error) {
+	data, _ := json.Marshal(cfg)
+	path := filepath.Join(dir, "session-"+name+".json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "coordinator-"+name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	f := &farm{base: fmt.Sprintf("http://127.0.0.1:%v", cfg["port"])}
 	f.coord = exec.Command(coordBin, path)
 	f.coord.Stdout, f.coord.Stderr = logf, logf
 	if err := f.coord.Start(); err != nil {
@@ -134,23 +155,20 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) 
 		return err
 	}); err != nil {
 		f.stop()
-		return nil, fmt.Errorf("coordinator for %d servers: %w (log in %s)", n, err, logf.Name())
+		return nil, fmt.Errorf("coordinator %s: %w (log in %s)", name, err, logf.Name())
 	}
-	if f.agents, f.toAgts, err = startAgents(self, natsPort, n, perConn); err != nil {
-		f.stop()
-		return nil, err
-	}
-	if err := waitFor(ctx, 30*time.Second, func() error {
+	return f, nil
+}
+
+// waitUp waits until the coordinator has n servers up.
+func (f *farm) waitUp(ctx context.Context, n int) error {
+	return waitFor(ctx, 30*time.Second, func() error {
 		up, err := f.upCount()
 		if err == nil && up < n {
 			err = fmt.Errorf("%d of %d servers up", up, n)
 		}
 		return err
-	}); err != nil {
-		f.stop()
-		return nil, err
-	}
-	return f, nil
+	})
 }
 
 // startAgents runs the helper process: n simulated agents publishing to
