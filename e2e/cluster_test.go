@@ -247,7 +247,7 @@ func TestClusterSurvivesAMember(t *testing.T) {
 	}
 	defer nc.Close()
 	var fullLoad atomic.Int64
-	fullLoad.Store(99)
+	fullLoad.Store(100)
 	stopBeats := make(chan struct{})
 	var beats sync.WaitGroup
 	beats.Add(1)
@@ -333,7 +333,7 @@ func TestClusterSurvivesAMember(t *testing.T) {
 	newLeader := c.waitFormed(t, keep)
 	t.Logf("a new leader %s in %v", newLeader.member(t).Name, time.Since(killed).Round(time.Millisecond))
 	smtp.SetDown(false)
-	waitMail(t, smtp, "Simulation server reached maximum load", full+" simulation server has reached maximum load (99.0%).")
+	waitMail(t, smtp, "Simulation server reached maximum load", full+" simulation server has reached maximum load (100.0%).")
 	// A fence: a later mail of the same server goes after any copy of the first.
 	fullLoad.Store(10)
 	waitMail(t, smtp, "Simulation server available again", full+" simulation server is available again (load = 10.0%).")
