@@ -40,8 +40,17 @@ func start(t *testing.T, bin string, args ...string) *proc {
 // startIn starts bin in the working directory dir ("" for the test's own).
 func startIn(t *testing.T, dir, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, dir, nil, bin, args...)
+}
+
+// startEnv starts bin in dir with env added to the test's environment.
+func startEnv(t *testing.T, dir string, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), out: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Dir = dir
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
