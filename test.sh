@@ -15,6 +15,9 @@ export CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"
 # module at a pinned version: nothing but the module proxy is reached, and a
 # run is repeatable. Move both pins forward together, on purpose.
 GOVULNCHECK_VERSION=v1.9.0
+# The nats CLI that TestOperatingCommands runs the README's "Operating"
+# commands with; without it that test skips, saying so.
+NATSCLI_VERSION=v0.5.1
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 cache="${SIMGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/simgate}"
 logs=$(mktemp -d "${TMPDIR:-/tmp}/simgate-test-XXXXXX")
@@ -59,7 +62,19 @@ vulncheck() {
   "$bin/govulncheck" -db "file://$db" ./...
 }
 
+# natscli installs the pinned nats CLI into the cache once; a failure only
+# makes TestOperatingCommands skip (it says why).
+natscli() {
+  local bin="$cache/natscli-$NATSCLI_VERSION"
+  if [ ! -x "$bin/nats" ]; then
+    GOBIN="$bin" go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION" >"$logs/natscli.log" 2>&1 \
+      || { echo "warning: the nats CLI could not be installed (log: $logs/natscli.log); TestOperatingCommands will skip"; return 0; }
+  fi
+  export SIMGATE_NATS_CLI="$bin/nats"
+}
+
 echo "simgate tests with $(go version | cut -d' ' -f3), logs in $logs"
+natscli
 step gofmt gofmt_clean
 step vet go vet ./...
 step tidy go mod tidy -diff

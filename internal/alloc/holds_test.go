@@ -112,3 +112,53 @@ func TestBookedElsewhere(t *testing.T) {
 		t.Errorf("OnBook told of %d bookings, want 4 (a repeat books nothing): %v", len(told), told)
 	}
 }
+
+// TestOperatorDrain: an operator's drain holds a server out of placement
+// whatever its agent reports, says who, and is lifted by undrain; a down
+// server drained stays down and comes back drained.
+func TestOperatorDrain(t *testing.T) {
+	now := t0
+	var changes []Change
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now },
+		OnChange: func(c Change) { changes = append(changes, c) }})
+	apply := func(server string, load float64) {
+		t.Helper()
+		rep := report(server, load)
+		rep.At = now
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("a/1", 10)
+	apply("b/1", 50)
+	if !r.SetDrained("a/1", "alice") || r.SetDrained("nowhere/1", "alice") {
+		t.Fatal("SetDrained: known server refused, or unknown one accepted")
+	}
+	last := changes[len(changes)-1]
+	if last.To != Draining || last.Reason != "drained by alice" {
+		t.Errorf("change %+v", last)
+	}
+	apply("a/1", 5) // its agent reports up: still drained
+	for range 3 {
+		if got, _ := r.Place(Visitor{}); got != "b/1" {
+			t.Errorf("placed on %s while a/1 is drained", got)
+		}
+	}
+	if v := r.Snapshot()[0]; v.State != Draining || v.DrainedBy != "alice" || v.Reason != "drained by alice" {
+		t.Errorf("view %+v", v)
+	}
+	r.SetDrained("a/1", "")
+	if v := r.Snapshot()[0]; v.State != Up || v.DrainedBy != "" {
+		t.Errorf("after undrain: %+v", v)
+	}
+	// Down, drained, back: drained.
+	r.ConnectionLost("b/1")
+	r.SetDrained("b/1", "bob")
+	if v := r.Snapshot()[1]; v.State != Down {
+		t.Errorf("a down server drained is %v", v.State)
+	}
+	apply("b/1", 20)
+	if v := r.Snapshot()[1]; v.State != Draining || v.Reason != "drained by bob" {
+		t.Errorf("back after a drain while down: %+v", v)
+	}
+}

@@ -208,22 +208,23 @@ type Registry struct {
 }
 
 type server struct {
-	name    string
-	state   State
-	reason  string
-	since   time.Time
-	report  Report
-	seen    bool // a report has arrived
-	lastAt  time.Time
-	handed  uint64
-	byTier  [numTiers]uint64 // sessions handed out, by how they were placed
-	agentAt time.Time        // the last agent heartbeat; zero: none since start
-	agentTO time.Duration    // that agent's silence timeout
-	res     reservations
-	eff     float64 // report.Load + reservations
-	tie     uint64
-	heapIdx int // -1 when not in the heap
-	idx     int // in servers and deadlines
+	name      string
+	state     State
+	reason    string
+	since     time.Time
+	report    Report
+	seen      bool // a report has arrived
+	lastAt    time.Time
+	handed    uint64
+	byTier    [numTiers]uint64 // sessions handed out, by how they were placed
+	drainedBy string           // the operator who drained it (SetDrained); "": not drained
+	agentAt   time.Time        // the last agent heartbeat; zero: none since start
+	agentTO   time.Duration    // that agent's silence timeout
+	res       reservations
+	eff       float64 // report.Load + reservations
+	tie       uint64
+	heapIdx   int // -1 when not in the heap
+	idx       int // in servers and deadlines
 }
 
 // Visitor is who asks for a session: the client address (after trusted
@@ -316,10 +317,10 @@ func (r *Registry) Apply(rep Report) error {
 	s.seen = true
 	s.lastAt = rep.At
 	s.res.observe(prev, rep, r.sessionsPrior(rep))
-	to := r.stateOf(rep)
+	to := r.stateFor(s, rep)
 	var changes []Change
 	if to != s.state {
-		c := r.transition(s, to, r.reasonOf(rep), rep.At)
+		c := r.transition(s, to, r.reasonFor(s, rep), rep.At)
 		c.Planned = rep.Status == StatusLeaving
 		changes = append(changes, c)
 	} else if to == Down {
@@ -359,6 +360,48 @@ func (r *Registry) stateOf(rep Report) State {
 		return Full
 	}
 	return Up
+}
+
+// stateFor is the state a report puts s in: an operator's drain holds an
+// up or full server out of placement, whatever its agent says.
+func (r *Registry) stateFor(s *server, rep Report) State {
+	st := r.stateOf(rep)
+	if s.drainedBy != "" && (st == Up || st == Full) {
+		return Draining
+	}
+	return st
+}
+
+// reasonFor is reasonOf with an operator's drain.
+func (r *Registry) reasonFor(s *server, rep Report) string {
+	if st := r.stateOf(rep); s.drainedBy != "" && (st == Up || st == Full) {
+		return "drained by " + s.drainedBy
+	}
+	return r.reasonOf(rep)
+}
+
+// SetDrained drains server on an operator's word (by names who; "" lifts
+// it): it takes no new session, keeps its running ones, and shows "drained
+// by <by>", until undrained, whatever its agent reports. A server that is
+// down or not heard from yet is drained from its next report. It reports
+// whether server is known.
+func (r *Registry) SetDrained(server, by string) bool {
+	r.mu.Lock()
+	s, ok := r.byName[server]
+	if !ok {
+		r.mu.Unlock()
+		return false
+	}
+	s.drainedBy = by
+	var changes []Change
+	if s.seen && s.state != Down && s.state != Unknown {
+		if to := r.stateFor(s, s.report); to != s.state {
+			changes = append(changes, r.transition(s, to, r.reasonFor(s, s.report), r.o.Now()))
+		}
+		r.reheap(s)
+	}
+	r.emit(changes)
+	return true
 }
 
 // reasonOf says why, in words; only built on a change, off the hot path.
@@ -750,6 +793,7 @@ type View struct {
 	Source      Source   // of the last report
 	Sharing     *Sharing // of the last report; nil: none reported
 	ByTier      [numTiers]uint64
+	DrainedBy   string // the operator who drained it; "": not drained
 }
 
 // Snapshot returns every server in configuration order.
@@ -759,7 +803,7 @@ func (r *Registry) Snapshot() []View {
 	out := make([]View, len(r.servers))
 	for i, s := range r.servers {
 		v := View{Server: s.name, State: s.state, Reason: s.reason, Since: s.since, HandedOut: s.handed,
-			Sessions: -1, ByTier: s.byTier, Sharing: s.report.Sharing}
+			Sessions: -1, ByTier: s.byTier, Sharing: s.report.Sharing, DrainedBy: s.drainedBy}
 		if s.seen {
 			v.Load, v.Vector = s.report.Load, s.report.Vector
 			v.Effective = s.res.effective(s.report)

@@ -19,8 +19,39 @@ import (
 // Roles a NATS user can have.
 const (
 	RoleAgent   = "agent"   // publishes heartbeats for the servers it is bound to
-	RoleMonitor = "monitor" // reads every simgate subject, publishes nothing
+	RoleMonitor = "monitor" // reads every simgate subject and the farm's state, changes nothing
+	RoleAdmin   = "admin"   // a monitor that may also drain and undrain servers
+	RoleSystem  = "system"  // the NATS system account: nats server list|ping|report
 )
+
+// ServersBucket is the key-value bucket of the farm's state, one key per
+// server: written by the coordinators, read by monitors and admins.
+const ServersBucket = "simgate-servers"
+
+// CoordinatorInbox is the inbox prefix of the coordinator's own
+// connections: no user may subscribe under it (their replies carry the
+// coordinators' state).
+const CoordinatorInbox = "_SIMGATE_INBOX"
+
+// readPermissions is what a monitor may do, and an admin, and an anonymous
+// local client: read every simgate subject, ask the farm's NATS service
+// (servers, session; drain only for admin), read the servers bucket.
+func readPermissions(subj Subjects, admin bool) *server.Permissions {
+	kv := "KV_" + ServersBucket
+	pub := []string{subj.API("servers"), subj.API("session"), "$SRV.>", "_INBOX.>",
+		"$JS.API.INFO", "$JS.API.STREAM.INFO." + kv, "$JS.API.STREAM.NAMES",
+		"$JS.API.CONSUMER.CREATE." + kv, "$JS.API.CONSUMER.CREATE." + kv + ".>",
+		"$JS.API.CONSUMER.DELETE." + kv + ".>", "$JS.API.CONSUMER.INFO." + kv + ".>",
+		"$JS.API.DIRECT.GET." + kv, "$JS.API.DIRECT.GET." + kv + ".>", "$JS.API.STREAM.MSG.GET." + kv,
+		"$JS.FC." + kv + ".>", "$JS.ACK." + kv + ".>"}
+	if admin {
+		pub = append(pub, subj.APIAll())
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: []string{subj.Prefix + ".>", "_INBOX.>"}},
+	}
+}
 
 // User is one NATS user of the embedded server. Exactly one of Password
 // (with Name), Token or Nkey identifies it. A Password that starts with "$2"
@@ -52,7 +83,7 @@ func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }
 
 // internalSubjects are JetStream's and the servers' own: no configured or
 // anonymous user may read them (the coordinators' state is there).
-var internalSubjects = []string{"$JS.>", "$KV.>", "$NRG.>", "$JSC.>", "$SYS.>"}
+var internalSubjects = []string{"$JS.>", "$KV.>", "$NRG.>", "$JSC.>", "$SYS.>", CoordinatorInbox + ".>"}
 
 // authenticator decides every connection to the embedded server: the
 // coordinator's own in-process users, then the configured users, then
@@ -78,7 +109,7 @@ type authUser struct {
 	user *server.User // account and permissions registered on the connection
 }
 
-func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[string]string) (*authenticator, error) {
+func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal map[string]string) (*authenticator, error) {
 	a := &authenticator{
 		internal: map[string]internalUser{},
 		byName:   map[string]*authUser{},
@@ -93,8 +124,11 @@ func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[st
 	}
 	for name, pass := range internal {
 		acc := app
-		if name == sysUser {
+		switch name {
+		case sysUser:
 			acc = sys
+		case apiUser:
+			acc = api
 		}
 		a.internal[name] = internalUser{password: pass, user: &server.User{Username: name, Account: acc}}
 	}
@@ -116,15 +150,19 @@ func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[st
 				perms.Publish.Allow = append(perms.Publish.Allow, subj.Load(s))
 				perms.Subscribe.Allow = append(perms.Subscribe.Allow, AgentInbox(s)+".>")
 			}
-		case RoleMonitor:
-			perms = &server.Permissions{
-				Publish:   &server.SubjectPermission{Deny: []string{">"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{subj.Prefix + ".>"}},
-			}
+		case RoleMonitor, RoleAdmin:
+			perms = readPermissions(subj, u.Role == RoleAdmin)
+		case RoleSystem:
+			perms = nil // the system account, whole: nats server list|ping|report
 		default:
-			return nil, fmt.Errorf("NATS user %s: role %q is neither %q nor %q", u.label(), u.Role, RoleAgent, RoleMonitor)
+			return nil, fmt.Errorf("NATS user %s: role %q is not one of %q, %q, %q, %q", u.label(), u.Role,
+				RoleAgent, RoleMonitor, RoleAdmin, RoleSystem)
 		}
-		au := &authUser{u: u, user: &server.User{Username: u.label(), Account: app, Permissions: perms}}
+		acc := app
+		if u.Role == RoleSystem {
+			acc = sys
+		}
+		au := &authUser{u: u, user: &server.User{Username: u.label(), Account: acc, Permissions: perms}}
 		switch {
 		case u.Nkey != "":
 			if !nkeys.IsValidPublicUserKey(u.Nkey) {
@@ -147,8 +185,9 @@ func newAuthenticator(o ServerOptions, app, sys *server.Account, internal map[st
 		// machine may publish heartbeats, but not events.
 		// They may not publish events or bookings, nor reach the JetStream
 		// API that holds the coordinators' state (pending mails).
+		read := readPermissions(subj, false)
 		a.anon = &server.User{Username: anonUser, Account: app, Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{subj.LoadAll(), "_INBOX.>"}},
+			Publish:   &server.SubjectPermission{Allow: append([]string{subj.LoadAll()}, read.Publish.Allow...)},
 			Subscribe: &server.SubjectPermission{Deny: internalSubjects},
 		}}
 	}
@@ -209,7 +248,7 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		}
 	case o.Username != "":
 		au = a.byName[o.Username]
-		if au == nil || !passwordOK(au.u.Password, o.Password) {
+		if au == nil || !PasswordOK(au.u.Password, o.Password) {
 			return a.refuse(c, fmt.Sprintf("wrong user name or password (user %q)", o.Username))
 		}
 	default:
@@ -268,7 +307,7 @@ func addr(c server.ClientAuthentication) string {
 }
 
 // passwordOK compares in constant time, or with bcrypt for a "$2…" hash.
-func passwordOK(want, got string) bool {
+func PasswordOK(want, got string) bool {
 	if got == "" {
 		return false
 	}

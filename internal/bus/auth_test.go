@@ -262,10 +262,21 @@ func TestAuthPermissions(t *testing.T) {
 		}
 		wantErr(t, monErrs, "monitor publishing on "+s)
 	}
-	if _, err := mon.SubscribeSync("_INBOX.>"); err != nil {
+	if err := mon.Publish(subj.API("drain.x"), []byte("")); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, monErrs, "monitor subscribing outside simgate.>")
+	wantErr(t, monErrs, "monitor asking for a drain")
+	// Nor read the coordinators' state: their replies, their bucket.
+	for _, s := range []string{CoordinatorInbox + ".>", "$KV.simgate-state.>", "$SYS.>"} {
+		if _, err := mon.SubscribeSync(s); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, monErrs, "monitor subscribing to "+s)
+	}
+	if err := mon.Publish("$JS.API.DIRECT.GET.KV_simgate-state.$KV.simgate-state.mail.x", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, monErrs, "monitor reading the state bucket")
 }
 
 // Without users (loopback), anyone may publish heartbeats but nobody but the

@@ -69,6 +69,9 @@ type Intake struct {
 	// the name is forgotten, so the map stays bounded however many names
 	// come and go (the review grew it to 60k names, 222 MB).
 	lost map[string]time.Time
+	// held: the latest heartbeat per lost name, waiting heldFor for a
+	// connection of that name (bounded like lost).
+	held map[string]held
 
 	drained chan struct{} // closed when the heartbeat connection has closed
 	stop    chan struct{} // ends the peer watch
@@ -83,7 +86,7 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 	if o.LostFor <= 0 {
 		o.LostFor = 10 * time.Second
 	}
-	in := &Intake{o: o, live: map[connKey]string{}, conns: map[string]int{}, lost: map[string]time.Time{},
+	in := &Intake{o: o, live: map[connKey]string{}, conns: map[string]int{}, lost: map[string]time.Time{}, held: map[string]held{},
 		throttle: logging.NewThrottle(time.Minute, 1024)}
 	var err error
 	if in.sys, err = srv.connectSystem(); err != nil {
@@ -129,10 +132,8 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 		// Agents connected to the other members before this one started
 		// are learnt from them, so that their loss is seen at once here too.
 		in.snapshot()
-		go in.watchPeers()
-	} else {
-		close(in.watched)
 	}
+	go in.janitor()
 	return in, nil
 }
 
@@ -180,42 +181,118 @@ func (in *Intake) snapshot() {
 	}
 }
 
-// watchPeers forgets the connections of members no longer reachable.
-func (in *Intake) watchPeers() {
+// janitor drops the held heartbeats whose connection never said its name
+// (every 50 ms) and, in a cluster, forgets the connections of members no
+// longer reachable (every 250 ms).
+func (in *Intake) janitor() {
 	defer close(in.watched)
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	known := in.o.Peers()
-	for {
+	var known map[string]bool
+	if in.o.Peers != nil {
+		known = in.o.Peers()
+	}
+	for n := 1; ; n++ {
 		select {
 		case <-in.stop:
 			return
-		case <-t.C:
-			peers := in.o.Peers()
-			joined := false
-			for id := range peers {
-				if !known[id] {
-					joined = true
-				}
-			}
-			if joined {
-				// A member joined (or this one reached it late): learn its agents.
-				in.snapshot()
-			}
-			known = peers
-			in.mu.Lock()
-			var gone []string
-			for key := range in.live {
-				if !peers[key.server] && !slices.Contains(gone, key.server) {
-					gone = append(gone, key.server)
-				}
-			}
-			in.mu.Unlock()
-			for _, id := range gone {
-				in.forgetServer(id, "its routes are gone")
+		case now := <-t.C:
+			in.expireHeld(now)
+			if in.o.Peers != nil && n%5 == 0 {
+				known = in.watchPeers(known)
 			}
 		}
 	}
+}
+
+// watchPeers forgets the connections of members no longer reachable and
+// learns those of members that joined; it returns the peers now.
+func (in *Intake) watchPeers(known map[string]bool) map[string]bool {
+	peers := in.o.Peers()
+	for id := range peers {
+		if !known[id] {
+			// A member joined (or this one reached it late): learn its agents.
+			in.snapshot()
+			break
+		}
+	}
+	in.mu.Lock()
+	var gone []string
+	for key := range in.live {
+		if !peers[key.server] && !slices.Contains(gone, key.server) {
+			gone = append(gone, key.server)
+		}
+	}
+	in.mu.Unlock()
+	for _, id := range gone {
+		in.forgetServer(id, "its routes are gone")
+	}
+	return peers
+}
+
+// heldFor is how long a heartbeat for a server whose agent's connection
+// closed waits for a new connection named after the server: the new
+// connection's CONNECT advisory comes on another path than its first
+// heartbeat and may come second (an agent restarted, or nats pub
+// --connection-name, which connects, publishes and closes at once).
+const heldFor = 100 * time.Millisecond
+
+// held is a heartbeat waiting for its connection's name.
+type held struct {
+	hb Heartbeat
+	m  *nats.Msg
+	at time.Time
+}
+
+// hold keeps a stale heartbeat until heldFor has passed or its server's
+// name connects; a newer one replaces it (the older is dropped).
+func (in *Intake) hold(hb Heartbeat, m *nats.Msg) {
+	in.mu.Lock()
+	old, had := in.held[hb.Server]
+	if !had && len(in.held) >= maxLost {
+		in.mu.Unlock()
+		in.dropStale(held{hb: hb, m: m})
+		return
+	}
+	in.held[hb.Server] = held{hb: hb, m: m, at: time.Now()}
+	in.mu.Unlock()
+	if had {
+		in.dropStale(old)
+	}
+}
+
+func (in *Intake) expireHeld(now time.Time) {
+	var expired []held
+	in.mu.Lock()
+	for name, h := range in.held {
+		if now.Sub(h.at) >= heldFor {
+			expired = append(expired, h)
+			delete(in.held, name)
+		}
+	}
+	in.mu.Unlock()
+	for _, h := range expired {
+		in.dropStale(h)
+	}
+}
+
+// dropStale drops a held heartbeat: its agent's connection has closed.
+func (in *Intake) dropStale(h held) {
+	in.drop(h.m.Subject, h.hb.Server, DropStale, fmt.Errorf("its agent's connection has closed"))
+	in.reply(h.m, DropStale)
+}
+
+// release applies the heartbeat held for name, now that a connection of
+// that name has connected.
+func (in *Intake) release(h held) {
+	reason := ""
+	if err := in.o.Sink.Heartbeat(h.hb); err != nil {
+		in.drop(h.m.Subject, h.hb.Server, DropUnknown, err)
+		reason = DropUnknown
+	} else if in.o.Received != nil {
+		in.o.Received()
+	}
+	in.reply(h.m, reason)
 }
 
 // onShutdown takes a member's shutdown notice.
@@ -271,8 +348,13 @@ func (in *Intake) Close() {
 // flood of bad heartbeats cannot turn the log over (the metric counts all).
 func (in *Intake) drop(subject, server, reason string, err error) {
 	if held, ok := in.throttle.Allow(reason+"|"+subject, time.Now()); ok {
-		in.o.Logger.Warn("heartbeat dropped", "subject", subject, "server", server, "reason", reason, "error", err,
-			"dropped_since_last_line", held, "hint", dropHint(reason))
+		attrs := []any{"subject", subject, "server", server, "reason", reason, "error", err,
+			"dropped_since_last_line", held, "hint", dropHint(reason)}
+		if reason == DropStale {
+			// What a hand-made heartbeat must carry to be taken now.
+			attrs = append(attrs, "expected_connection_name", server)
+		}
+		in.o.Logger.Warn("heartbeat dropped", attrs...)
 	}
 	if in.o.Dropped != nil {
 		in.o.Dropped(reason)
@@ -293,22 +375,35 @@ func dropHint(reason string) string {
 }
 
 func (in *Intake) onHeartbeat(m *nats.Msg) {
-	reason := in.intake(m)
-	if strings.HasPrefix(m.Reply, "_INBOX") {
-		// An agent asking for an acknowledgement (its leaving heartbeat)
-		// gets one once the heartbeat has been applied or dropped. Only to
-		// an inbox: a reply subject under the prefix would let anyone make
-		// the coordinator publish there (on an event subject, say).
-		ack := "ok"
-		if reason != "" {
-			ack = "dropped: " + reason
-		}
-		_ = m.Respond([]byte(ack))
+	if reason, held := in.intake(m); !held {
+		in.reply(m, reason)
 	}
 }
 
-// intake applies one heartbeat message and returns the drop reason, or "".
-func (in *Intake) intake(m *nats.Msg) string {
+// reply acknowledges a heartbeat sent as a request (an agent's first and
+// its leaving one) once it has been applied or dropped. Only to an inbox:
+// a reply subject under the prefix would let anyone make the coordinator
+// publish there (on an event subject, say).
+func (in *Intake) reply(m *nats.Msg, reason string) {
+	if !strings.HasPrefix(m.Reply, "_INBOX") {
+		return
+	}
+	ack := "ok"
+	if reason != "" {
+		ack = "dropped: " + reason
+	}
+	_ = m.Respond([]byte(ack))
+}
+
+// intake applies one heartbeat message and returns the drop reason, or
+// "", or held: it waits for its connection's name (hold).
+func (in *Intake) intake(m *nats.Msg) (reason string, held bool) {
+	reason = in.check(m)
+	return reason, reason == "held"
+}
+
+// check applies one heartbeat message and returns the drop reason, "" or "held".
+func (in *Intake) check(m *nats.Msg) string {
 	node := in.o.Subjects.nodeOf(m.Subject)
 	if node == "" {
 		in.drop(m.Subject, "", DropSubject, fmt.Errorf("subject is not %s.load.<node>", in.o.Subjects.Prefix))
@@ -335,9 +430,11 @@ func (in *Intake) intake(m *nats.Msg) string {
 	}
 	in.mu.Unlock()
 	if stale {
-		// Sent just before its connection closed and overtaken by the advisory.
-		in.drop(m.Subject, hb.Server, DropStale, fmt.Errorf("its agent's connection has closed"))
-		return DropStale
+		// Sent just before its connection closed and overtaken by the
+		// advisory, or sent by a new connection of that name whose own
+		// CONNECT advisory has not come yet: held a moment to tell.
+		in.hold(hb, m)
+		return "held"
 	}
 	if err := in.o.Sink.Heartbeat(hb); err != nil {
 		in.drop(m.Subject, hb.Server, DropUnknown, err)
@@ -383,7 +480,12 @@ func (in *Intake) onAdvisory(m *nats.Msg) {
 		in.live[key] = name
 		in.conns[name]++
 		delete(in.lost, name)
+		h, waiting := in.held[name]
+		delete(in.held, name)
 		in.mu.Unlock()
+		if waiting {
+			in.release(h)
+		}
 		return
 	}
 	if _, ok := in.live[key]; !ok {

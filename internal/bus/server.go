@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -26,6 +28,10 @@ import (
 const (
 	appAccount = "SIMGATE"
 	sysAccount = "SYS"
+	// apiAccount holds the farm's NATS service (simgate.api.*): the
+	// application account imports it with the caller's identity shared, so
+	// that a drain knows which admin asked for it.
+	apiAccount = "SIMGATE_API"
 )
 
 // ServerOptions configures the embedded NATS server.
@@ -79,11 +85,14 @@ type Server struct {
 	clustered bool
 	sysPass   string
 	coordPas  string
+	apiPass   string
+	subj      Subjects
 }
 
 const (
 	sysUser   = "simgate-system"
 	coordUser = "simgate-coordinator"
+	apiUser   = "simgate-api"
 	anonUser  = "simgate-agent"
 )
 
@@ -96,7 +105,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if o.Subjects.Prefix == "" {
 		o.Subjects.Prefix = DefaultPrefix
 	}
-	s := &Server{sysPass: secret(), coordPas: secret()}
+	s := &Server{sysPass: secret(), coordPas: secret(), apiPass: secret(), subj: o.Subjects}
 	name := "simgate"
 	switch {
 	case o.StoreDir != "":
@@ -108,7 +117,8 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	sys := server.NewAccount(sysAccount)
 	app := server.NewAccount(appAccount)
-	auth, err := newAuthenticator(o, app, sys, map[string]string{sysUser: s.sysPass, coordUser: s.coordPas})
+	api := server.NewAccount(apiAccount)
+	auth, err := newAuthenticator(o, app, sys, api, map[string]string{sysUser: s.sysPass, coordUser: s.coordPas, apiUser: s.apiPass})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +128,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		Port:                       port,
 		NoSigs:                     true, // the coordinator owns signal handling
 		MaxPayload:                 MaxHeartbeat,
-		Accounts:                   []*server.Account{sys, app},
+		Accounts:                   []*server.Account{sys, app, api},
 		SystemAccount:              sysAccount,
 		CustomClientAuthentication: auth,
 		AlwaysEnableNonce:          auth.needsNonce(),
@@ -160,10 +170,14 @@ func StartServer(o ServerOptions) (*Server, error) {
 	// The server registers its own copies of the accounts: users must carry those.
 	regApp, err1 := ns.LookupAccount(appAccount)
 	regSys, err2 := ns.LookupAccount(sysAccount)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("embedded NATS server accounts: %v %v", err1, err2)
+	regAPI, err3 := ns.LookupAccount(apiAccount)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("embedded NATS server accounts: %w", err)
 	}
-	auth.bind(map[*server.Account]*server.Account{app: regApp, sys: regSys})
+	auth.bind(map[*server.Account]*server.Account{app: regApp, sys: regSys, api: regAPI})
+	if err := exportAPI(regAPI, regApp, o.Subjects); err != nil {
+		return nil, fmt.Errorf("the farm's NATS service: %w", err)
+	}
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -196,6 +210,23 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	s.ns, s.ws, s.clustered = ns, o.Websocket != "", o.Cluster != nil
 	return s, nil
+}
+
+// exportAPI makes the API account's service reachable from the
+// application account: its endpoints with the caller's identity
+// (Nats-Request-Info names the user), and nats.go/micro's discovery
+// subjects, which every member answers.
+func exportAPI(api, app *server.Account, subj Subjects) error {
+	if err := api.AddServiceExportWithResponse(subj.APIAll(), server.Singleton, []*server.Account{app}); err != nil {
+		return err
+	}
+	if err := api.AddServiceExportWithResponse("$SRV.>", server.Streamed, []*server.Account{app}); err != nil {
+		return err
+	}
+	if err := app.AddServiceImportWithClaim(api, subj.APIAll(), "", &jwt.Import{Share: true}); err != nil {
+		return err
+	}
+	return app.AddServiceImport(api, "$SRV.>", "")
 }
 
 // routeUser is the user name routes between coordinators present.
@@ -367,7 +398,15 @@ func (s *Server) NumClients() int { return s.ns.NumClients() }
 // Connect opens an in-process connection in the application account.
 func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts := append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name),
-		nats.UserInfo(coordUser, s.coordPas), nats.MaxReconnects(-1)}, extra...)
+		nats.UserInfo(coordUser, s.coordPas), nats.MaxReconnects(-1), nats.CustomInboxPrefix(CoordinatorInbox)}, extra...)
+	return nats.Connect("", opts...)
+}
+
+// ConnectAPI opens an in-process connection in the account of the farm's
+// NATS service (simgate.api.*, reached from the application account).
+func (s *Server) ConnectAPI(name string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name),
+		nats.UserInfo(apiUser, s.apiPass), nats.MaxReconnects(-1), nats.CustomInboxPrefix(CoordinatorInbox)}, extra...)
 	return nats.Connect("", opts...)
 }
 

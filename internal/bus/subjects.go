@@ -51,6 +51,13 @@ func (s Subjects) Booking(entry string) string { return s.Prefix + ".booking." +
 // BookingAll matches every booking.
 func (s Subjects) BookingAll() string { return s.Prefix + ".booking.>" }
 
+// API is the subject of the farm's NATS service endpoint name
+// (servers, session, drain.<node>, undrain.<node>).
+func (s Subjects) API(endpoint string) string { return s.Prefix + ".api." + endpoint }
+
+// APIAll matches every endpoint of the farm's NATS service.
+func (s Subjects) APIAll() string { return s.Prefix + ".api.>" }
+
 // EventAll matches every event.
 func (s Subjects) EventAll() string { return s.Prefix + ".event.>" }
 

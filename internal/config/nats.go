@@ -117,12 +117,15 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 					return err
 				}
 			}
-		case bus.RoleMonitor:
+		case bus.RoleMonitor, bus.RoleAdmin, bus.RoleSystem:
+			if u.Role == bus.RoleAdmin && u.Token != "" {
+				return bad(key+".token", "an admin is named in the drains it makes (drained by <user>): give it a user and password, or an nkey")
+			}
 			if len(u.Servers) > 0 {
-				return bad(key+".servers", "a monitor reads every server and is bound to none")
+				return bad(key+".servers", "a %s reads every server and is bound to none", u.Role)
 			}
 		default:
-			return bad(key+".role", "want %q or %q, got %q", bus.RoleAgent, bus.RoleMonitor, u.Role)
+			return bad(key+".role", "want %q, %q, %q or %q, got %q", bus.RoleAgent, bus.RoleMonitor, bus.RoleAdmin, bus.RoleSystem, u.Role)
 		}
 	}
 	// The WebSocket listener follows the same rules as the TCP one.

@@ -26,6 +26,7 @@ import (
 	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
+	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/poll"
 	"github.com/simgate/simgate/internal/state"
@@ -58,6 +59,10 @@ type Coordinator struct {
 	stateConn *nats.Conn
 	state     *state.KV
 	bookings  *bookings
+	// What operators use over NATS.
+	apiConn  *nats.Conn
+	farm     *state.Farm
+	farmErrs *logging.Throttle
 }
 
 // Start brings the coordinator up; it serves until Stop.
@@ -127,6 +132,10 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	if c.state, err = state.New(c.stateConn, replicas(members), log.With("component", "state")); err != nil {
 		return c, fmt.Errorf("state store: %w", err)
 	}
+	if c.farm, err = state.NewFarm(c.stateConn, replicas(members)); err != nil {
+		return c, fmt.Errorf("farm bucket: %w", err)
+	}
+	c.farmErrs = logging.NewThrottle(time.Minute, 4)
 	if cfg.NATS.Cluster != nil {
 		log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", replicas(members),
 			"routes", cfg.NATS.Cluster.Routes)
@@ -151,13 +160,15 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
 		return c, fmt.Errorf("subscribing to heartbeats: %w", err)
 	}
+	// Every placement is published (operators watch simgate.booking.>);
+	// the members of a cluster apply each other's.
+	b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics, log: log}
 	if c.nats.Clustered() {
-		b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics, log: log}
 		if err := b.subscribe(); err != nil {
 			return c, fmt.Errorf("subscribing to the other members' bookings: %w", err)
 		}
-		c.bookings = b
 	}
+	c.bookings = b
 	c.registerGauges()
 
 	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
@@ -178,10 +189,15 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Member: func() httpapi.Member {
 			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: c.nats.Members()}
 		},
+		Admin: adminByPassword(cfg.NATS.Users),
+		Drain: c.drain,
 	})
 	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
+	if err := c.startOps(ctx); err != nil {
+		return c, err
+	}
 	// Servers without an agent are polled as the original polled them;
 	// the in-process agent's own server never needs it.
 	polled := slices.DeleteFunc(slices.Clone(cfg.SimulationServers), func(s string) bool { return s == cfg.LocalAgent })
@@ -295,6 +311,7 @@ func (c *Coordinator) Stop(ctx context.Context) {
 			c.stop()
 		}
 		c.wg.Wait()
+		c.closeOps()
 		if c.intake != nil {
 			c.intake.Close()
 		}

@@ -62,6 +62,12 @@ type Options struct {
 	PingInterval time.Duration
 	// Member, when set, says where this coordinator stands in its cluster.
 	Member func() Member
+	// Admin, when set, names the admin (a NATS user of role admin) whose
+	// user name and password these are, "" for none: /monitor?admin shows
+	// the drain buttons to an admin, and only an admin's drain is taken.
+	Admin func(user, password string) string
+	// Drain drains (on) or undrains server on the word of by.
+	Drain func(server, by string, on bool) error
 }
 
 // API is the coordinator's HTTP handler.
@@ -174,6 +180,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	case http.MethodGet, http.MethodHead:
+	case http.MethodPost:
+		if r.URL.Path == "/monitor" {
+			a.monitorAction(w, r) // an admin's drain button
+			return
+		}
+		fallthrough
 	default:
 		h.Set("Allow", "GET, HEAD, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -286,6 +298,16 @@ func (a *API) refusal(url string, count bool) []byte {
 	}
 	return noServer
 }
+
+// ServersJSON is the /api/servers document, at most one refresh old.
+func (a *API) ServersJSON() []byte {
+	doc, _ := a.feed.current()
+	return doc
+}
+
+// SessionFor places a session for v and returns /session's answer (the
+// farm's NATS service places with it).
+func (a *API) SessionFor(v alloc.Visitor) []byte { return a.sessionAnswer(v) }
 
 // sessionAnswer is the body of /session for the WebSocket form.
 func (a *API) sessionAnswer(v alloc.Visitor) []byte {

@@ -24,6 +24,7 @@ type serverJSON struct {
 	SharedSessions    uint64       `json:"sharedSessions"`    // sessions placed here on its shared idle time
 	Effective         float64      `json:"effectiveLoad"`
 	Reason            string       `json:"reason,omitempty"`
+	DrainedBy         string       `json:"drainedBy,omitempty"` // the operator who drained it (simgate.api.drain, the monitor's button)
 	Since             string       `json:"since"`
 	CPU               *float64     `json:"cpu,omitempty"`
 	Memory            *float64     `json:"memory,omitempty"`
@@ -90,7 +91,7 @@ func (a *API) serversDoc() serversJSON {
 			CPU: v.Vector.CPU, Memory: v.Vector.Memory, Swap: v.Vector.Swap, GPU: v.Vector.GPU,
 			GPUMemory: v.Vector.GPUMemory, VRAM: v.Vector.VRAM, Interval: v.Interval.Seconds(),
 			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server],
-			Source: v.Source.String(), DedicatedSessions: v.ByTier[alloc.TierDedicated], SharedSessions: v.ByTier[alloc.TierShared]}
+			Source: v.Source.String(), DrainedBy: v.DrainedBy, DedicatedSessions: v.ByTier[alloc.TierDedicated], SharedSessions: v.ByTier[alloc.TierShared]}
 		if sh := v.Sharing; sh != nil {
 			s.Sharing = &sharingJSON{Dedicated: nonNil(sh.Allowed), Blocked: nonNil(sh.Blocked), Docker: sh.Docker, ShareIdleTime: sh.ShareIdle}
 		}

@@ -268,3 +268,128 @@ func (k *KV) SaveHolds(changed map[string]notify.Hold) error {
 	}
 	return nil
 }
+
+// Drain is an operator's drain as the bucket keeps it (drain.<node>).
+type Drain struct {
+	Server string    `json:"server"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+}
+
+// SetDrain keeps server drained by by ("" lifts it), for every member and
+// across restarts.
+func (k *KV) SetDrain(server, by string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	key := "drain." + bus.Node(server)
+	if by == "" {
+		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		return nil
+	}
+	data, _ := json.Marshal(Drain{Server: server, By: by, At: time.Now().UTC()})
+	_, err = kv.Put(ctx, key, data)
+	return err
+}
+
+// WatchDrains calls apply with every drain kept, then with each change
+// (by "" when lifted; node is the server's node, its entry is not kept
+// then), until ctx ends; it reopens the watch when the bucket is not
+// reachable yet or the watch fails.
+func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain)) {
+	for ctx.Err() == nil {
+		k.mu.Lock()
+		octx, cancel := context.WithTimeout(ctx, opTimeout)
+		kv, err := k.bucket(octx)
+		cancel()
+		k.mu.Unlock()
+		if err == nil {
+			var w jetstream.KeyWatcher
+			if w, err = kv.Watch(ctx, "drain.*"); err == nil {
+				k.follow(ctx, w, apply)
+				_ = w.Stop()
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(string, Drain)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue // the kept ones are all delivered
+			}
+			node := strings.TrimPrefix(e.Key(), "drain.")
+			if e.Operation() != jetstream.KeyValuePut {
+				apply(node, Drain{})
+				continue
+			}
+			var d Drain
+			if err := json.Unmarshal(e.Value(), &d); err != nil || d.Server == "" || d.By == "" {
+				k.log.Error("drain entry unreadable: ignored", "key", e.Key(), "error", err)
+				continue
+			}
+			apply(node, d)
+		}
+	}
+}
+
+// Farm is the bucket of the farm's state (bus.ServersBucket): one key per
+// server node, its latest state, for `nats kv watch simgate-servers`.
+// Written by the coordinators' leader, read by monitors and admins.
+type Farm struct {
+	js       jetstream.JetStream
+	replicas int
+	mu       sync.Mutex
+	kv       jetstream.KeyValue
+}
+
+// NewFarm returns the farm bucket over nc, with replicas copies.
+func NewFarm(nc *nats.Conn, replicas int) (*Farm, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Farm{js: js, replicas: max(replicas, 1)}, nil
+}
+
+// Put writes one server's state under its node.
+func (f *Farm) Put(server string, value []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.kv == nil {
+		kv, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       bus.ServersBucket,
+			Description:  "simgate: each simulation server's latest state, by node (written by the coordinators)",
+			History:      1,
+			Replicas:     f.replicas,
+			Storage:      jetstream.FileStorage,
+			MaxValueSize: maxValue,
+		})
+		if err != nil {
+			return fmt.Errorf("farm bucket %s: %w", bus.ServersBucket, err)
+		}
+		f.kv = kv
+	}
+	_, err := f.kv.Put(ctx, bus.Node(server), value)
+	return err
+}

@@ -3,6 +3,7 @@
   var doc = JSON.parse(document.getElementById("initial").textContent);
   var received = Date.now();
   var el = function (id) { return document.getElementById(id); };
+  var admin = document.body.getAttribute("data-admin") || "";
   function esc(s) { return String(s).replace(/[&<>"']/g, function (c) { return "&#" + c.charCodeAt(0) + ";"; }); }
   function pct(v) { return v == null ? "n/a" : v.toFixed(1) + "%"; }
   function bar(name, v, limit) {
@@ -45,7 +46,7 @@
     var why = "";
     if (s.state === "full") why = s.saturated ? "saturated: " + s.saturated : "load " + pct(s.load) + " at or above " + lim + "%";
     else if (s.state === "down") why = (s.reason || "down") + " · since " + new Date(s.since).toLocaleString();
-    else if (s.state === "draining") why = "draining: takes no new session";
+    else if (s.state === "draining") why = s.drainedBy ? "drained by " + s.drainedBy + ": takes no new session" : "draining: takes no new session";
     else if (s.state === "unknown") why = "not heard from since the coordinator started: no agent, and its /load does not answer";
     if (s.probe && s.state !== "down") why += (why ? " · " : "") + "probe: " + s.probe;
     return "<article class='server st-" + s.state + "' data-server='" + esc(s.server) + "'>" +
@@ -55,8 +56,25 @@
       bar("RAM", s.memory, lim) + bar("swap", s.swap, lim) + bar("GPU", s.gpu, lim) + bar("VRAM", s.vram, lim) + "</div>" +
       "<div class=facts><span>sessions " + (s.sessions || 0) + " / " + (s.maxSessions || "?") + "</span><span>handed out " +
       s.handedOut + "</span><span class=ago>" + ago(s) + "</span></div>" +
-      spark(s.history, lim) + (why ? "<p class=reason>" + esc(why) + "</p>" : "") + policy(s) + "</article>";
+      spark(s.history, lim) + (why ? "<p class=reason>" + esc(why) + "</p>" : "") + policy(s) + button(s) + "</article>";
   }
+  // An admin's page (/monitor?admin) has a drain or undrain button per server.
+  function button(s) {
+    if (!admin) return "";
+    var act = s.drainedBy ? "undrain" : "drain";
+    return "<button class=act data-action=" + act + " data-server='" + esc(s.server) + "'>" + act + "</button>";
+  }
+  document.addEventListener("click", function (e) {
+    var b = e.target;
+    if (!admin || !b.matches || !b.matches("button.act")) return;
+    b.disabled = true;
+    fetch(location.pathname, { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-Simgate-Action": b.getAttribute("data-action") },
+      body: JSON.stringify({ action: b.getAttribute("data-action"), server: b.getAttribute("data-server") }) })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return fetch(location.pathname + "?feed=json", { cache: "no-store" }); })
+      .then(function (r) { return r.json(); }).then(update)
+      .catch(function (err) { b.disabled = false; b.textContent = b.getAttribute("data-action") + " failed (" + err.message + ")"; });
+  });
   function render() {
     var m = doc.summary;
     el("s-avail").textContent = m.available;

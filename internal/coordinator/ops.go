@@ -1,0 +1,189 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/opsapi"
+	"github.com/simgate/simgate/internal/state"
+	"github.com/simgate/simgate/internal/version"
+)
+
+// startOps starts what operators use over NATS: the farm's service
+// (simgate.api.*), the drains kept in the state bucket, and the farm
+// bucket the leader keeps up to date.
+func (c *Coordinator) startOps(ctx context.Context) error {
+	var err error
+	if c.apiConn, err = c.nats.ConnectAPI("simgate-coordinator-api"); err != nil {
+		return fmt.Errorf("connecting the farm's NATS service: %w", err)
+	}
+	if _, err = opsapi.Start(opsapi.Options{Conn: c.apiConn, Subjects: bus.Subjects{Prefix: c.cfg.NATS.Prefix},
+		Farm: opsFarm{c}, Admin: adminByNATS(c.cfg.NATS.Users), Version: version.String(), Logger: c.log}); err != nil {
+		return fmt.Errorf("the farm's NATS service: %w", err)
+	}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.state.WatchDrains(ctx, func(node string, d state.Drain) {
+			if server := c.serverOn(node); server != "" {
+				c.reg.SetDrained(server, d.By)
+			}
+		})
+	}()
+	go func() { defer c.wg.Done(); c.publishFarm(ctx) }()
+	return nil
+}
+
+// serverOn is the configured (or reporting) server whose node is node.
+func (c *Coordinator) serverOn(node string) string {
+	for _, v := range c.reg.Snapshot() {
+		if bus.Node(v.Server) == node {
+			return v.Server
+		}
+	}
+	return ""
+}
+
+// drain drains (on) or undrains server for every member and across
+// restarts, on the word of by.
+func (c *Coordinator) drain(server, by string, on bool) error {
+	if c.serverOn(bus.Node(server)) != server {
+		return fmt.Errorf("%w: %q", opsapi.ErrUnknownNode, server)
+	}
+	if !on {
+		by = ""
+	}
+	if err := c.state.SetDrain(server, by); err != nil {
+		return fmt.Errorf("keeping the drain: %w", err)
+	}
+	c.reg.SetDrained(server, by) // at once here; the other members through the bucket
+	return nil
+}
+
+// opsFarm is the coordinator as the farm's NATS service sees it.
+type opsFarm struct{ c *Coordinator }
+
+func (f opsFarm) ServersDoc() []byte { return f.c.api.ServersJSON() }
+
+func (f opsFarm) Session(url string) []byte { return f.c.api.SessionFor(alloc.Visitor{URL: url}) }
+
+func (f opsFarm) Drain(node, by string, on bool) (string, error) {
+	server := f.c.serverOn(node)
+	if server == "" {
+		return "", opsapi.ErrUnknownNode
+	}
+	return server, f.c.drain(server, by, on)
+}
+
+// adminByNATS names the admin behind a NATS user (a user name, or an
+// nkey), as Nats-Request-Info carries it.
+func adminByNATS(users []config.NATSUser) func(string) string {
+	return func(user string) string {
+		for _, u := range users {
+			if u.Role != bus.RoleAdmin {
+				continue
+			}
+			switch {
+			case u.User != "" && u.User == user && u.Password != "":
+				return u.User
+			case u.Nkey != "" && u.Nkey == user:
+				if u.User != "" {
+					return u.User
+				}
+				return "nkey " + u.Nkey
+			}
+		}
+		return ""
+	}
+}
+
+// adminByPassword names the admin with this user name and password (HTTP
+// Basic on the monitor page), "" for none.
+func adminByPassword(users []config.NATSUser) func(user, password string) string {
+	return func(user, password string) string {
+		for _, u := range users {
+			if u.Role == bus.RoleAdmin && u.User == user && u.Password != "" && bus.PasswordOK(u.Password, password) {
+				return u.User
+			}
+		}
+		return ""
+	}
+}
+
+// farmEntry is one server's state in the farm bucket.
+type farmEntry struct {
+	Server    string  `json:"server"`
+	State     string  `json:"state"`
+	Reason    string  `json:"reason,omitempty"`
+	Since     string  `json:"since"`
+	Load      float64 `json:"load"`
+	Sessions  int     `json:"sessions"`
+	Max       int     `json:"maxSessions,omitempty"`
+	LastSeen  string  `json:"lastSeen,omitempty"`
+	Source    string  `json:"source,omitempty"`
+	DrainedBy string  `json:"drainedBy,omitempty"`
+	Probe     string  `json:"probe,omitempty"`
+}
+
+// publishFarm keeps the farm bucket up to date while this member leads:
+// a server's key is written when its state, reason, drain or session count
+// changes, when its load moved by 5 points, and at least every 30 s.
+func (c *Coordinator) publishFarm(ctx context.Context) {
+	type written struct {
+		e  farmEntry
+		at time.Time
+	}
+	last := map[string]written{}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if !c.nats.Leader() {
+				clear(last) // a new leader writes everything again
+				continue
+			}
+			for _, v := range c.reg.Snapshot() {
+				e := farmEntry{Server: v.Server, State: v.State.String(), Reason: v.Reason, Since: v.Since.UTC().Format(time.RFC3339),
+					Load: float64(int(v.Load*10)) / 10, Sessions: max(v.Sessions, 0), Max: v.MaxSessions, DrainedBy: v.DrainedBy, Probe: v.Note}
+				if !v.LastSeen.IsZero() {
+					e.LastSeen, e.Source = v.LastSeen.UTC().Format(time.RFC3339), v.Source.String()
+				}
+				w, ok := last[v.Server]
+				if ok && w.e.State == e.State && w.e.Reason == e.Reason && w.e.DrainedBy == e.DrainedBy &&
+					w.e.Sessions == e.Sessions && w.e.Source == e.Source && abs(w.e.Load-e.Load) < 5 && now.Sub(w.at) < 30*time.Second {
+					continue
+				}
+				data, _ := json.Marshal(e)
+				if err := c.farm.Put(v.Server, data); err != nil {
+					if held, ok := c.farmErrs.Allow("put", now); ok {
+						c.log.Warn("farm bucket not written; will retry", "bucket", bus.ServersBucket, "error", err, "since_last_line", held)
+					}
+					break
+				}
+				last[v.Server] = written{e, now}
+			}
+		}
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// closeOps closes the service's connection.
+func (c *Coordinator) closeOps() {
+	if c.apiConn != nil {
+		_ = c.apiConn.Drain()
+	}
+}

@@ -1,0 +1,128 @@
+// Package opsapi is the farm as a NATS service (nats.go/micro), for
+// operators' `nats` CLI and for tools: simgate.api.servers (the
+// /api/servers document), simgate.api.session (a placement, as /session),
+// and, for the admin role only, simgate.api.drain.<node> and
+// simgate.api.undrain.<node>. `nats micro ls|info|stats simgate` see it.
+package opsapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/simgate/simgate/internal/bus"
+)
+
+// Farm is what the service answers from; the coordinator is one.
+type Farm interface {
+	// ServersDoc is the /api/servers document.
+	ServersDoc() []byte
+	// Session places a session for a tool, as /session?url= does.
+	Session(url string) []byte
+	// Drain drains (on) or undrains the server on node, on the word of by.
+	Drain(node, by string, on bool) (server string, err error)
+}
+
+// ErrUnknownNode is Drain's error for a node that names no server.
+var ErrUnknownNode = errors.New("no configured server on that node")
+
+// Options configures Start.
+type Options struct {
+	Conn     *nats.Conn // in the account the service is exported from
+	Subjects bus.Subjects
+	Farm     Farm
+	// Admin names the admin behind a request's user (Nats-Request-Info's
+	// "user": a user name or an nkey), "" when it is none.
+	Admin   func(user string) string
+	Version string
+	Logger  *slog.Logger
+}
+
+// Start adds the service on o.Conn.
+func Start(o Options) (micro.Service, error) {
+	svc, err := micro.AddService(o.Conn, micro.Config{
+		Name:        "simgate",
+		Version:     semver(o.Version),
+		Description: "the simgate farm: servers, placement, drains",
+	})
+	if err != nil {
+		return nil, err
+	}
+	add := func(name, subject string, h micro.HandlerFunc) error {
+		return svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject))
+	}
+	err = errors.Join(
+		add("servers", o.Subjects.API("servers"), func(r micro.Request) {
+			_ = r.Respond(o.Farm.ServersDoc(), micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
+		}),
+		add("session", o.Subjects.API("session"), func(r micro.Request) {
+			url := strings.TrimPrefix(strings.TrimSpace(string(r.Data())), "?url=")
+			_ = r.Respond(o.Farm.Session(url))
+		}),
+		add("drain", o.Subjects.API("drain.*"), func(r micro.Request) { drain(o, r, true) }),
+		add("undrain", o.Subjects.API("undrain.*"), func(r micro.Request) { drain(o, r, false) }),
+	)
+	if err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
+	return svc, nil
+}
+
+// requestInfo is the part of the server's Nats-Request-Info header read here.
+type requestInfo struct {
+	Account string `json:"acc"`
+	User    string `json:"user"`
+}
+
+func drain(o Options, r micro.Request, on bool) {
+	var info requestInfo
+	if h := r.Headers().Get("Nats-Request-Info"); h != "" {
+		_ = json.Unmarshal([]byte(h), &info)
+	}
+	admin := ""
+	if o.Admin != nil && info.User != "" {
+		admin = o.Admin(info.User)
+	}
+	if admin == "" {
+		// The permissions already keep everyone else off these subjects.
+		_ = r.Error("403", "only an admin may drain or undrain a server", nil)
+		return
+	}
+	subject := r.Subject()
+	node := subject[strings.LastIndexByte(subject, '.')+1:]
+	server, err := o.Farm.Drain(node, admin, on)
+	if errors.Is(err, ErrUnknownNode) {
+		_ = r.Error("404", "no configured server on node "+node, nil)
+		return
+	}
+	if err != nil {
+		_ = r.Error("500", err.Error(), nil)
+		return
+	}
+	verb := "drained"
+	if !on {
+		verb = "undrained"
+	}
+	o.Logger.Info("server "+verb+" over NATS", "server", server, "by", admin)
+	_ = r.RespondJSON(struct {
+		Server  string `json:"server"`
+		Drained bool   `json:"drained"`
+		By      string `json:"by"`
+	}{server, on, admin})
+}
+
+var semverRE = regexp.MustCompile(`^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)`)
+
+// semver is the version as micro wants it ("0.0.0-dev" for a development build).
+func semver(v string) string {
+	if m := semverRE.FindStringSubmatch(v); m != nil {
+		return m[1]
+	}
+	return "0.0.0-dev"
+}
