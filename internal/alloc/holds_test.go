@@ -89,13 +89,11 @@ func TestBookedElsewhere(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if r.Booked("nowhere/1") {
+	if r.Booked("nowhere/1", 1) {
 		t.Error("a booking for an unknown server was applied")
 	}
-	for range 3 {
-		if !r.Booked("a/1") {
-			t.Fatal("a booking for a/1 was not applied")
-		}
+	if !r.Booked("a/1", 3) {
+		t.Fatal("the bookings for a/1 were not applied")
 	}
 	for range 3 {
 		if got, _ := r.Place(Visitor{}); got != "b/1" {

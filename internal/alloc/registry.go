@@ -577,18 +577,21 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 	return s.name, true
 }
 
-// Booked applies a booking another coordinator of the cluster made on
-// server: its load counts here as well, so that a burst spread over the
+// Booked applies n bookings another coordinator of the cluster made on
+// server: their load counts here as well, so that a burst spread over the
 // members is spread over the servers too. It counts no placement of this
 // coordinator's, and holds for no visitor.
-func (r *Registry) Booked(server string) bool {
+func (r *Registry) Booked(server string, n int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.byName[server]
-	if s == nil || !s.seen {
+	if s == nil || !s.seen || n <= 0 {
 		return false
 	}
-	s.res.add(r.o.Now(), s.report.Sessions)
+	now := r.o.Now()
+	for range min(n, maxPending) {
+		s.res.add(now, s.report.Sessions)
+	}
 	s.eff = s.res.effective(s.report)
 	if s.heapIdx >= 0 {
 		r.heap.fix(s.heapIdx)

@@ -83,7 +83,7 @@ func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }
 
 // internalSubjects are JetStream's and the servers' own: no configured or
 // anonymous user may read them (the coordinators' state is there).
-var internalSubjects = []string{"$JS.>", "$KV.>", "$NRG.>", "$JSC.>", "$SYS.>", CoordinatorInbox + ".>"}
+var internalSubjects = []string{"$JS.>", "$KV.>", "$NRG.>", "$JSC.>", "$SYS.>", CoordinatorInbox + ".>", "_simgate.>"}
 
 // authenticator decides every connection to the embedded server: the
 // coordinator's own in-process users, then the configured users, then

@@ -87,6 +87,7 @@ type Server struct {
 	coordPas  string
 	apiPass   string
 	subj      Subjects
+	app       *server.Account // the registered application account
 }
 
 const (
@@ -208,7 +209,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("enabling JetStream for the coordinators' state: %w", err)
 		}
 	}
-	s.ns, s.ws, s.clustered = ns, o.Websocket != "", o.Cluster != nil
+	s.ns, s.ws, s.clustered, s.app = ns, o.Websocket != "", o.Cluster != nil, regApp
 	return s, nil
 }
 
@@ -388,6 +389,11 @@ func (s *Server) Members() int {
 	}
 	return len(names)
 }
+
+// Interest says whether anyone, on this server or another member, is
+// subscribed to subject in the application account: what nobody reads
+// need not be published.
+func (s *Server) Interest(subject string) bool { return s.app.SubscriptionInterest(subject) }
 
 // Ready reports whether the server accepts connections.
 func (s *Server) Ready() bool { return s.ns.Running() }

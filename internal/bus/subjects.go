@@ -51,6 +51,11 @@ func (s Subjects) Booking(entry string) string { return s.Prefix + ".booking." +
 // BookingAll matches every booking.
 func (s Subjects) BookingAll() string { return s.Prefix + ".booking.>" }
 
+// MemberBookings is where the members of a cluster exchange their bookings,
+// batched (one message a millisecond at most, whatever the rate): private
+// to the coordinators, who alone may publish or read it.
+func (s Subjects) MemberBookings() string { return "_simgate." + s.Prefix + ".bookings" }
+
 // API is the subject of the farm's NATS service endpoint name
 // (servers, session, drain.<node>, undrain.<node>).
 func (s Subjects) API(endpoint string) string { return s.Prefix + ".api." + endpoint }

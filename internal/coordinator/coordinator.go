@@ -92,7 +92,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		OnChange:  c.onChange,
 		OnBook: func(server string) {
 			if b := c.bookings; b != nil {
-				b.publish(server)
+				b.placed(server)
 			}
 		},
 	})
@@ -162,8 +162,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}
 	// Every placement is published (operators watch simgate.booking.>);
 	// the members of a cluster apply each other's.
-	b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics, log: log}
-	if c.nats.Clustered() {
+	b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics, log: log,
+		interest: c.nats.Interest, clustered: c.nats.Clustered(), pending: map[string]int{}}
+	if b.clustered {
 		if err := b.subscribe(); err != nil {
 			return c, fmt.Errorf("subscribing to the other members' bookings: %w", err)
 		}
@@ -197,6 +198,10 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	c.stop = cancel
 	if err := c.startOps(ctx); err != nil {
 		return c, err
+	}
+	if c.bookings.clustered {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.bookings.run(ctx) }()
 	}
 	// Servers without an agent are polled as the original polled them;
 	// the in-process agent's own server never needs it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -88,8 +89,14 @@ func RunCluster(ctx context.Context, o Options) error {
 		{name: "one coordinator /session", url: single.base + "/session"},
 		{name: "member of 3 /session", url: members[1].base + "/session"},
 	}
-	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration}
-	warm := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: time.Second}
+	// Every request another visitor: each one books, and each booking goes
+	// to the other members.
+	script := filepath.Join(dir, "visitors.lua")
+	if err := os.WriteFile(script, []byte(visitorsScript), 0o600); err != nil {
+		return err
+	}
+	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration, Script: script}
+	warm := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: time.Second, Script: script}
 	for _, t := range targets {
 		if _, err := warm.Run(ctx, t.name, t.url); err != nil {
 			return err
@@ -106,23 +113,29 @@ func RunCluster(ctx context.Context, o Options) error {
 		}
 	}
 	ratio := pairedRatio(results[1], results[0])
-	fmt.Fprintf(w, "\n%-28s %12s %9s %9s\n", "target", "requests/s", "p50", "p99")
+	fmt.Fprintf(w, "\n/session from a new visitor each time (every request books):\n%-28s %12s %9s %9s\n", "target", "requests/s", "p50", "p99")
 	for _, rs := range results {
 		m := median(rs)
 		fmt.Fprintf(w, "%-28s %12.0f %9s %9s\n", m.Target, m.Throughput, m.P50, m.P99)
 	}
 	// Member 1's placements, as the two others applied them.
 	var p50, p99 string
-	var applied float64
+	var applied, batches float64
 	for _, i := range []int{0, 2} {
 		h, err := scrapeHistogram(members[i].base, "simgate_booking_propagation_seconds")
 		if err != nil {
 			return err
 		}
-		applied += h.count
+		n, err := scrapeCounter(members[i].base, "simgate_bookings_applied_total")
+		if err != nil {
+			return err
+		}
+		applied, batches = applied+n, batches+h.count
 		p50, p99 = h.quantile(0.5), h.quantile(0.99)
 	}
-	fmt.Fprintf(w, "\nbookings: %.0f applied by the two other members; propagation p50 %s, p99 %s (histogram bucket bounds)\n", applied, p50, p99)
+	placed, _ := scrapeCounter(members[1].base, `simgate_session_requests_total{result="placed"}`)
+	fmt.Fprintf(w, "\nbookings: member 1 placed %.0f sessions; the two others applied %.0f of its bookings, in %.0f batches; propagation (oldest of a batch) p50 %s, p99 %s (histogram bucket bounds)\n",
+		placed, applied, batches, p50, p99)
 	fmt.Fprintf(w, "heartbeat intake, %d servers every 1 s: one coordinator %.1f%% of a core; members %.1f%%, %.1f%%, %.1f%% (the first holds the agents' connections)\n",
 		n, shares[0]*100, shares[1]*100, shares[2]*100, shares[3]*100)
 
@@ -200,4 +213,21 @@ func scrapeHistogram(base, name string) (histogram, error) {
 		return h, fmt.Errorf("%s/metrics has no %s", base, name)
 	}
 	return h, sc.Err()
+}
+
+// scrapeCounter reads one sample (name with its labels, as exposed) from /metrics.
+func scrapeCounter(base, name string) (float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s/metrics has no %s", base, name)
 }

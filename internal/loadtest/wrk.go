@@ -22,7 +22,19 @@ type Result struct {
 type Wrk struct {
 	Threads, Conns int
 	Duration       time.Duration
+	Script         string // a wrk Lua script file, "" for none
 }
+
+// visitorsScript makes every request come from another visitor (its own
+// X-Forwarded-For, which the coordinator trusts from 127.0.0.1), so that
+// each one books a session rather than repeating a booking (PROTOCOL §1).
+const visitorsScript = `local n = 0
+request = function()
+  n = n + 1
+  local ip = "10." .. (n % 250) .. "." .. (math.floor(n / 250) % 250) .. "." .. (math.floor(n / 62500) % 250 + 1)
+  return wrk.format("GET", nil, {["X-Forwarded-For"] = ip})
+end
+`
 
 var (
 	reqsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
@@ -32,8 +44,12 @@ var (
 
 // Run runs wrk against url and parses its summary.
 func (w Wrk) Run(ctx context.Context, target, url string) (Result, error) {
-	cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(w.Threads), "-c", strconv.Itoa(w.Conns),
-		"-d", fmt.Sprintf("%ds", int(w.Duration.Seconds())), "--latency", url)
+	args := []string{"-t", strconv.Itoa(w.Threads), "-c", strconv.Itoa(w.Conns),
+		"-d", fmt.Sprintf("%ds", int(w.Duration.Seconds())), "--latency"}
+	if w.Script != "" {
+		args = append(args, "-s", w.Script)
+	}
+	cmd := exec.CommandContext(ctx, "wrk", append(args, url)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return Result{}, fmt.Errorf("wrk: %v\n%s", err, out)

@@ -63,8 +63,8 @@ func New() *Metrics {
 		BookingsLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "simgate_bookings_unpublished_total", Help: "Sessions placed here that could not be told to the other members."}),
 		BookingPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "simgate_booking_propagation_seconds", Help: "From a placement on another member to its booking here.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1}}),
+			Name: "simgate_booking_propagation_seconds", Help: "From a placement on another member to its booking here (the oldest of each batch).",
+			Buckets: []float64{.00025, .0005, .001, .0015, .002, .003, .005, .0075, .01, .025, .1}}),
 	}
 	f(m.BookingsApplied)
 	f(m.BookingsLost)
