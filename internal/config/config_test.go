@@ -296,7 +296,7 @@ func TestSecureExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.NATS.Users) != 2 || c.NATS.TLSCert != cert || c.NATS.Listen != "0.0.0.0:4222" {
+	if len(c.NATS.Users) != 4 || c.NATS.Users[2].Role != "admin" || c.NATS.Users[3].Role != "system" || c.NATS.TLSCert != cert || c.NATS.Listen != "0.0.0.0:4222" {
 		t.Errorf("read wrong: %+v", c.NATS)
 	}
 	if _, err := Parse(data); err == nil || !strings.Contains(err.Error(), "nats.tls.cert") {

@@ -77,6 +77,20 @@ func (k *KV) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// open locks k and opens the bucket for one operation of at most
+// opTimeout; done releases both.
+func (k *KV) open() (context.Context, jetstream.KeyValue, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	k.mu.Lock()
+	done := func() { k.mu.Unlock(); cancel() }
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return ctx, kv, done, nil
+}
+
 // Ready opens the bucket now; an error says why it cannot be yet.
 func (k *KV) Ready() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -130,14 +144,11 @@ func mailKey(id string) string { return "mail." + bus.Node(id) }
 
 // LoadMails implements notify.Store.
 func (k *KV) LoadMails() ([]notify.Mail, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kv, err := k.bucket(ctx)
+	ctx, kv, done, err := k.open()
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	got := map[string]notify.Mail{}
 	err = k.load(ctx, kv, "mail", func(key string, v []byte) error {
 		var m notify.Mail
@@ -164,14 +175,11 @@ func (k *KV) LoadMails() ([]notify.Mail, error) {
 // SaveMails implements notify.Store: it writes the mails that changed and
 // deletes the ones no longer pending.
 func (k *KV) SaveMails(mails []notify.Mail) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kv, err := k.bucket(ctx)
+	ctx, kv, done, err := k.open()
 	if err != nil {
 		return err
 	}
+	defer done()
 	if k.mails == nil {
 		// Learn what the bucket holds, to delete what is no longer pending.
 		keys, err := k.keys(ctx, kv, "mail")
@@ -220,14 +228,11 @@ type hold struct {
 
 // LoadHolds implements notify.Store.
 func (k *KV) LoadHolds() (map[string]notify.Hold, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kv, err := k.bucket(ctx)
+	ctx, kv, done, err := k.open()
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	out := map[string]notify.Hold{}
 	err = k.load(ctx, kv, "hold", func(key string, v []byte) error {
 		var h hold
@@ -245,14 +250,11 @@ func (k *KV) LoadHolds() (map[string]notify.Hold, error) {
 
 // SaveHolds implements notify.Store.
 func (k *KV) SaveHolds(changed map[string]notify.Hold) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kv, err := k.bucket(ctx)
+	ctx, kv, done, err := k.open()
 	if err != nil {
 		return err
 	}
+	defer done()
 	for server, h := range changed {
 		key := "hold." + bus.Node(server)
 		if h == (notify.Hold{}) {
@@ -279,14 +281,11 @@ type Drain struct {
 // SetDrain keeps server drained by by ("" lifts it), for every member and
 // across restarts.
 func (k *KV) SetDrain(server, by string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kv, err := k.bucket(ctx)
+	ctx, kv, done, err := k.open()
 	if err != nil {
 		return err
 	}
+	defer done()
 	key := "drain." + bus.Node(server)
 	if by == "" {
 		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
