@@ -235,7 +235,9 @@ func (in *Intake) watchPeers(known map[string]bool) map[string]bool {
 // connection's CONNECT advisory comes on another path than its first
 // heartbeat and may come second (an agent restarted, or nats pub
 // --connection-name, which connects, publishes and closes at once).
-const heldFor = 100 * time.Millisecond
+// One second: the advisory goes through the server's internal send queue,
+// which a loaded machine can hold back well past 100 ms.
+const heldFor = time.Second
 
 // held is a heartbeat waiting for its connection's name.
 type held struct {

@@ -57,6 +57,8 @@ type bookings struct {
 	mu      sync.Mutex
 	pending map[string]int
 	oldest  time.Time
+	// subjects caches each server's booking subject: /session builds none.
+	subjects sync.Map
 }
 
 // placed is told of each session this coordinator hands out; it never
@@ -71,7 +73,11 @@ func (b *bookings) placed(server string) {
 		b.pending[server]++
 		b.mu.Unlock()
 	}
-	if subject := b.subj.Booking(server); b.interest(subject) {
+	subject, ok := b.subjects.Load(server)
+	if !ok {
+		subject, _ = b.subjects.LoadOrStore(server, b.subj.Booking(server))
+	}
+	if subject := subject.(string); b.interest(subject) {
 		data, _ := json.Marshal(booking{Server: server, Member: b.self, At: now.UnixNano()})
 		if err := b.nc.Publish(subject, data); err != nil {
 			b.metrics.BookingsLost.Inc()

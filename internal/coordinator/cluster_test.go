@@ -4,6 +4,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/config"
 )
 
@@ -39,5 +40,19 @@ func TestClusterSize(t *testing.T) {
 		if got := replicas(members); got != want {
 			t.Errorf("%d members: %d replicas, want %d", members, got, want)
 		}
+	}
+}
+
+// BenchmarkPlaced is what telling the cluster of a placement costs
+// /session: go test -bench Placed -benchmem ./internal/coordinator
+func BenchmarkPlaced(b *testing.B) {
+	bk := &bookings{subj: bus.Subjects{Prefix: "simgate"}, clustered: true, pending: map[string]int{},
+		interest: func(string) bool { return false }}
+	servers := []string{"a.test/1", "b.test/1", "c.test/1", "d.test/1"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		bk.placed(servers[i%len(servers)])
+		i++
 	}
 }
