@@ -67,6 +67,11 @@ func Start(o Options) (micro.Service, error) {
 		add("drain", o.Subjects.API("drain.*"), func(r micro.Request) { drain(o, r, true) }),
 		add("undrain", o.Subjects.API("undrain.*"), func(r micro.Request) { drain(o, r, false) }),
 	)
+	if err == nil {
+		// The endpoints answer from the moment Start returns: the server has
+		// their subscriptions.
+		err = o.Conn.Flush()
+	}
 	if err != nil {
 		_ = svc.Stop()
 		return nil, err
