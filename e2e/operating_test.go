@@ -92,19 +92,17 @@ func TestOperatingCommands(t *testing.T) {
 	home := t.TempDir()
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+home, "HOME="+home,
 		"PATH="+filepath.Dir(cli)+string(os.PathListSeparator)+os.Getenv("PATH"))
-	prepare := func(cmd string) *exec.Cmd {
+	// prepare is the README's command as run here: this coordinator, this CLI.
+	prepare := func(ctx context.Context, cmd string) *exec.Cmd {
 		cmd = strings.ReplaceAll(cmd, "nats://session.example.org:4222", f.nats)
-		c := exec.Command("sh", "-c", strings.Replace(cmd, "nats ", cli+" ", 1))
+		c := exec.CommandContext(ctx, "sh", "-c", strings.Replace(cmd, "nats ", cli+" ", 1))
 		c.Env = env
 		return c
 	}
 	run := func(cmd string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		c := prepare(cmd)
-		c = exec.CommandContext(ctx, c.Args[0], c.Args[1:]...)
-		c.Env = env
-		out, err := c.CombinedOutput()
+		out, err := prepare(ctx, cmd).CombinedOutput()
 		t.Logf("$ %s\n%s", cmd, out)
 		return string(out), err
 	}
@@ -112,7 +110,7 @@ func TestOperatingCommands(t *testing.T) {
 	// and waits until its output holds want.
 	watch := func(cmd, ready string, act func(), want string) {
 		t.Helper()
-		c := prepare(cmd)
+		c := prepare(context.Background(), cmd)
 		out := &testutil.Buffer{}
 		c.Stdout, c.Stderr = out, out
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -398,31 +398,25 @@ func (in *Intake) reply(m *nats.Msg, reason string) {
 }
 
 // intake applies one heartbeat message and returns the drop reason, or
-// "", or held: it waits for its connection's name (hold).
+// "", or held: it waits for its connection's name (hold) and is answered then.
 func (in *Intake) intake(m *nats.Msg) (reason string, held bool) {
-	reason = in.check(m)
-	return reason, reason == "held"
-}
-
-// check applies one heartbeat message and returns the drop reason, "" or "held".
-func (in *Intake) check(m *nats.Msg) string {
 	node := in.o.Subjects.nodeOf(m.Subject)
 	if node == "" {
 		in.drop(m.Subject, "", DropSubject, fmt.Errorf("subject is not %s.load.<node>", in.o.Subjects.Prefix))
-		return DropSubject
+		return DropSubject, false
 	}
 	if len(m.Data) > MaxHeartbeat {
 		in.drop(m.Subject, "", DropSize, fmt.Errorf("%d bytes", len(m.Data)))
-		return DropSize
+		return DropSize, false
 	}
 	hb, err := Decode(m.Data)
 	if err != nil {
 		in.drop(m.Subject, "", DropSchema, err)
-		return DropSchema
+		return DropSchema, false
 	}
 	if Node(hb.Server) != node {
 		in.drop(m.Subject, hb.Server, DropSubject, fmt.Errorf("server %q belongs on node %q", hb.Server, Node(hb.Server)))
-		return DropSubject
+		return DropSubject, false
 	}
 	in.mu.Lock()
 	at, stale := in.lost[hb.Server]
@@ -436,16 +430,16 @@ func (in *Intake) check(m *nats.Msg) string {
 		// advisory, or sent by a new connection of that name whose own
 		// CONNECT advisory has not come yet: held a moment to tell.
 		in.hold(hb, m)
-		return "held"
+		return "", true
 	}
 	if err := in.o.Sink.Heartbeat(hb); err != nil {
 		in.drop(m.Subject, hb.Server, DropUnknown, err)
-		return DropUnknown
+		return DropUnknown, false
 	}
 	if in.o.Received != nil {
 		in.o.Received()
 	}
-	return ""
+	return "", false
 }
 
 type advisory struct {

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -50,7 +49,6 @@ type bookings struct {
 	self      string
 	reg       *alloc.Registry
 	metrics   *metrics.Metrics
-	log       *slog.Logger
 	interest  func(subject string) bool
 	clustered bool
 

@@ -162,7 +162,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}
 	// Every placement is published (operators watch simgate.booking.>);
 	// the members of a cluster apply each other's.
-	b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics, log: log,
+	b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics,
 		interest: c.nats.Interest, clustered: c.nats.Clustered(), pending: map[string]int{}}
 	if b.clustered {
 		if err := b.subscribe(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
@@ -158,7 +159,7 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 				}
 				w, ok := last[v.Server]
 				if ok && w.e.State == e.State && w.e.Reason == e.Reason && w.e.DrainedBy == e.DrainedBy &&
-					w.e.Sessions == e.Sessions && w.e.Source == e.Source && abs(w.e.Load-e.Load) < 5 && now.Sub(w.at) < 30*time.Second {
+					w.e.Sessions == e.Sessions && w.e.Source == e.Source && math.Abs(w.e.Load-e.Load) < 5 && now.Sub(w.at) < 30*time.Second {
 					continue
 				}
 				data, _ := json.Marshal(e)
@@ -172,13 +173,6 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 			}
 		}
 	}
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // closeOps closes the service's connection.

@@ -2,11 +2,13 @@ package loadtest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,15 +155,10 @@ func RunCluster(ctx context.Context, o Options) error {
 	return nil
 }
 
+// median is the run of median throughput.
 func median(rs []Result) Result {
-	sorted := append([]Result(nil), rs...)
-	for i := range sorted {
-		for j := i + 1; j < len(sorted); j++ {
-			if sorted[j].Throughput < sorted[i].Throughput {
-				sorted[i], sorted[j] = sorted[j], sorted[i]
-			}
-		}
-	}
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Throughput, b.Throughput) })
 	return sorted[len(sorted)/2]
 }
 

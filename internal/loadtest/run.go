@@ -418,9 +418,7 @@ func Run(ctx context.Context, o Options) error {
 	med := make([]Result, len(targets))
 	fmt.Fprintf(w, "\n%-34s %12s %9s %9s %8s\n", "target", "requests/s", "p50", "p99", "ratio")
 	for i, rs := range results {
-		sorted := slices.Clone(rs)
-		slices.SortFunc(sorted, func(a, b Result) int { return int(a.Throughput - b.Throughput) })
-		med[i] = sorted[len(sorted)/2]
+		med[i] = median(rs)
 		fmt.Fprintf(w, "%-34s %12.0f %9s %9s %7.2fx", med[i].Target, med[i].Throughput, med[i].P50, med[i].P99, ratios[i])
 		if med[i].Errors != "" {
 			fmt.Fprintf(w, "  (%s)", med[i].Errors)

@@ -91,16 +91,6 @@ func (k *KV) open() (context.Context, jetstream.KeyValue, func(), error) {
 	return ctx, kv, done, nil
 }
 
-// Ready opens the bucket now; an error says why it cannot be yet.
-func (k *KV) Ready() error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, err := k.bucket(ctx)
-	return err
-}
-
 // keys lists the keys under prefix; k.mu is held.
 func (k *KV) keys(ctx context.Context, kv jetstream.KeyValue, prefix string) ([]string, error) {
 	l, err := kv.ListKeysFiltered(ctx, prefix+".>")
