@@ -259,12 +259,13 @@ func TestVersionFlags(t *testing.T) {
 	}
 }
 
-// TestBookingsAreHonest: PROTOCOL §1. A visitor's repeat, while its booking
-// is unconfirmed, gets the same answer and books nothing; HEAD books
-// nothing; another visitor is placed past the first one's booking.
+// TestBookingsAreHonest: PROTOCOL §1. An address at its cap of unconfirmed
+// bookings (1 here, http.maxBookingsPerAddress) gets one of them again and
+// books nothing; HEAD books nothing; another visitor is placed past the
+// first one's booking.
 func TestBookingsAreHonest(t *testing.T) {
 	const a, b = "book-a.test/2501", "book-b.test/2502"
-	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}})
+	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}, "http": map[string]any{"maxBookingsPerAddress": 1}})
 	p := f.publisher(t, "bookings-test")
 	for _, s := range []string{a, b} {
 		p.send(s, "up", 10, 60) // equal loads; a long interval keeps every booking unconfirmed
@@ -293,5 +294,50 @@ func TestBookingsAreHonest(t *testing.T) {
 	_, other, _ := getAs(f.base+"/session", "198.51.100.8")
 	if other == first || !strings.HasPrefix(other, "ws://") {
 		t.Errorf("a second visitor got %q beside the first's booking on %q, want the other server", other, first)
+	}
+}
+
+// TestClassroomBehindOneAddress: PROTOCOL §1, the default cap. 30 students
+// behind one school address ask for the same world within a second on 10
+// equal servers: none refused, at most 5 on any server; the same address
+// asking on and on holds no more than half the farm's free room.
+func TestClassroomBehindOneAddress(t *testing.T) {
+	var servers []string
+	for i := range 10 {
+		servers = append(servers, fmt.Sprintf("class%d.test/%d", i, 2600+i))
+	}
+	f := startFarm(t, map[string]any{"simulationServers": servers, "http": map[string]any{"sessionRate": 1000, "sessionBurst": 1000}})
+	p := f.publisher(t, "classroom-test")
+	for _, s := range servers {
+		// 5 % a session (maxSessions 20), 40 % load: 11 sessions of room each.
+		p.publish(s, []byte(fmt.Sprintf(`{"v":1,"server":%q,"status":"up","load":40,"sessions":0,"maxSessions":20,"interval":60}`, s)))
+	}
+	for _, s := range servers {
+		f.waitState(t, s, 5*time.Second, "up")
+	}
+	const world = "https://github.com/cyberbotics/webots/blob/R2025a/projects/robots/gctronic/e-puck/worlds/e-puck.wbt"
+	per := map[string]int{}
+	for range 30 {
+		_, body, err := getAs(f.base+"/session?url="+world, "192.0.2.30")
+		if err != nil || !strings.HasPrefix(body, "ws://") {
+			t.Fatalf("a student got %q, %v", body, err)
+		}
+		per[body]++
+	}
+	for s, n := range per {
+		if n > 5 {
+			t.Errorf("%d students on %s, want at most 5: %v", n, s, per)
+		}
+	}
+	// The same address on and on: its bookings stop at its cap (40), under
+	// half the farm's room (110 sessions), and another visitor is placed.
+	for range 200 {
+		getAs(f.base+"/session?url="+world, "192.0.2.30")
+	}
+	if got := f.scrape(t).value("simgate_sessions_handed_out"); got > 40 {
+		t.Errorf("one address booked %v sessions, want at most its cap of 40", got)
+	}
+	if _, body, _ := getAs(f.base+"/session", "198.51.100.99"); !strings.HasPrefix(body, "ws://") {
+		t.Errorf("another visitor got %q", body)
 	}
 }

@@ -46,7 +46,7 @@ func TestRepositoryAwarePlacement(t *testing.T) {
 			return err
 		}
 		for _, want := range []string{`"sharing":{"allowedRepositories":["https://github.com/cyberbotics/"],"blockedRepositories":[],"docker":false,"shareIdleTime":50}`,
-			`"dedicatedSessions":1`, `"sharedSessions":1`} {
+			`"dedicatedSessions":1`, `"sharedSessions":2`} {
 			if !strings.Contains(body, want) {
 				return fmt.Errorf("/api/servers lacks %s:\n%s", want, body)
 			}
@@ -59,7 +59,9 @@ func TestRepositoryAwarePlacement(t *testing.T) {
 		want               float64
 	}{
 		{"simgate_placements_total", "tier", "dedicated", 1},
-		{"simgate_placements_total", "tier", "shared", 1},
+		// The plain and the encoded URL from one address: two bookings, as
+		// two students of one class would be (PROTOCOL §1).
+		{"simgate_placements_total", "tier", "shared", 2},
 		{"simgate_placements_total", "tier", "any", 1},
 		{"simgate_session_refusals_total", "reason", "not-shared", 1},
 	} {

@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/testutil"
 )
@@ -16,13 +20,28 @@ func TestAgentOverWebSocket(t *testing.T) {
 	const server = "ws-agent.test/2601"
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{server},
-		"nats":              map[string]any{"listen": "127.0.0.1:0", "websocket": map[string]any{"listen": "127.0.0.1:0"}},
+		"nats": map[string]any{"listen": "127.0.0.1:0", "websocket": map[string]any{"listen": "127.0.0.1:0"},
+			"users": []map[string]any{{"user": "ws-agent", "password": "ws-agent-secret", "role": "agent", "servers": []string{server}}}},
 	})
 	ws := f.bound.NATSWebsocketURL
 	if !strings.HasPrefix(ws, "ws://") {
 		t.Fatalf("listen file: websocket URL %q", ws)
 	}
-	a := start(t, f.agent, "-nats", ws+"/nats", "-server", server, "-interval", "200ms", "-probe", "off")
+	// Apache hands this listener to the Internet: nobody gets in without
+	// credentials, and no browser page (an Origin) gets in at all.
+	if nc, err := nats.Connect(ws+"/nats", nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Error("an anonymous client connected over the WebSocket listener")
+	}
+	hdr := http.Header{"Origin": []string{"https://evil.example"}}
+	if c, resp, err := websocket.DefaultDialer.Dial(ws+"/nats", hdr); err == nil {
+		c.Close()
+		t.Error("a browser Origin was let onto NATS's WebSocket listener")
+	} else if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a browser Origin: %v (%v), want 403", err, resp)
+	}
+	a := start(t, f.agent, "-nats", ws+"/nats", "-server", server, "-interval", "200ms", "-probe", "off",
+		"-user", "ws-agent", "-password", "ws-agent-secret")
 	f.waitState(t, server, 10*time.Second, "up", "full")
 	if s := f.servers(t)[server]; s.Source != "agent" {
 		t.Errorf("source %q, want agent", s.Source)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/simgate/simgate/internal/config"
@@ -22,6 +23,18 @@ import (
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// configErrorStatus is the exit status for a configuration the coordinator
+// cannot run with: 2 (PROTOCOL §3), or what SIMGATE_CONFIG_ERROR_STATUS
+// says. The unit sets 78 (sysexits' EX_CONFIG, systemd's convention) and
+// prevents restarts on it alone: Go exits 2 for any panic or out-of-memory
+// death too, and those must be restarted.
+func configErrorStatus() int {
+	if n, err := strconv.Atoi(os.Getenv("SIMGATE_CONFIG_ERROR_STATUS")); err == nil && n > 0 && n < 126 {
+		return n
+	}
+	return 2
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
@@ -54,14 +67,14 @@ Flags:
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintln(stderr, "coordinator: too many arguments: give one configuration file")
-		return 2
+		return configErrorStatus()
 	}
 	cfg := config.Localhost()
 	if fs.NArg() == 1 {
 		var err error
 		if cfg, err = config.Load(fs.Arg(0)); err != nil {
 			fmt.Fprintln(stderr, "coordinator:", err)
-			return 2
+			return configErrorStatus()
 		}
 	}
 	var portSet *int
@@ -76,7 +89,7 @@ Flags:
 	})
 	if err := cfg.OverrideListen(portSet, natsSet); err != nil {
 		fmt.Fprintln(stderr, "coordinator:", err)
-		return 2
+		return configErrorStatus()
 	}
 	// Warnings go to standard error at once (the log may be a file nobody
 	// reads yet) and to the log when it starts.

@@ -5,13 +5,15 @@ import (
 	"time"
 )
 
-// TestVisitorHolds: PROTOCOL §1's honest bookings. A visitor's repeat gets
-// its unconfirmed booking again and books nothing; once the session count
-// shows the session (or the booking lapses, the visitor never came), or the
-// server leaves the placeable state, the next request books anew.
+// TestVisitorHolds: PROTOCOL §1's honest bookings, for an address at its
+// cap (1 here). Its repeat gets its unconfirmed booking again and books
+// nothing; once the session count shows the session (or the booking lapses,
+// the visitor never came), or the server leaves the placeable state, the
+// next request books anew.
 func TestVisitorHolds(t *testing.T) {
 	now := t0
-	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now },
+		MaxBookingsPerAddress: 1})
 	apply := func(server string, load float64, sessions int) {
 		t.Helper()
 		rep := report(server, load)
@@ -32,8 +34,10 @@ func TestVisitorHolds(t *testing.T) {
 	if h, _ := r.Counts(); h != 1 || r.Repeated() != 10 {
 		t.Fatalf("handed out %d, repeated %d; want 1 and 10", h, r.Repeated())
 	}
-	if other, _ := r.Place(Visitor{Addr: v.Addr, URL: "https://github.com/x/z/blob/main/worlds/w.wbt"}); other == first {
-		t.Errorf("another world from the same address went to %s beside the booking", other)
+	// At its cap, the address's other world is answered from its booking
+	// too (no server here has a policy against it).
+	if other, _ := r.Place(Visitor{Addr: v.Addr, URL: "https://github.com/x/z/blob/main/worlds/w.wbt"}); other != first {
+		t.Errorf("another world from the same address at its cap went to %s, want its booking %s", other, first)
 	}
 	if peer, _ := r.Place(Visitor{Addr: "198.51.100.8"}); peer == "" {
 		t.Error("another visitor got nothing")
@@ -81,7 +85,7 @@ func TestBookedElsewhere(t *testing.T) {
 	now := t0
 	var told []string
 	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now },
-		OnBook: func(s string) { told = append(told, s) }})
+		OnBook: func(s string) { told = append(told, s) }, MaxBookingsPerAddress: 1})
 	for _, s := range []string{"a/1", "b/1"} {
 		rep := report(s, 10)
 		rep.Sessions, rep.At = 0, now
@@ -158,5 +162,130 @@ func TestOperatorDrain(t *testing.T) {
 	apply("b/1", 20)
 	if v := r.Snapshot()[1]; v.State != Draining || v.Reason != "drained by bob" {
 		t.Errorf("back after a drain while down: %+v", v)
+	}
+}
+
+// TestClassroomSpreads: 30 students behind one school address ask for the
+// same world within a second on 10 equal servers: each books (a class is
+// spread like 30 visitors), at most 5 on any server, none refused.
+func TestClassroomSpreads(t *testing.T) {
+	now := t0
+	var servers []string
+	for i := range 10 {
+		servers = append(servers, string(rune('a'+i))+"/1")
+	}
+	r := New(Options{Servers: servers, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	for _, s := range servers {
+		rep := report(s, 10)
+		rep.Sessions, rep.MaxSessions = 0, 20
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := map[string]int{}
+	v := Visitor{Addr: "192.0.2.50", URL: "https://github.com/cyberbotics/webots/blob/R2025a/projects/robots/w.wbt"}
+	for range 30 {
+		now = now.Add(30 * time.Millisecond)
+		got, ok := r.Place(v)
+		if !ok {
+			t.Fatal("a student was refused")
+		}
+		per[got]++
+	}
+	for s, n := range per {
+		if n > 5 {
+			t.Errorf("%d students on %s (spread %v), want at most 5", n, s, per)
+		}
+	}
+}
+
+// TestAddressShareBounded: one address asking without end holds at most
+// BookingShare of the farm's free room (and the configured cap); another
+// visitor is still placed.
+func TestAddressShareBounded(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now },
+		MaxBookingsPerAddress: 1000})
+	for _, s := range []string{"a/1", "b/1"} {
+		rep := report(s, 55)
+		rep.Sessions, rep.MaxSessions = 0, 10 // 10 % a session: 4 sessions of room each, 8 in all
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 1000 {
+		r.Place(Visitor{Addr: "203.0.113.66"})
+	}
+	if h, _ := r.Counts(); h > 4 {
+		t.Errorf("one address booked %d sessions of a farm with room for 8, want at most half", h)
+	}
+	if _, ok := r.Place(Visitor{Addr: "198.51.100.1"}); !ok {
+		t.Error("another visitor was refused")
+	}
+}
+
+// TestHeldBookingFollowsTheFarm: a held booking is repeated only while its
+// server would take the visitor now; one whose server went over its
+// shareIdleTime for the visitor's world, or blocks it, is placed afresh.
+func TestHeldBookingFollowsTheFarm(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now },
+		MaxBookingsPerAddress: 1})
+	world := "https://github.com/someone/robots/blob/main/worlds/w.wbt"
+	apply := func(server string, load float64, sh *Sharing) {
+		t.Helper()
+		rep := report(server, load)
+		rep.Sessions, rep.MaxSessions, rep.Sharing, rep.At = 0, 100, sh, now
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shares := &Sharing{Docker: true, ShareIdle: 50}
+	apply("a/1", 10, shares)
+	apply("b/1", 30, shares)
+	v := Visitor{Addr: "192.0.2.9", URL: world}
+	if got, _ := r.Place(v); got != "a/1" {
+		t.Fatalf("first placement on %s, want a/1 (most idle room)", got)
+	}
+	// a/1 goes over its shareIdleTime: the repeat is placed afresh, on b/1.
+	apply("a/1", 60, shares)
+	if got, _ := r.Place(v); got != "b/1" {
+		t.Errorf("repeat with a/1 over its shareIdleTime went to %s, want b/1", got)
+	}
+	// b/1 now blocks the world: afresh again, and a/1 is over its share:
+	// no server, said by the refusal.
+	apply("b/1", 30, &Sharing{Docker: true, ShareIdle: 50, Blocked: []string{"https://github.com/someone/"}})
+	if got, ok := r.Place(v); ok {
+		t.Errorf("repeat on a server that blocks the world: %s", got)
+	}
+}
+
+// TestPolledBookingLapsesAtTheNextPoll: a polled server at 94 % takes one
+// visitor (the booking puts it at the threshold), and the next visitor a
+// poll period later: the booking lapses at the first poll that could show
+// it, not after the 8 intervals a blind agent's would wait.
+func TestPolledBookingLapsesAtTheNextPoll(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"p/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	poll := func() {
+		t.Helper()
+		rep := Report{Server: "p/1", Status: StatusUp, Load: 94, Sessions: -1, Interval: 2 * time.Second, At: now, Polled: true}
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll()
+	if _, ok := r.Place(Visitor{Addr: "192.0.2.1"}); !ok {
+		t.Fatal("the first visitor was refused")
+	}
+	if _, ok := r.Place(Visitor{Addr: "192.0.2.2"}); ok {
+		t.Fatal("a second visitor was placed beside a booking that puts the server at its threshold")
+	}
+	now = now.Add(time.Second)
+	poll()
+	now = now.Add(time.Second)
+	poll() // a full period after the booking
+	if _, ok := r.Place(Visitor{Addr: "192.0.2.2"}); !ok {
+		t.Error("the second visitor is still refused two polls after the first booking")
 	}
 }

@@ -170,6 +170,10 @@ type Options struct {
 	OnBook func(server string)
 	// Seed makes tie-breaks reproducible in tests; 0 picks a random seed.
 	Seed uint64
+	// MaxBookingsPerAddress caps the unconfirmed bookings of one client
+	// address (0: DefaultMaxBookingsPerAddress), further bounded by
+	// BookingShare of the farm's free room.
+	MaxBookingsPerAddress int
 	// Now is the clock (time.Now when nil); the placement simulator runs
 	// the registry on simulated time.
 	Now func() time.Time
@@ -192,12 +196,22 @@ type Registry struct {
 	// when it is down or unknown): Sweep scans one packed array.
 	deadlines []int64
 
-	// holds remembers each visitor's unconfirmed booking (PROTOCOL §1):
-	// a repeat gets the same answer and books nothing.
-	holds      map[Visitor]hold
+	// holds remembers each address's unconfirmed bookings (PROTOCOL §1,
+	// visitors.go); holdBytes is what they take, URLs included.
+	holds      map[string]*addrHolds
+	holdBytes  int
 	holdsSwept time.Time
-	repeated   uint64
-	byTier     [numTiers]uint64
+	// gen counts the changes to servers' states and loads (not the
+	// bookings, which handedOut counts), ticks the Sweeps: holds and the
+	// farm's free room are looked at again only when these moved.
+	gen, ticks uint64
+	// The farm's free room as last measured (visitors.go's freeRoom): at
+	// generation roomGen and tick roomTick, when handedOut was roomHanded.
+	room              float64
+	roomGen, roomTick uint64
+	roomHanded        uint64
+	repeated          uint64
+	byTier            [numTiers]uint64
 	// policies counts the servers whose last report carries a sharing
 	// policy: while it is 0, a repository URL is placed as none.
 	policies int
@@ -235,16 +249,6 @@ type Visitor struct {
 	URL  string
 }
 
-// hold is a visitor's booking: reservation seq on server s.
-type hold struct {
-	s   *server
-	seq uint64
-}
-
-// maxHolds bounds the visitors remembered; past it, resolved holds are
-// forgotten first, then all (a flood of addresses costs memory no longer).
-const maxHolds = 1 << 16
-
 // New builds a registry.
 func New(o Options) *Registry {
 	if o.Now == nil {
@@ -259,7 +263,7 @@ func New(o Options) *Registry {
 		open:    len(o.Servers) == 0,
 		byName:  make(map[string]*server, len(o.Servers)),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		holds:   map[Visitor]hold{},
+		holds:   map[string]*addrHolds{},
 		started: o.Now(),
 	}
 	ch := make(chan struct{})
@@ -306,6 +310,7 @@ func (r *Registry) Apply(rep Report) error {
 		}
 	}
 	prev := s.report
+	rep.Sharing = rep.Sharing.normalized()
 	if (prev.Sharing == nil) != (rep.Sharing == nil) {
 		if rep.Sharing != nil {
 			r.policies++
@@ -461,6 +466,7 @@ func (r *Registry) setDeadline(s *server) {
 // and forgets resolved holds once a second.
 func (r *Registry) Sweep(now time.Time) {
 	r.mu.Lock()
+	r.ticks++
 	if now.Sub(r.holdsSwept) >= time.Second {
 		r.pruneHolds(false)
 		r.holdsSwept = now
@@ -495,11 +501,13 @@ func (r *Registry) transition(s *server, to State, reason string, at time.Time) 
 	c := Change{Server: s.name, From: s.state, To: to, Reason: reason, At: at,
 		Load: s.report.Load, Vector: s.report.Vector, Reported: s.seen}
 	s.state, s.reason, s.since = to, reason, at
+	r.gen++
 	return c
 }
 
 // reheap puts s in or out of the placement heap after a change; r.mu is held.
 func (r *Registry) reheap(s *server) {
+	r.gen++
 	r.setDeadline(s)
 	if s.state == Up {
 		s.eff = s.res.effective(s.report)
@@ -541,18 +549,17 @@ func (r *Registry) emit(changes []Change) {
 
 // Place picks the available server with the lowest effective load and
 // reserves a session on it for v. ok is false when no server is available.
-// While v holds an unconfirmed booking on a server that is still up, v gets
-// that server again and nothing more is booked.
+// An address holds up to its cap of unconfirmed bookings; past it, v gets
+// one of them again, while its server would take v, and nothing more is
+// booked (visitors.go).
 func (r *Registry) Place(v Visitor) (name string, ok bool) {
+	v.URL = normalURL(v.URL)
 	r.mu.Lock()
 	if v.Addr != "" {
-		if h, found := r.holds[v]; found {
-			if h.s.state == Up && h.s.res.unconfirmed(h.seq, h.s.report) {
-				r.repeated++
-				r.mu.Unlock()
-				return h.s.name, true
-			}
-			delete(r.holds, v)
+		if s, atCap := r.held(v); atCap {
+			r.repeated++
+			r.mu.Unlock()
+			return s.name, true
 		}
 	}
 	var s *server
@@ -593,6 +600,7 @@ func (r *Registry) Booked(server string, n int) bool {
 		s.res.add(now, s.report.Sessions)
 	}
 	s.eff = s.res.effective(s.report)
+	r.gen++
 	if s.heapIdx >= 0 {
 		r.heap.fix(s.heapIdx)
 	}
@@ -609,10 +617,7 @@ func (r *Registry) book(s *server, v Visitor) {
 	s.handed++
 	r.handedOut++
 	if v.Addr != "" {
-		if len(r.holds) >= maxHolds {
-			r.pruneHolds(true)
-		}
-		r.holds[v] = hold{s: s, seq: seq}
+		r.hold(s, seq, v)
 	}
 	r.updateAvailable()
 }
@@ -701,6 +706,7 @@ func (r Refusal) String() string { return refusalNames[r] }
 // ever run it. Servers that report no policy (or were never heard from)
 // might, so they make it Busy. It runs on the refusal path only.
 func (r *Registry) Why(url string) Refusal {
+	url = normalURL(url)
 	if !IsRepositoryURL(url) {
 		return Busy
 	}
@@ -724,6 +730,7 @@ func (r *Registry) Why(url string) Refusal {
 
 // Peek is the server Place would pick now for url, booking nothing (HEAD /session).
 func (r *Registry) Peek(url string) (name string, ok bool) {
+	url = normalURL(url)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.policies > 0 && IsRepositoryURL(url) {
@@ -736,19 +743,6 @@ func (r *Registry) Peek(url string) (name string, ok bool) {
 		return "", false
 	}
 	return r.heap[0].name, true
-}
-
-// pruneHolds forgets the holds whose booking is resolved; all when full
-// is set and that was not enough. r.mu is held.
-func (r *Registry) pruneHolds(full bool) {
-	for v, h := range r.holds {
-		if h.s.state != Up || !h.s.res.unconfirmed(h.seq, h.s.report) {
-			delete(r.holds, v)
-		}
-	}
-	if full && len(r.holds) >= maxHolds {
-		clear(r.holds)
-	}
 }
 
 // Available reports whether at least one server can take a session.

@@ -111,7 +111,13 @@ func (r *reservations) observe(prev, rep Report, prior float64) {
 		r.perSession = prior
 	}
 	settle := countIntervals * rep.Interval
-	if rep.Sessions < 0 {
+	switch {
+	case rep.Polled:
+		// A polled server's /load is its load now, and polls are seconds
+		// apart: a booking lapses at the first poll a full period after it,
+		// so that it never holds the server back for more than two polls.
+		settle = rep.Interval
+	case rep.Sessions < 0:
 		settle = blindIntervals * rep.Interval
 	}
 	for r.at.len() > 0 && rep.At.Sub(r.at.oldest()) >= settle {

@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/login"
 )
 
 // Roles a NATS user can have.
@@ -85,6 +84,12 @@ func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }
 // anonymous user may read them (the coordinators' state is there).
 var internalSubjects = []string{"$JS.>", "$KV.>", "$NRG.>", "$JSC.>", "$SYS.>", CoordinatorInbox + ".>", "_simgate.>"}
 
+// systemDenied is what a system user may not publish: what the servers
+// themselves say (connect, disconnect, shutdown advisories), and requests
+// that act on other clients or the server (kick, lame duck, reload, claims).
+var systemDenied = []string{"$SYS.ACCOUNT.>", "$SYS.SERVER.>", "$SYS.REQ.SERVER.*.KICK", "$SYS.REQ.SERVER.*.LDM",
+	"$SYS.REQ.SERVER.*.RELOAD", "$SYS.REQ.CLAIMS.>", "$SYS.REQ.ACCOUNT.*.CLAIMS.>"}
+
 // authenticator decides every connection to the embedded server: the
 // coordinator's own in-process users, then the configured users, then
 // (only when no user is configured) anyone, as an anonymous agent.
@@ -97,6 +102,9 @@ type authenticator struct {
 	claimed  map[string]bool // server entries: only an agent bound to one may name its connection so
 	log      *slog.Logger
 	throttle *logging.Throttle
+	// guard checks passwords: bcrypt once per secret, bounded at once,
+	// failures backed off per address and user.
+	guard *login.Guard
 }
 
 type internalUser struct {
@@ -117,7 +125,15 @@ func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal m
 		byNkey:   map[string]*authUser{},
 		claimed:  map[string]bool{},
 		log:      o.Logger,
-		throttle: logging.NewThrottle(time.Minute, 256),
+		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys),
+		guard:    o.Guard,
+	}
+	if a.guard == nil {
+		secrets := make([]string, len(o.Users))
+		for i, u := range o.Users {
+			secrets[i] = u.Password
+		}
+		a.guard = login.New(secrets)
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -153,7 +169,10 @@ func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal m
 		case RoleMonitor, RoleAdmin:
 			perms = readPermissions(subj, u.Role == RoleAdmin)
 		case RoleSystem:
-			perms = nil // the system account, whole: nats server list|ping|report
+			// The system account for nats server list|ping|report, but not
+			// the advisories the intake trusts (a forged DISCONNECT marks a
+			// healthy server down) nor the requests that act on clients.
+			perms = &server.Permissions{Publish: &server.SubjectPermission{Deny: systemDenied}}
 		default:
 			return nil, fmt.Errorf("NATS user %s: role %q is not one of %q, %q, %q, %q", u.label(), u.Role,
 				RoleAgent, RoleMonitor, RoleAdmin, RoleSystem)
@@ -228,27 +247,44 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		return a.refuse(c, "wrong password for an internal user")
 	}
 	var au *authUser
+	host := clientHost(c)
 	switch {
 	case o.Nkey != "":
+		if a.guard.Limited(host, o.Nkey) {
+			return a.refuse(c, login.Limited.String())
+		}
 		au = a.byNkey[o.Nkey]
 		if au == nil {
+			a.guard.Refused(host, o.Nkey)
 			return a.refuse(c, "unknown nkey "+o.Nkey)
 		}
 		if !verifyNonce(o.Nkey, o.Sig, c.GetNonce()) {
+			a.guard.Refused(host, o.Nkey)
 			return a.refuse(c, "nkey signature does not verify")
 		}
 	case o.Token != "":
+		if a.guard.Limited(host, "") {
+			return a.refuse(c, login.Limited.String())
+		}
 		for tok, u := range a.byToken {
 			if subtle.ConstantTimeCompare([]byte(o.Token), []byte(tok)) == 1 {
 				au = u
 			}
 		}
 		if au == nil {
+			a.guard.Refused(host, "")
 			return a.refuse(c, "unknown token")
 		}
 	case o.Username != "":
-		au = a.byName[o.Username]
-		if au == nil || !PasswordOK(au.u.Password, o.Password) {
+		want := ""
+		if au = a.byName[o.Username]; au != nil {
+			want = au.u.Password
+		}
+		switch out := a.guard.Check(host, o.Username, want, o.Password); out {
+		case login.OK:
+		case login.Limited:
+			return a.refuse(c, fmt.Sprintf("%s (user %q)", out, o.Username))
+		default:
 			return a.refuse(c, fmt.Sprintf("wrong user name or password (user %q)", o.Username))
 		}
 	default:
@@ -287,11 +323,7 @@ func (u *authUser) bound(entry string) bool {
 func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 	if c.Kind() == server.CLIENT {
 		remote := addr(c)
-		host, _, err := net.SplitHostPort(remote)
-		if err != nil {
-			host = remote
-		}
-		if held, ok := a.throttle.Allow(why+"|"+host, time.Now()); ok {
+		if held, ok := a.throttle.Allow(why+"|"+clientHost(c), time.Now()); ok {
 			a.log.Warn("NATS connection refused", "remote", remote, "name", c.GetOpts().Name, "reason", why,
 				"refused_since_last_line", held)
 		}
@@ -299,22 +331,24 @@ func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 	return false
 }
 
+// clientHost is the host a client connects from, "" in-process.
+func clientHost(c server.ClientAuthentication) string {
+	ra := c.RemoteAddress()
+	if ra == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(ra.String())
+	if err != nil {
+		return ra.String()
+	}
+	return host
+}
+
 func addr(c server.ClientAuthentication) string {
 	if ra := c.RemoteAddress(); ra != nil {
 		return ra.String()
 	}
 	return "in-process"
-}
-
-// passwordOK compares in constant time, or with bcrypt for a "$2…" hash.
-func PasswordOK(want, got string) bool {
-	if got == "" {
-		return false
-	}
-	if strings.HasPrefix(want, "$2") {
-		return bcrypt.CompareHashAndPassword([]byte(want), []byte(got)) == nil
-	}
-	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
 // verifyNonce checks the client's signature of the server's nonce.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -306,5 +307,92 @@ func TestAnonymousMayNotPublishEvents(t *testing.T) {
 	case <-seen:
 	case <-time.After(5 * time.Second):
 		t.Error("an anonymous heartbeat did not arrive")
+	}
+}
+
+// TestLoginsCostTheAttacker: a bcrypt password is verified once, not at
+// every reconnect (100 agents reconnecting cost one bcrypt each, once), and
+// wrong passwords from one address stop costing verifications after a few.
+func TestLoginsCostTheAttacker(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("ops-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := []User{{Name: "ops", Password: string(hash), Role: RoleMonitor}}
+	guard := login.New([]string{string(hash)})
+	srv, err := StartServer(ServerOptions{
+		Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Users: users, Guard: guard,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	dial := func(pass string) error {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("ops", pass), nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	for i := range 20 {
+		if err := dial("ops-secret"); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	if n := guard.Hashed(); n != 1 {
+		t.Errorf("20 logins with one bcrypt password ran bcrypt %d times, want 1", n)
+	}
+	for range 50 {
+		if err := dial("guess"); err == nil {
+			t.Fatal("a wrong password was let in")
+		}
+	}
+	if n := guard.Hashed(); n > 1+login.FreeFailures+1 {
+		t.Errorf("50 wrong passwords ran bcrypt %d times, want at most %d", n-1, login.FreeFailures+1)
+	}
+	// The user is waiting now, even with the right password.
+	if err := dial("ops-secret"); err == nil {
+		t.Error("the right password was checked during the wait")
+	}
+}
+
+// TestSystemUserCannotFakeAdvisories: a system user runs nats server
+// list|ping|report, but cannot publish the connect/disconnect/shutdown
+// advisories the intake trusts, nor kick a client.
+func TestSystemUserCannotFakeAdvisories(t *testing.T) {
+	srv, err := StartServer(ServerOptions{
+		Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Users:  []User{{Name: "sysop", Password: "sysop-secret", Role: RoleSystem}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("sysop", "sysop-secret"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// What nats server ping does still answers.
+	if _, err := nc.Request("$SYS.REQ.SERVER.PING", nil, 5*time.Second); err != nil {
+		t.Fatalf("server ping: %v", err)
+	}
+	for _, subj := range []string{"$SYS.ACCOUNT.SIMGATE.DISCONNECT", "$SYS.ACCOUNT.SIMGATE.CONNECT",
+		"$SYS.SERVER." + srv.ID() + ".SHUTDOWN", "$SYS.REQ.SERVER." + srv.ID() + ".KICK"} {
+		if err := nc.Publish(subj, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("%s: %v, want a permissions violation", subj, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: published by a system user", subj)
+		}
 	}
 }

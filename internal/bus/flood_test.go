@@ -5,9 +5,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -100,5 +104,74 @@ func TestLostNamesExpire(t *testing.T) {
 	in.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d names still kept as lost", n)
+	}
+}
+
+// TestClientFloodsDoNotTurnTheLogOver: whatever a client varies (user
+// names, subjects, server names), a flood of refused logins, refused
+// publishes and dropped heartbeats writes a bounded number of lines a
+// minute: the throttles' key bound, not the flood's size.
+func TestClientFloodsDoNotTurnTheLogOver(t *testing.T) {
+	var log testutil.Buffer
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", Logger: logger, Subjects: Subjects{Prefix: "simgate"},
+		Servers: []string{"a.test/1"},
+		Users: []User{
+			{Name: "ops", Password: "ops-secret", Role: RoleMonitor},
+			{Name: "agent", Password: "agent-secret", Role: RoleAgent, Servers: []string{"a.test/1"}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	var drops atomic.Int64
+	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: &recorder{}, Logger: logger,
+		Dropped: func(string) { drops.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	const n = 300
+	// Refused logins, each with its own user name and from its own connection.
+	for i := range n {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(fmt.Sprintf("user%d", i), "guess"), nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+	}
+	// Refused publishes, each on its own subject.
+	ops, err := nats.Connect(srv.ClientURL(), nats.UserInfo("ops", "ops-secret"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	for i := range n {
+		_ = ops.Publish(fmt.Sprintf("simgate.load.s%d", i), []byte("x"))
+	}
+	// Dropped heartbeats, each naming its own server.
+	agent, err := nats.Connect(srv.ClientURL(), nats.UserInfo("agent", "agent-secret"), nats.Name("a.test/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	for i := range n {
+		_ = agent.Publish("simgate.load.a_test_1", fmt.Appendf(nil, `{"v":1,"server":"x%d","status":"up","load":1,"interval":1}`, i))
+	}
+	if err := agent.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = ops.Flush()
+	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if d := drops.Load(); d < n {
+			return fmt.Errorf("%d of %d heartbeats dropped", d, n)
+		}
+		return nil
+	})
+	lines := strings.Count(log.String(), "\n")
+	t.Logf("%d log lines for %d refused logins, publishes and drops", lines, 3*n)
+	// Three floods, each feeding at most two throttles (the reason and
+	// nats-server's own line), each at most ClientKeys+1 lines a minute.
+	if max := 6 * (logging.ClientKeys + 1); lines > max {
+		t.Errorf("%d log lines for %d refused logins, publishes and drops; want at most %d:\n%s", lines, 3*n, max, log.String())
 	}
 }

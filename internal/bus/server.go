@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/login"
 )
 
 // Account names inside the embedded server. Agents and the coordinator share
@@ -65,6 +67,9 @@ type ServerOptions struct {
 	// Cluster, when set, makes this server one member of a NATS cluster of
 	// coordinators.
 	Cluster *ClusterOptions
+	// Guard checks passwords (shared with HTTP Basic for admins); nil
+	// makes one for Users.
+	Guard *login.Guard
 }
 
 // ClusterOptions makes the embedded server a cluster member (PROTOCOL §3
@@ -96,6 +101,10 @@ const (
 	apiUser   = "simgate-api"
 	anonUser  = "simgate-agent"
 )
+
+// ErrStore is StartServer's error when the state store could not be opened:
+// the caller may set it aside and start again.
+var ErrStore = errors.New("the state store could not be opened")
 
 // StartServer starts the embedded NATS server and waits until it accepts connections.
 func StartServer(o ServerOptions) (*Server, error) {
@@ -150,6 +159,10 @@ func StartServer(o ServerOptions) (*Server, error) {
 		opts.Websocket.HandshakeTimeout = 5 * time.Second
 		opts.Websocket.TLSConfig = opts.TLSConfig
 		opts.Websocket.NoTLS = opts.TLSConfig == nil
+		// Agents send no Origin (nats-server accepts that); a browser always
+		// does, and no page of anyone's has business on this listener: an
+		// origin no browser can have refuses them all.
+		opts.Websocket.AllowedOrigins = []string{NoBrowserOrigin}
 	}
 	if o.StoreDir != "" {
 		opts.JetStream = true
@@ -185,7 +198,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	fatal := make(chan string, 1)
 	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied, fatal: fatal,
-		throttle: logging.NewThrottle(time.Minute, 256), oversize: o.Oversize}, false, false, false)
+		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys), oversize: o.Oversize}, false, false, false)
 	go ns.Start()
 	// A listener that cannot bind (a busy port) fails the start at once,
 	// with nats-server's own reason, rather than after the readiness wait.
@@ -199,14 +212,18 @@ func StartServer(o ServerOptions) (*Server, error) {
 		}
 	case msg := <-fatal:
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded NATS server (nats.listen %s, websocket %q): %s", o.Listen, o.Websocket, msg)
+		err := fmt.Errorf("embedded NATS server (nats.listen %s, websocket %q): %s", o.Listen, o.Websocket, msg)
+		if strings.Contains(msg, "JetStream") || strings.Contains(msg, "jetstream") {
+			err = fmt.Errorf("%w: %w", ErrStore, err)
+		}
+		return nil, err
 	}
 	if o.StoreDir != "" {
 		// The application account keeps the coordinators' state: agents and
 		// monitors get no JetStream API in their permissions.
 		if err := regApp.EnableJetStream(nil, nil); err != nil {
 			ns.Shutdown()
-			return nil, fmt.Errorf("enabling JetStream for the coordinators' state: %w", err)
+			return nil, fmt.Errorf("%w: enabling JetStream for the coordinators' state: %w", ErrStore, err)
 		}
 	}
 	s.ns, s.ws, s.clustered, s.app = ns, o.Websocket != "", o.Cluster != nil, regApp
@@ -229,6 +246,10 @@ func exportAPI(api, app *server.Account, subj Subjects) error {
 	}
 	return app.AddServiceImport(api, "$SRV.>", "")
 }
+
+// NoBrowserOrigin is the only Origin NATS's WebSocket listener accepts: a
+// name under .invalid (RFC 2606), which no page can be served from.
+const NoBrowserOrigin = "https://no-browser.invalid"
 
 // routeUser is the user name routes between coordinators present.
 const routeUser = "simgate-route"
@@ -453,8 +474,20 @@ func (n natsLogger) Warnf(f string, v ...any) {
 	if strings.HasPrefix(msg, "Plaintext passwords detected") {
 		return // the coordinator's own users have random one-run secrets
 	}
-	n.l.Warn(msg)
+	if held, ok := n.throttle.Allow(logKey(msg), time.Now()); ok {
+		n.l.Warn(msg, "held_since_last_line", held)
+	}
 }
+
+// logKey is what a line of nats-server's is throttled by: the message with
+// its numbers and quoted parts (a client's address, connection id, name)
+// blanked, so that one refusal from many connections is one key.
+func logKey(msg string) string {
+	return logNoise.ReplaceAllString(msg, "#")
+}
+
+var logNoise = regexp.MustCompile(`"[^"]*"|\[[^\]]*\]|[0-9a-fA-F:.]*[0-9][0-9a-fA-F:.]*`)
+
 func (n natsLogger) Fatalf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
 	n.l.Error(msg)
@@ -491,7 +524,12 @@ func (n natsLogger) Errorf(f string, v ...any) {
 		}
 		return
 	}
-	n.l.Error(msg)
+	// Every other error a client can cause (nats-server's "authentication
+	// error" for each refused login, slow consumers, parser errors) is
+	// throttled like the ones above: a flood must not turn the log over.
+	if held, ok := n.throttle.Allow(logKey(msg), time.Now()); ok {
+		n.l.Error(msg, "held_since_last_line", held)
+	}
 }
 func (n natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n natsLogger) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }

@@ -96,6 +96,7 @@ type HTTP struct {
 	MaxWebSocketClients int      // concurrent WebSocket clients on / and /monitor
 	MaxMonitorClients   int      // live /monitor pages in all
 	MaxMonitorPerAddr   int      // live /monitor pages of one client address
+	MaxBookingsPerAddr  int      // unconfirmed /session bookings one client address may hold (a class)
 	SessionRate         float64  // /session requests per second per client address; 0: unlimited
 	SessionBurst        int      // burst allowed above SessionRate
 	TrustedProxies      []string // peers whose X-Forwarded-For is believed (CIDR or address)
@@ -125,6 +126,7 @@ func Default() Config {
 			MaxWebSocketClients: 20000,
 			MaxMonitorClients:   1000,
 			MaxMonitorPerAddr:   10,
+			MaxBookingsPerAddr:  40,
 			SessionRate:         20,
 			SessionBurst:        40,
 			TrustedProxies:      []string{"127.0.0.1", "::1"},
@@ -252,6 +254,7 @@ func Parse(data []byte) (Config, error) {
 			{"maxWebSocketClients", intVal(&c.HTTP.MaxWebSocketClients)},
 			{"maxMonitorClients", intVal(&c.HTTP.MaxMonitorClients)},
 			{"maxMonitorClientsPerAddress", intVal(&c.HTTP.MaxMonitorPerAddr)},
+			{"maxBookingsPerAddress", intVal(&c.HTTP.MaxBookingsPerAddr)},
 			{"sessionRate", floatVal(&c.HTTP.SessionRate)},
 			{"sessionBurst", intVal(&c.HTTP.SessionBurst)},
 			{"trustedProxies", stringsVal(&c.HTTP.TrustedProxies)},
@@ -363,6 +366,9 @@ func (c *Config) validate() error {
 	}
 	if c.HTTP.MaxWebSocketClients < 1 {
 		return bad("http.maxWebSocketClients", "must be at least 1")
+	}
+	if c.HTTP.MaxBookingsPerAddr < 1 || c.HTTP.MaxBookingsPerAddr > 10000 {
+		return bad("http.maxBookingsPerAddress", "must be between 1 and 10000 (default 40: a large class behind one address)")
 	}
 	if c.HTTP.MaxMonitorClients < 1 || c.HTTP.MaxMonitorPerAddr < 1 {
 		return bad("http.maxMonitorClients", "maxMonitorClients and maxMonitorClientsPerAddress must be at least 1")

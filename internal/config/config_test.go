@@ -88,6 +88,7 @@ func TestBadConfigs(t *testing.T) {
 		{"nats cluster remote route without users", `{"nats": {"cluster": {"listen": "127.0.0.1:6222", "routes": ["nats-route://coord2.example.org:6222"]}}}`, "nats.cluster.routes", "authentication"},
 		{"nats listen bad", `{"nats": {"listen": "nowhere"}}`, "nats.listen", "not host:port"},
 		{"nats beyond loopback", `{"nats": {"listen": "0.0.0.0:4222"}}`, "nats.listen", "requires NATS authentication"},
+		{"nats websocket without users", `{"nats": {"websocket": {"listen": "127.0.0.1:4223"}}}`, "nats.websocket.listen", "nats.users"},
 		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
 		{"trusted proxy", `{"http": {"trustedProxies": ["apache"]}}`, "http.trustedProxies", "neither an IP"},
 		{"nats users not array", `{"nats": {"users": {}}}`, "nats.users", "array of objects"},

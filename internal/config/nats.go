@@ -134,6 +134,12 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 		if err := checkListen(n.Websocket); err != nil {
 			return bad("nats.websocket.listen", "%v", err)
 		}
+		// Apache forwards to it (deploy/apache-simgate.conf's /nats, and the
+		// seed's generic ^/(\d*)/(.*)$ rule reaches any local port): even on
+		// loopback it is on the Internet, so nobody may use it anonymously.
+		if len(n.Users) == 0 {
+			return bad("nats.websocket.listen", "%q needs NATS authentication (nats.users): Apache forwards it to the Internet, where an anonymous client could forge heartbeats and read the farm. Add users (README, Security) or remove nats.websocket", n.Websocket)
+		}
 		listeners = append(listeners, struct{ key, addr string }{"nats.websocket.listen", n.Websocket})
 	}
 	if cl := n.Cluster; cl != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/poll"
 	"github.com/simgate/simgate/internal/state"
@@ -89,13 +90,22 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Allowed:   cfg.NATS.BoundServers(),
 		Threshold: cfg.LoadThreshold,
 		Timeout:   cfg.HeartbeatTimeout,
-		OnChange:  c.onChange,
+		// A class behind one school address is spread like its students.
+		MaxBookingsPerAddress: cfg.HTTP.MaxBookingsPerAddr,
+		OnChange:              c.onChange,
 		OnBook: func(server string) {
 			if b := c.bookings; b != nil {
 				b.placed(server)
 			}
 		},
 	})
+	// One password guard for NATS logins and the monitor's HTTP Basic: a
+	// client failing on one waits on both.
+	secrets := make([]string, len(cfg.NATS.Users))
+	for i, u := range cfg.NATS.Users {
+		secrets[i] = u.Password
+	}
+	guard := login.New(secrets)
 	servers := cfg.SimulationServers
 	if cfg.LocalAgent != "" {
 		servers = append(slices.Clip(servers), cfg.LocalAgent)
@@ -105,6 +115,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Users: cfg.NATS.BusUsers(), Servers: servers,
 		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
 		StoreDir: filepath.Join(cfg.LogDir, "session", "nats"),
+		Guard:    guard,
 		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropSize).Inc() },
 		Denied: func(subject string) {
 			if strings.HasPrefix(subject, subj.Prefix+".load.") {
@@ -115,7 +126,20 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	if cl := cfg.NATS.Cluster; cl != nil {
 		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
 	}
-	if c.nats, err = bus.StartServer(so); err != nil {
+	// A store the last start died on (or that the server refuses) is set
+	// aside: never a reason not to run.
+	store, err := state.Guard(so.StoreDir, log)
+	if err != nil {
+		return c, err
+	}
+	c.nats, err = bus.StartServer(so)
+	if errors.Is(err, bus.ErrStore) {
+		if err = store.Failed(err); err == nil {
+			c.nats, err = bus.StartServer(so)
+		}
+	}
+	store.Done()
+	if err != nil {
 		return c, err
 	}
 	log.Info("NATS server listening", "url", c.nats.ClientURL(), "websocket", c.nats.WebsocketURL(),
@@ -132,6 +156,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	if c.state, err = state.New(c.stateConn, replicas(members), log.With("component", "state")); err != nil {
 		return c, fmt.Errorf("state store: %w", err)
 	}
+	c.state.KeepManifest(state.ManifestPath(so.StoreDir))
 	if c.farm, err = state.NewFarm(c.stateConn, replicas(members)); err != nil {
 		return c, fmt.Errorf("farm bucket: %w", err)
 	}
@@ -190,7 +215,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Member: func() httpapi.Member {
 			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: c.nats.Members()}
 		},
-		Admin: adminByPassword(cfg.NATS.Users),
+		Admin: adminByPassword(cfg.NATS.Users, guard),
 		Drain: c.drain,
 	})
 	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)

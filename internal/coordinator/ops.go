@@ -10,6 +10,7 @@ import (
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/opsapi"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
@@ -71,7 +72,9 @@ type opsFarm struct{ c *Coordinator }
 
 func (f opsFarm) ServersDoc() []byte { return f.c.api.ServersJSON() }
 
-func (f opsFarm) Session(url string) []byte { return f.c.api.SessionFor(alloc.Visitor{URL: url}) }
+func (f opsFarm) Session(caller, url string) []byte {
+	return f.c.api.SessionFor(alloc.Visitor{Addr: caller, URL: url})
+}
 
 func (f opsFarm) Drain(node, by string, on bool) (string, error) {
 	server := f.c.serverOn(node)
@@ -104,15 +107,20 @@ func adminByNATS(users []config.NATSUser) func(string) string {
 }
 
 // adminByPassword names the admin with this user name and password (HTTP
-// Basic on the monitor page), "" for none.
-func adminByPassword(users []config.NATSUser) func(user, password string) string {
-	return func(user, password string) string {
+// Basic on the monitor page), "" for none; guard checks the password as
+// NATS's logins are checked, addr is the client's address.
+func adminByPassword(users []config.NATSUser, guard *login.Guard) func(addr, user, password string) string {
+	return func(addr, user, password string) string {
+		want := ""
 		for _, u := range users {
-			if u.Role == bus.RoleAdmin && u.User == user && u.Password != "" && bus.PasswordOK(u.Password, password) {
-				return u.User
+			if u.Role == bus.RoleAdmin && u.User == user && u.Password != "" {
+				want = u.Password
 			}
 		}
-		return ""
+		if guard.Check(addr, user, want, password) != login.OK {
+			return ""
+		}
+		return user
 	}
 }
 

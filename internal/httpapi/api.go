@@ -65,7 +65,7 @@ type Options struct {
 	// Admin, when set, names the admin (a NATS user of role admin) whose
 	// user name and password these are, "" for none: /monitor?admin shows
 	// the drain buttons to an admin, and only an admin's drain is taken.
-	Admin func(user, password string) string
+	Admin func(addr, user, password string) string
 	// Drain drains (on) or undrains server on the word of by.
 	Drain func(server, by string, on bool) error
 }
@@ -100,6 +100,9 @@ var (
 	noServer    = []byte("Error: no simulation server available at the moment.")
 	// PROTOCOL §1.1: the visitor learns why no server will ever run a world.
 	blockedEverywhere = []byte("Error: this project is blocked on every simulation server.")
+	// urlTooLong answers a ?url= over MaxWorldURL: no world's URL is that
+	// long, and the holds keep each URL asked with.
+	urlTooLong = []byte("Error: the world's URL is too long.")
 	notShared         = []byte("Error: no simulation server runs this project: none is dedicated to its repository, and none that shares its idle time takes it.")
 	one, zero         = []byte("1"), []byte("0")
 )
@@ -146,7 +149,7 @@ func New(o Options) *API {
 	}
 	a.feed = newFeed(a)
 	a.monitors = monitorSlots{max: o.MaxMonitorClients, perAddr: o.MaxMonitorPerAddress, by: map[string]int{}}
-	a.refusals = logging.NewThrottle(time.Minute, 64)
+	a.refusals = logging.NewThrottle(time.Minute, logging.ClientKeys)
 	go a.runHistory()
 	go a.feed.run(a.monitors.live)
 	a.mux.HandleFunc("/session", a.session)
@@ -217,6 +220,10 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = w.Write(limitedBody)
+		return
+	}
+	if len(v.URL) > MaxWorldURL {
+		writeText(w, urlTooLong)
 		return
 	}
 	var name string
@@ -305,12 +312,26 @@ func (a *API) ServersJSON() []byte {
 	return doc
 }
 
+// MaxWorldURL is the longest ?url= placed (bytes); GitHub's own limit for
+// a blob URL is well under it.
+const MaxWorldURL = 2048
+
 // SessionFor places a session for v and returns /session's answer (the
-// farm's NATS service places with it).
-func (a *API) SessionFor(v alloc.Visitor) []byte { return a.sessionAnswer(v) }
+// farm's NATS service places with it): v.Addr is counted against the same
+// rate as a client address, and holds its bookings as one.
+func (a *API) SessionFor(v alloc.Visitor) []byte {
+	if a.o.Limiter != nil && !a.o.Limiter.AllowAddr(v.Addr) {
+		a.limited.Inc()
+		return limitedBody
+	}
+	return a.sessionAnswer(v)
+}
 
 // sessionAnswer is the body of /session for the WebSocket form.
 func (a *API) sessionAnswer(v alloc.Visitor) []byte {
+	if len(v.URL) > MaxWorldURL {
+		return urlTooLong
+	}
 	name, ok := a.o.Registry.Place(v)
 	if !ok {
 		a.none.Inc()

@@ -268,3 +268,66 @@ func TestCloseWhileClientsConnect(t *testing.T) {
 		t.Fatalf("a client after Close: %v, %v", err, resp)
 	}
 }
+
+// TestNATSSessionIsAVisitor: the farm's NATS service places through
+// SessionFor, which counts its caller against /session's rate: a flood from
+// one caller is refused with the contract's sentence, another caller is not.
+func TestNATSSessionIsAVisitor(t *testing.T) {
+	_, api := serve(t, DefaultLimits(), Options{Limiter: NewLimiter(20, 5, nil)})
+	limited := 0
+	for range 3000 {
+		if string(api.SessionFor(alloc.Visitor{Addr: "nats-user:ops"})) == string(limitedBody) {
+			limited++
+		}
+	}
+	if limited < 2900 {
+		t.Errorf("%d of 3,000 requests from one NATS user limited, want nearly all", limited)
+	}
+	if got := string(api.SessionFor(alloc.Visitor{Addr: "nats-user:other"})); !strings.HasPrefix(got, "ws://") {
+		t.Errorf("another caller: %q", got)
+	}
+}
+
+// TestLimiterBounded: a million addresses do not grow the limiter past its
+// bound; an address that is spending keeps its bucket.
+func TestLimiterBounded(t *testing.T) {
+	l := NewLimiter(0.01, 5, nil) // a token per 100 s: nothing refills during the test
+	for range 10 {
+		l.AllowAddr("198.51.100.7") // spending: remembered
+	}
+	for i := range 3 * maxLimited {
+		l.AllowAddr(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+	}
+	l.mu.Lock()
+	n := len(l.clients)
+	l.mu.Unlock()
+	if n > maxLimited {
+		t.Errorf("limiter remembers %d addresses, want at most %d", n, maxLimited)
+	}
+	if l.AllowAddr("198.51.100.7") {
+		t.Error("a spent address was forgotten and let through")
+	}
+}
+
+// TestLongWorldURLRefused: a ?url= longer than any world's is answered with
+// an Error: sentence and books nothing (the holds keep each URL: 12 KiB
+// URLs were 1.6 GB of heap in 30 s).
+func TestLongWorldURLRefused(t *testing.T) {
+	addr, api := serve(t, DefaultLimits(), Options{})
+	long := "https://github.com/x/y/blob/main/" + strings.Repeat("a", MaxWorldURL)
+	resp, err := http.Get("http://" + addr + "/session?url=" + long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != string(urlTooLong) {
+		t.Errorf("%d %q", resp.StatusCode, body)
+	}
+	if got := string(api.SessionFor(alloc.Visitor{Addr: "x", URL: long})); got != string(urlTooLong) {
+		t.Errorf("over NATS: %q", got)
+	}
+	if h, _ := api.o.Registry.Counts(); h != 0 {
+		t.Errorf("%d sessions booked for too long a URL", h)
+	}
+}

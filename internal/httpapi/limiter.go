@@ -15,6 +15,21 @@ import (
 // text style so that the Webots client shows it.
 var limitedBody = []byte("Error: too many requests from your address, please try again in a moment.")
 
+// maxLimited bounds the addresses the limiter remembers (about 200 bytes
+// each: 20 MB at most); overflowClient is the bucket newcomers share past it.
+const (
+	maxLimited     = 100_000
+	overflowClient = "overflow"
+)
+
+// randomKey is any key of m (map order is random), "" for an empty map.
+func randomKey[V any](m map[string]V) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
 // Limiter is a token bucket per client address. The address comes from
 // X-Forwarded-For only when the peer is a trusted proxy (the local Apache).
 type Limiter struct {
@@ -23,7 +38,8 @@ type Limiter struct {
 	trusted []netip.Prefix
 	mu      sync.Mutex
 	clients map[string]*limitEntry
-	last    time.Time
+	last    time.Time // the last sweep of idle clients
+	full    time.Time // the last scan for full buckets, once at the bound
 }
 
 type limitEntry struct {
@@ -137,6 +153,26 @@ func (l *Limiter) AllowAddr(addr string) bool {
 		l.last = now
 	}
 	e := l.clients[addr]
+	if e == nil {
+		if len(l.clients) >= maxLimited && now.Sub(l.full) >= time.Second {
+			// A full bucket says nothing a new one would not: forget those
+			// (a scan a second at most: a flood of newcomers is not n²).
+			for k, old := range l.clients {
+				if old.lim.TokensAt(now) >= float64(l.burst) {
+					delete(l.clients, k)
+				}
+			}
+			l.full = now
+		}
+		if len(l.clients) >= maxLimited {
+			// Still full (a million addresses, each spending): the newcomers
+			// share one bucket until some are forgotten.
+			addr = overflowClient
+			if e = l.clients[addr]; e == nil {
+				delete(l.clients, randomKey(l.clients))
+			}
+		}
+	}
 	if e == nil {
 		e = &limitEntry{lim: rate.NewLimiter(l.rate, l.burst)}
 		l.clients[addr] = e

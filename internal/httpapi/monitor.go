@@ -100,7 +100,8 @@ func (a *API) admin(r *http.Request) string {
 	if !ok || a.o.Admin == nil {
 		return ""
 	}
-	return a.o.Admin(user, pass)
+	_, addr := a.client(r)
+	return a.o.Admin(addr, user, pass)
 }
 
 func (a *API) askCredentials(w http.ResponseWriter) {

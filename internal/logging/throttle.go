@@ -23,6 +23,11 @@ type throttled struct {
 	held int       // lines held back since
 }
 
+// ClientKeys is the key bound of every throttle a client can feed (refused
+// logins, refused publishes, dropped heartbeats): at most ClientKeys+1 lines
+// a period from any flood, however many sources or subjects it spreads over.
+const ClientKeys = 30
+
 // NewThrottle allows one line per key and period, for at most maxKeys keys.
 func NewThrottle(period time.Duration, maxKeys int) *Throttle {
 	return &Throttle{period: period, maxKeys: maxKeys, keys: map[string]*throttled{}}

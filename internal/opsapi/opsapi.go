@@ -22,8 +22,9 @@ import (
 type Farm interface {
 	// ServersDoc is the /api/servers document.
 	ServersDoc() []byte
-	// Session places a session for a tool, as /session?url= does.
-	Session(url string) []byte
+	// Session places a session for caller (a visitor like /session's: the
+	// same rate limit, per-address bookings and holds), as /session?url= does.
+	Session(caller, url string) []byte
 	// Drain drains (on) or undrains the server on node, on the word of by.
 	Drain(node, by string, on bool) (server string, err error)
 }
@@ -62,7 +63,7 @@ func Start(o Options) (micro.Service, error) {
 		}),
 		add("session", o.Subjects.API("session"), func(r micro.Request) {
 			url := strings.TrimPrefix(strings.TrimSpace(string(r.Data())), "?url=")
-			_ = r.Respond(o.Farm.Session(url))
+			_ = r.Respond(o.Farm.Session(caller(r), url))
 		}),
 		add("drain", o.Subjects.API("drain.*"), func(r micro.Request) { drain(o, r, true) }),
 		add("undrain", o.Subjects.API("undrain.*"), func(r micro.Request) { drain(o, r, false) }),
@@ -83,13 +84,32 @@ func Start(o Options) (micro.Service, error) {
 type requestInfo struct {
 	Account string `json:"acc"`
 	User    string `json:"user"`
+	Host    string `json:"host"`
 }
 
-func drain(o Options, r micro.Request, on bool) {
+func info(r micro.Request) requestInfo {
 	var info requestInfo
 	if h := r.Headers().Get("Nats-Request-Info"); h != "" {
 		_ = json.Unmarshal([]byte(h), &info)
 	}
+	return info
+}
+
+// caller is who asks for a session, as a visitor: the NATS user, or for an
+// anonymous local client, its address (the server vouches for both in
+// Nats-Request-Info, which no client can set).
+func caller(r micro.Request) string {
+	switch i := info(r); {
+	case i.User != "":
+		return "nats-user:" + i.User
+	case i.Host != "":
+		return "nats-host:" + i.Host
+	}
+	return "nats"
+}
+
+func drain(o Options, r micro.Request, on bool) {
+	info := info(r)
 	admin := ""
 	if o.Admin != nil && info.User != "" {
 		admin = o.Admin(info.User)

@@ -19,8 +19,10 @@ type farm struct {
 	drains []string
 }
 
-func (f *farm) ServersDoc() []byte        { return []byte(`{"servers":[]}`) }
-func (f *farm) Session(url string) []byte { return []byte("ws://a.test/1 for " + url) }
+func (f *farm) ServersDoc() []byte { return []byte(`{"servers":[]}`) }
+func (f *farm) Session(caller, url string) []byte {
+	return []byte("ws://a.test/1 for " + caller + " " + url)
+}
 func (f *farm) Drain(node, by string, on bool) (string, error) {
 	if node != "a_test_1" {
 		return "", ErrUnknownNode
@@ -80,7 +82,8 @@ func TestService(t *testing.T) {
 		want    string
 	}{
 		{ops, "simgate.api.servers", "", `{"servers":[]}`},
-		{ops, "simgate.api.session", "?url=https://github.com/x/y", "ws://a.test/1 for https://github.com/x/y"},
+		// A session is asked for by a visitor: the user, as the server says.
+		{ops, "simgate.api.session", "?url=https://github.com/x/y", "ws://a.test/1 for nats-user:ops https://github.com/x/y"},
 		{admin, "simgate.api.drain.a_test_1", "", `{"server":"a.test/1","drained":true,"by":"alice"}`},
 		{admin, "simgate.api.undrain.a_test_1", "", `{"server":"a.test/1","drained":false,"by":"alice"}`},
 	} {

@@ -8,6 +8,8 @@ package poll
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -62,13 +64,39 @@ func New(o Options) *Poller {
 		o.Logger = slog.Default()
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: o.Period}
+		o.Client = (&Poller{o: o}).client()
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 64
 	}
 	return &Poller{o: o, noted: map[string]bool{}, busy: map[string]bool{}, failed: map[string]string{},
 		sem: make(chan struct{}, o.Parallel)}
+}
+
+// client is the default HTTP client of a poller.
+func (p *Poller) client() *http.Client {
+	period := p.o.Period
+	if period <= 0 {
+		period = 2 * time.Second
+	}
+	return &http.Client{Timeout: period, CheckRedirect: sameHost}
+}
+
+// sameHost follows a redirect only on the polled server's own host and
+// never to a /session: a simulation server answering with a redirect must
+// not make the coordinator poll another host, or book a session on itself
+// at every poll.
+func sameHost(req *http.Request, via []*http.Request) error {
+	if len(via) >= 3 {
+		return errors.New("more than 3 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		return fmt.Errorf("redirected off the server's host, to %s", req.URL.Host)
+	}
+	if strings.HasSuffix(req.URL.Path, "/session") {
+		return errors.New("redirected to a /session")
+	}
+	return nil
 }
 
 // URL is where server's load is read: the scheme from ssl, then the entry

@@ -136,3 +136,50 @@ func TestURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectsStayOnTheServer: a redirect on the polled server's own host
+// is followed; one to another host, or to a /session (which would book a
+// session at every poll), is not.
+func TestRedirectsStayOnTheServer(t *testing.T) {
+	var other atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		other.Add(1)
+		_, _ = io.WriteString(w, "5")
+	}))
+	t.Cleanup(elsewhere.Close)
+	var sessions atomic.Int64
+	var target atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/load":
+			http.Redirect(w, r, target.Load().(string), http.StatusFound)
+		case "/real-load":
+			_, _ = io.WriteString(w, "42")
+		case "/session":
+			sessions.Add(1)
+			_, _ = io.WriteString(w, "ws://x")
+		}
+	}))
+	t.Cleanup(srv.Close)
+	client := (&Poller{}).client()
+	for _, tc := range []struct {
+		target string
+		ok     bool
+	}{
+		{"/real-load", true},
+		{elsewhere.URL + "/load", false},
+		{"/session", false},
+	} {
+		target.Store(tc.target)
+		resp, err := client.Get(srv.URL + "/load")
+		if err == nil {
+			resp.Body.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("redirect to %s: %v, want followed %v", tc.target, err, tc.ok)
+		}
+	}
+	if other.Load() != 0 || sessions.Load() != 0 {
+		t.Errorf("another host polled %d times, /session asked %d times", other.Load(), sessions.Load())
+	}
+}

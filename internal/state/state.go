@@ -43,6 +43,55 @@ type KV struct {
 	mu    sync.Mutex
 	kv    jetstream.KeyValue
 	mails map[string]notify.Mail // what the bucket holds, as last read or written
+	// manifest, when set, is the file the bucket's entry count is kept in
+	// after each write (ManifestPath); noted is the count last written.
+	manifest string
+	noted    uint64
+}
+
+// KeepManifest makes k record its entry count in path after each write,
+// and report, when it opens, a bucket that reads as empty where the last
+// count was not.
+func (k *KV) KeepManifest(path string) {
+	k.mu.Lock()
+	k.manifest = path
+	k.mu.Unlock()
+}
+
+// note records the bucket's entry count in the manifest; k.mu is held.
+func (k *KV) note(ctx context.Context, kv jetstream.KeyValue) {
+	if k.manifest == "" {
+		return
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || st.Values() == k.noted {
+		return
+	}
+	k.noted = st.Values()
+	if err := writeManifest(k.manifest, manifest{Entries: k.noted, At: time.Now().UTC()}); err != nil {
+		k.log.Warn("cannot record the state bucket's entry count", "file", k.manifest, "error", err)
+	}
+}
+
+// checkOpened reports a bucket that reads as empty though the manifest
+// says it held entries: a store damaged on disk loses them silently
+// otherwise. k.mu is held.
+func (k *KV) checkOpened(ctx context.Context, kv jetstream.KeyValue) {
+	if k.manifest == "" {
+		return
+	}
+	m, ok := readManifest(k.manifest)
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return
+	}
+	k.noted = st.Values()
+	if ok && m.Entries > 0 && st.Values() == 0 {
+		k.log.Error("the state store reads as empty, but held entries when last written: they are lost",
+			"bucket", Bucket, "entries_lost", m.Entries, "last_written", m.At,
+			"what", "pending mails, mail hold-off states and drains; the drains must be made again")
+		_ = writeManifest(k.manifest, manifest{Entries: 0, At: time.Now().UTC()})
+	}
 }
 
 // New returns the state bucket over nc, with replicas copies.
@@ -74,6 +123,7 @@ func (k *KV) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		return nil, fmt.Errorf("state bucket %s (replicas %d): %w", Bucket, k.replicas, err)
 	}
 	k.kv = kv
+	k.checkOpened(ctx, kv)
 	return kv, nil
 }
 
@@ -170,6 +220,7 @@ func (k *KV) SaveMails(mails []notify.Mail) error {
 		return err
 	}
 	defer done()
+	defer k.note(ctx, kv) // before done: k.mu is held
 	if k.mails == nil {
 		// Learn what the bucket holds, to delete what is no longer pending.
 		keys, err := k.keys(ctx, kv, "mail")
@@ -245,6 +296,7 @@ func (k *KV) SaveHolds(changed map[string]notify.Hold) error {
 		return err
 	}
 	defer done()
+	defer k.note(ctx, kv) // before done: k.mu is held
 	for server, h := range changed {
 		key := "hold." + bus.Node(server)
 		if h == (notify.Hold{}) {
@@ -276,6 +328,7 @@ func (k *KV) SetDrain(server, by string) error {
 		return err
 	}
 	defer done()
+	defer k.note(ctx, kv) // before done: k.mu is held
 	key := "drain." + bus.Node(server)
 	if by == "" {
 		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

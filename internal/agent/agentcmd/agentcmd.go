@@ -198,11 +198,19 @@ func checkProbe(probe string) error {
 	return nil
 }
 
+// connectTimeout bounds one connection attempt, handshake and login included.
+const connectTimeout = 5 * time.Second
+
 // Build connects to NATS (retrying forever in the background) and builds the agent.
 func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent.Agent, error) {
 	var lastFail time.Time // only the connection's callback goroutine touches it
 	nopts := []nats.Option{
 		nats.Name(o.Server), // the coordinator tells which server a closed connection took with it
+		// A coordinator verifying many bcrypt passwords after its restart
+		// answers late: wait for it (it remembers a verified password, so
+		// a retry after a time-out costs it nothing), rather than give up
+		// at nats.go's 2 s and start the handshake again.
+		nats.Timeout(connectTimeout),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		// A coordinator that dies: the next one on the list (or that its

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"io"
+	"path/filepath"
+	"testing"
+)
+
+// A configuration the coordinator cannot run with exits 2 (PROTOCOL §3),
+// or what the unit asks for: 78, the one status it does not restart on (Go
+// exits 2 for a panic or an out-of-memory death, which must be restarted).
+func TestConfigErrorStatus(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	for _, tc := range []struct {
+		env  string
+		want int
+	}{{"", 2}, {"78", 78}, {"nonsense", 2}, {"300", 2}} {
+		t.Run("SIMGATE_CONFIG_ERROR_STATUS="+tc.env, func(t *testing.T) {
+			t.Setenv("SIMGATE_CONFIG_ERROR_STATUS", tc.env)
+			if got := run([]string{missing}, io.Discard, io.Discard); got != tc.want {
+				t.Errorf("exit %d, want %d", got, tc.want)
+			}
+			if got := run([]string{"a.json", "b.json"}, io.Discard, io.Discard); got != tc.want {
+				t.Errorf("two files: exit %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

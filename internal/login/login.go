@@ -1,0 +1,290 @@
+// Package login checks passwords so that a password costs the attacker, not
+// the farm: a bcrypt hash is verified once per secret and then remembered,
+// at most a few verifications run at once, an address that keeps failing is
+// refused without any verification for a growing time, and an unknown user
+// costs what a wrong password costs, so that user names cannot be told
+// apart by timing. It knows nothing of NATS or HTTP: both ask it.
+package login
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"math"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Outcome says how a check ended.
+type Outcome int
+
+const (
+	OK      Outcome = iota // the password is right
+	Wrong                  // wrong password, or unknown user
+	Limited                // the address failed too often lately: not even verified
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OK:
+		return "ok"
+	case Wrong:
+		return "wrong user name or password"
+	}
+	return "too many failed logins from this address: refused without checking"
+}
+
+// Defaults, measured on a 2-core machine (README, Security): a cost-11
+// bcrypt hash takes about 120 ms of one core.
+const (
+	// FreeFailures is how many failures a user at an address has in a
+	// minute before it waits; AddressFailures, an address whatever the user.
+	FreeFailures    = 5
+	AddressFailures = 30
+	// FirstWait is the first wait after those; each further failure doubles
+	// it, up to MaxWait. A success forgets the address.
+	FirstWait = time.Second
+	MaxWait   = time.Minute
+	// maxAddrs bounds the failure table; past it, new keys share one entry.
+	maxAddrs = 10000
+	// maxRemembered bounds the cache of verified secrets.
+	maxRemembered = 10000
+)
+
+// Guard checks passwords. The zero value is not usable: use New.
+type Guard struct {
+	key   []byte        // HMAC key for remembered secrets: never leaves the process
+	slots chan struct{} // bcrypt verifications running now
+	dummy string        // a hash of the configured cost, for unknown users
+	now   func() time.Time
+	// hashed counts bcrypt verifications (for /metrics and tests).
+	hashed atomic.Int64
+
+	mu       sync.Mutex // guards remember and fails
+	remember map[string][sha256.Size]byte
+	fails    map[string]*failure
+}
+
+type failure struct {
+	count  int       // failures since window
+	window time.Time // when this count began
+	until  time.Time // refused without checking before this
+	last   time.Time // the latest failure
+}
+
+// New returns a guard for the configured secrets (plain or bcrypt): an
+// unknown user is checked against a hash of the highest bcrypt cost among
+// them, so that it costs what a wrong password costs.
+func New(secrets []string) *Guard {
+	g := &Guard{
+		key:      make([]byte, 32),
+		slots:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		now:      time.Now,
+		remember: map[string][sha256.Size]byte{},
+		fails:    map[string]*failure{},
+	}
+	_, _ = rand.Read(g.key)
+	cost := 0
+	for _, s := range secrets {
+		if IsHash(s) {
+			if c, err := bcrypt.Cost([]byte(s)); err == nil && c > cost {
+				cost = c
+			}
+		}
+	}
+	if cost > 0 {
+		h, err := bcrypt.GenerateFromPassword(g.key[:16], cost)
+		if err == nil {
+			g.dummy = string(h)
+		}
+	}
+	return g
+}
+
+// Hashed is how many bcrypt verifications ran.
+func (g *Guard) Hashed() int64 { return g.hashed.Load() }
+
+// IsHash says whether a configured password is a bcrypt hash.
+func IsHash(s string) bool { return strings.HasPrefix(s, "$2") }
+
+// Refused counts a failure of another kind (an unknown token, an nkey
+// signature that does not verify) for user at addr.
+func (g *Guard) Refused(addr, user string) {
+	g.failed(addr, user)
+}
+
+// Limited says whether user at addr must wait before its next try.
+func (g *Guard) Limited(addr, user string) bool { return g.limited(addr, user) }
+
+// Check reports whether password is want's, for user at addr (addr "" when
+// unknown: never limited). want "" means the user is unknown: the check
+// costs the same and fails.
+func (g *Guard) Check(addr, user, want, password string) Outcome {
+	if g.limited(addr, user) {
+		return Limited
+	}
+	if g.verify(want, password) {
+		g.succeeded(addr, user)
+		return OK
+	}
+	g.failed(addr, user)
+	return Wrong
+}
+
+// verify compares password with want: in constant time for a plain
+// secret; for a bcrypt hash, from the remembered secrets or with bcrypt,
+// at most len(slots) at once.
+func (g *Guard) verify(want, password string) bool {
+	if want == "" {
+		if g.dummy != "" {
+			g.bcrypt(g.dummy, password)
+		} else {
+			subtle.ConstantTimeCompare([]byte(password), g.key)
+		}
+		return false
+	}
+	if password == "" {
+		return false
+	}
+	if !IsHash(want) {
+		return subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
+	}
+	mac := g.mac(password)
+	g.mu.Lock()
+	known, ok := g.remember[want]
+	g.mu.Unlock()
+	if ok {
+		// A remembered hash with another password is verified again: the
+		// configured hash is what decides, never the cache alone.
+		if hmac.Equal(known[:], mac[:]) {
+			return true
+		}
+	}
+	if !g.bcrypt(want, password) {
+		return false
+	}
+	g.mu.Lock()
+	if len(g.remember) >= maxRemembered {
+		clear(g.remember)
+	}
+	g.remember[want] = mac
+	g.mu.Unlock()
+	return true
+}
+
+func (g *Guard) bcrypt(hash, password string) bool {
+	g.slots <- struct{}{}
+	defer func() { <-g.slots }()
+	g.hashed.Add(1)
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+}
+
+func (g *Guard) mac(password string) [sha256.Size]byte {
+	h := hmac.New(sha256.New, g.key)
+	h.Write([]byte(password))
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// keys are the failure table's entries a check for user at addr counts
+// against: the pair, so that one misconfigured agent behind a shared
+// address locks out only itself, and the address, with a larger allowance,
+// so that trying many user names costs as much as trying many passwords.
+func keys(addr, user string) [2]struct {
+	key  string
+	free int
+} {
+	free := AddressFailures
+	if ip, err := netip.ParseAddr(addr); err == nil && ip.IsLoopback() {
+		// Apache's connections (agents over wss://, visitors of /monitor)
+		// all come from loopback: one client failing there must not lock
+		// every agent out; the pair's limit still holds.
+		free = math.MaxInt
+	}
+	return [2]struct {
+		key  string
+		free int
+	}{{addr + "\x00" + user, FreeFailures}, {addr, free}}
+}
+
+func (g *Guard) limited(addr, user string) bool {
+	if addr == "" {
+		return false
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, k := range keys(addr, user) {
+		if f := g.fails[g.slot(k.key)]; f != nil && now.Before(f.until) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Guard) succeeded(addr, user string) {
+	if addr == "" {
+		return
+	}
+	g.mu.Lock()
+	delete(g.fails, keys(addr, user)[0].key)
+	g.mu.Unlock()
+}
+
+func (g *Guard) failed(addr, user string) {
+	if addr == "" {
+		return
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, k := range keys(addr, user) {
+		key := g.slot(k.key)
+		f := g.fails[key]
+		if f == nil {
+			if len(g.fails) >= maxAddrs {
+				g.sweep(now)
+				key = g.slot(k.key)
+			}
+			f = &failure{window: now}
+			g.fails[key] = f
+		}
+		// Failures count within a window of MaxWait: a client that fails
+		// once a minute (an agent with an old password) never grows its wait.
+		if now.Sub(f.window) > MaxWait {
+			f.count, f.window = 0, now
+		}
+		f.count++
+		f.last = now
+		if f.count > k.free {
+			wait := FirstWait << min(f.count-k.free-1, 16)
+			f.until = now.Add(min(wait, MaxWait))
+		}
+	}
+}
+
+// slot is the failure table's key for key: itself, or, once the table is
+// full, one entry every new key shares. g.mu is held.
+func (g *Guard) slot(key string) string {
+	if _, ok := g.fails[key]; ok || len(g.fails) < maxAddrs {
+		return key
+	}
+	return "other"
+}
+
+// sweep forgets entries that are neither waiting nor recent. g.mu is held.
+func (g *Guard) sweep(now time.Time) {
+	for k, f := range g.fails {
+		if now.After(f.until) && now.Sub(f.last) > MaxWait {
+			delete(g.fails, k)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package login
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func hash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// clock is a settable time for the guard.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newGuard(secrets ...string) (*Guard, *clock) {
+	g := New(secrets)
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	g.now = c.now
+	return g, c
+}
+
+// A verified bcrypt password is not hashed again: 100 agents reconnecting
+// with one secret cost one verification, not 100.
+func TestVerifiedHashRemembered(t *testing.T) {
+	h := hash(t, "agent-secret")
+	g, _ := newGuard(h)
+	for i := range 100 {
+		if got := g.Check("10.0.0.1", "agent", h, "agent-secret"); got != OK {
+			t.Fatalf("check %d: %v", i, got)
+		}
+	}
+	if n := g.Hashed(); n != 1 {
+		t.Errorf("bcrypt ran %d times for 100 logins with one secret, want 1", n)
+	}
+	// Another password against the remembered hash is verified, and fails.
+	if got := g.Check("10.0.0.1", "agent", h, "other"); got != Wrong {
+		t.Errorf("a wrong password after a right one: %v", got)
+	}
+	if n := g.Hashed(); n != 2 {
+		t.Errorf("a wrong password was not verified by bcrypt (%d runs)", n)
+	}
+}
+
+// An unknown user costs one bcrypt verification, as a wrong password does:
+// timing does not tell user names.
+func TestUnknownUserCostsAWrongPassword(t *testing.T) {
+	h := hash(t, "admin-secret")
+	g, _ := newGuard(h)
+	if got := g.Check("10.0.0.2", "nobody", "", "guess"); got != Wrong {
+		t.Fatalf("unknown user: %v", got)
+	}
+	if got := g.Check("10.0.0.2", "admin", h, "guess"); got != Wrong {
+		t.Fatalf("wrong password: %v", got)
+	}
+	if n := g.Hashed(); n != 2 {
+		t.Errorf("bcrypt ran %d times for an unknown user and a wrong password, want 2", n)
+	}
+	plain, _ := newGuard("plain-secret")
+	if got := plain.Check("10.0.0.2", "nobody", "", "guess"); got != Wrong || plain.Hashed() != 0 {
+		t.Errorf("plain secrets: unknown user %v, %d bcrypt runs", got, plain.Hashed())
+	}
+}
+
+func TestFailedLoginsBackOff(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(g *Guard, c *clock) Outcome
+		want Outcome
+	}{
+		{"five failures are free", func(g *Guard, _ *clock) Outcome {
+			for range FreeFailures - 1 {
+				g.Check("a", "u", "pw", "x")
+			}
+			return g.Check("a", "u", "pw", "pw")
+		}, OK},
+		{"the sixth failure makes the user wait", func(g *Guard, _ *clock) Outcome {
+			for range FreeFailures + 1 {
+				g.Check("a", "u", "pw", "x")
+			}
+			return g.Check("a", "u", "pw", "pw")
+		}, Limited},
+		{"the wait ends", func(g *Guard, c *clock) Outcome {
+			for range FreeFailures + 1 {
+				g.Check("a", "u", "pw", "x")
+			}
+			c.add(FirstWait)
+			return g.Check("a", "u", "pw", "pw")
+		}, OK},
+		{"the wait doubles", func(g *Guard, c *clock) Outcome {
+			for range FreeFailures + 2 {
+				g.Check("a", "u", "pw", "x")
+				c.add(FirstWait) // past each wait, so that each failure counts
+			}
+			c.add(-FirstWait + FirstWait*3/2)
+			return g.Check("a", "u", "pw", "pw")
+		}, Limited},
+		{"another user at the address is not locked out", func(g *Guard, _ *clock) Outcome {
+			for range FreeFailures + 1 {
+				g.Check("a", "broken-agent", "pw", "old")
+			}
+			return g.Check("a", "good-agent", "pw2", "pw2")
+		}, OK},
+		{"many user names from one address wait too", func(g *Guard, _ *clock) Outcome {
+			for i := range AddressFailures + 1 {
+				g.Check("a", string(rune('A'+i)), "pw", "x")
+			}
+			return g.Check("a", "good-agent", "pw2", "pw2")
+		}, Limited},
+		{"loopback (Apache) is limited per user only", func(g *Guard, _ *clock) Outcome {
+			for i := range AddressFailures + 1 {
+				g.Check("127.0.0.1", string(rune('A'+i)), "pw", "x")
+			}
+			return g.Check("127.0.0.1", "good-agent", "pw2", "pw2")
+		}, OK},
+		{"another address is not locked out", func(g *Guard, _ *clock) Outcome {
+			for range AddressFailures + 1 {
+				g.Check("a", "u", "pw", "x")
+			}
+			return g.Check("b", "u", "pw", "pw")
+		}, OK},
+		{"one failure a minute never waits", func(g *Guard, c *clock) Outcome {
+			for range 3 * FreeFailures {
+				g.Check("a", "u", "pw", "x")
+				c.add(MaxWait + time.Second)
+			}
+			return g.Check("a", "u", "pw", "pw")
+		}, OK},
+		{"a local check without an address is never limited", func(g *Guard, _ *clock) Outcome {
+			for range 3 * AddressFailures {
+				g.Check("", "u", "pw", "x")
+			}
+			return g.Check("", "u", "pw", "pw")
+		}, OK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, c := newGuard("pw", "pw2")
+			if got := tt.run(g, c); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// Limited checks verify nothing: a flood of wrong passwords for a bcrypt
+// user from one address costs a handful of verifications.
+func TestLimitedCostsNothing(t *testing.T) {
+	h := hash(t, "admin-secret")
+	g, _ := newGuard(h)
+	for range 1000 {
+		g.Check("203.0.113.9", "admin", h, "guess")
+	}
+	if n := g.Hashed(); n > FreeFailures+1 {
+		t.Errorf("1,000 wrong passwords from one address ran bcrypt %d times, want at most %d", n, FreeFailures+1)
+	}
+}
+
+// The failure table is bounded: a million addresses do not grow it past maxAddrs.
+func TestFailureTableBounded(t *testing.T) {
+	g, _ := newGuard("pw")
+	for i := range 3 * maxAddrs {
+		g.Check(string(rune(i)), "u", "pw", "x")
+	}
+	g.mu.Lock()
+	n := len(g.fails)
+	g.mu.Unlock()
+	if n > maxAddrs+1 {
+		t.Errorf("failure table holds %d entries, want at most %d", n, maxAddrs+1)
+	}
+}
