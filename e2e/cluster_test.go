@@ -98,6 +98,9 @@ func tryCluster(t *testing.T, n int, extra map[string]any) (*cluster, error) {
 		c.members = append(c.members, f)
 	}
 	c.waitFormed(t, c.members)
+	for _, m := range c.members {
+		m.waitReady(t)
+	}
 	return c, nil
 }
 
@@ -127,7 +130,9 @@ func (f *farm) tryLaunch(t *testing.T) error {
 	}
 	f.base = fmt.Sprintf("http://127.0.0.1:%d", f.bound.HTTPPort)
 	f.nats = fmt.Sprintf("nats://127.0.0.1:%d", f.bound.NATSPort)
-	f.waitReady(t)
+	// Serving, not ready: a member is ready once the cluster gives it its
+	// drains, which takes a majority of the members (tryCluster waits).
+	f.waitHealthy(t)
 	return nil
 }
 

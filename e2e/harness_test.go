@@ -104,6 +104,7 @@ type farm struct {
 	dir      string // the coordinator's working directory ("" for the test's own)
 	natsHost string // the host of nats.listen
 	bound    listening
+	notReady bool // launch returns once the coordinator serves, ready or not
 }
 
 // listening is what the coordinator's -listen-file holds.
@@ -118,6 +119,11 @@ type listening struct {
 // and starts a coordinator on it. Every port is 0: the coordinator binds
 // free ones and says which, so no test picks a port it does not hold.
 func startFarm(t *testing.T, extra map[string]any) *farm {
+	t.Helper()
+	return startFarmWith(t, extra, false)
+}
+
+func startFarmWith(t *testing.T, extra map[string]any, notReady bool) *farm {
 	t.Helper()
 	// Each coordinator its own logDir: its state store lives there, and
 	// one test's pending mails must not be another's.
@@ -134,6 +140,7 @@ func startFarm(t *testing.T, extra map[string]any) *farm {
 		t.Fatal(err)
 	}
 	f := newFarm(t, path, "")
+	f.notReady = notReady
 	if n, ok := cfg["nats"].(map[string]any); ok {
 		if l, ok := n["listen"].(string); ok {
 			f.natsHost, _, _ = strings.Cut(l, ":")
@@ -141,6 +148,13 @@ func startFarm(t *testing.T, extra map[string]any) *farm {
 	}
 	f.launch(t)
 	return f
+}
+
+// startFarmNotReady is startFarm that returns once the coordinator serves,
+// ready or not.
+func startFarmNotReady(t *testing.T, extra map[string]any) *farm {
+	t.Helper()
+	return startFarmWith(t, extra, true)
 }
 
 // newFarm is a farm for the configuration file at path, not started yet.
@@ -170,7 +184,9 @@ func (f *farm) launch(t *testing.T, args ...string) {
 	f.base = fmt.Sprintf("http://127.0.0.1:%d", f.bound.HTTPPort)
 	scheme, _, _ := strings.Cut(f.bound.NATSURL, "://")
 	f.nats = fmt.Sprintf("%s://127.0.0.1:%d", scheme, f.bound.NATSPort)
-	f.waitReady(t)
+	if !f.notReady {
+		f.waitReady(t)
+	}
 }
 
 // restart starts a new coordinator, after the last one stopped, on the
@@ -180,6 +196,20 @@ func (f *farm) restart(t *testing.T) {
 	f.launch(t, "-port", strconv.Itoa(f.bound.HTTPPort), "-nats-listen", net.JoinHostPort(f.natsHost, strconv.Itoa(f.bound.NATSPort)))
 }
 
+// waitHealthy waits until the coordinator serves (/healthz), ready or not.
+func (f *farm) waitHealthy(t *testing.T) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if f.coord.exited() {
+			t.Fatalf("the coordinator exited (%v):\n%s", f.coord.err, f.coord.out.String())
+		}
+		_, _, err := get(f.base + "/healthz")
+		return err
+	})
+}
+
+// waitReady waits until the coordinator is ready (/readyz 200): its drains
+// loaded, every server heard from or one silence timeout passed.
 func (f *farm) waitReady(t *testing.T) {
 	t.Helper()
 	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {

@@ -95,21 +95,37 @@ func (a *Agent) Draining() bool {
 	return a.draining.Load()
 }
 
+// FirstSample is how long the agent samples before its first heartbeat.
+const FirstSample = 250 * time.Millisecond
+
 // Run publishes heartbeats on nc until ctx ends, then a leaving heartbeat.
 func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	subject := a.o.Subjects.Load(a.o.Server)
-	t := time.NewTicker(a.o.Interval)
-	defer t.Stop()
+	// The first heartbeat goes after a short first sample (FirstSample), so
+	// that a coordinator started beside the agent places from its first
+	// answer: long enough for a CPU sample (25 clock ticks a core), not the
+	// milliseconds since the collectors started, which read 0 % or 100 %
+	// and made a full/available pair at start. Then one every interval.
+	first := time.NewTimer(min(a.o.Interval, FirstSample))
+	defer first.Stop()
+	tick := first.C
+	var t *time.Ticker
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	checked := false
-	// The first heartbeat waits one interval: its CPU sample then covers a
-	// whole interval, not the milliseconds since the collectors started
-	// (which read 0 % or 100 % and made a full/available pair at start).
 	for {
 		select {
 		case <-ctx.Done():
 			a.leave(nc, subject)
 			return nil
-		case <-t.C:
+		case <-tick:
+		}
+		if t == nil {
+			t = time.NewTicker(a.o.Interval)
+			tick = t.C
 		}
 		hb := a.Beat(ctx)
 		if ctx.Err() != nil {

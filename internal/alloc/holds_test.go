@@ -289,3 +289,31 @@ func TestPolledBookingLapsesAtTheNextPoll(t *testing.T) {
 		t.Error("the second visitor is still refused two polls after the first booking")
 	}
 }
+
+// TestGatedUntilOpen: a gated registry answers as a busy farm (no
+// placement, not available, HEAD's peek empty) until Open.
+func TestGatedUntilOpen(t *testing.T) {
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Gated: true})
+	if err := r.Apply(report("a/1", 10)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Unheard(); len(got) != 1 || got[0] != "b/1" {
+		t.Errorf("unheard %v, want [b/1]", got)
+	}
+	ch := r.AvailabilityChanged()
+	if _, ok := r.Place(Visitor{}); ok || r.Available() {
+		t.Fatal("a gated registry placed, or said it is available")
+	}
+	if _, ok := r.Peek(""); ok {
+		t.Error("a gated registry's peek named a server")
+	}
+	r.Open()
+	select {
+	case <-ch:
+	default:
+		t.Error("opening did not flip availability")
+	}
+	if got, ok := r.Place(Visitor{}); !ok || got != "a/1" || !r.Available() {
+		t.Errorf("after Open: %q %v", got, ok)
+	}
+}

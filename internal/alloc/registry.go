@@ -174,6 +174,10 @@ type Options struct {
 	// address (0: DefaultMaxBookingsPerAddress), further bounded by
 	// BookingShare of the farm's free room.
 	MaxBookingsPerAddress int
+	// Gated keeps the registry from placing (and from saying it is
+	// available) until Open: a coordinator that has not its state back yet
+	// answers as a busy farm (PROTOCOL §1, /readyz).
+	Gated bool
 	// Now is the clock (time.Now when nil); the placement simulator runs
 	// the registry on simulated time.
 	Now func() time.Time
@@ -212,6 +216,8 @@ type Registry struct {
 	roomHanded        uint64
 	repeated          uint64
 	byTier            [numTiers]uint64
+	// gated: no placement until Open (Options.Gated).
+	gated bool
 	// policies counts the servers whose last report carries a sharing
 	// policy: while it is 0, a repository URL is placed as none.
 	policies int
@@ -264,6 +270,7 @@ func New(o Options) *Registry {
 		byName:  make(map[string]*server, len(o.Servers)),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		holds:   map[string]*addrHolds{},
+		gated:   o.Gated,
 		started: o.Now(),
 	}
 	ch := make(chan struct{})
@@ -525,7 +532,7 @@ func (r *Registry) reheap(s *server) {
 
 // updateAvailable recomputes availability; r.mu is held.
 func (r *Registry) updateAvailable() {
-	avail := len(r.heap) > 0 && r.heap[0].eff < r.o.Threshold
+	avail := !r.gated && len(r.heap) > 0 && r.heap[0].eff < r.o.Threshold
 	if r.available.Load() != avail {
 		r.available.Store(avail)
 		next := make(chan struct{})
@@ -555,6 +562,11 @@ func (r *Registry) emit(changes []Change) {
 func (r *Registry) Place(v Visitor) (name string, ok bool) {
 	v.URL = normalURL(v.URL)
 	r.mu.Lock()
+	if r.gated {
+		r.noServer++
+		r.mu.Unlock()
+		return "", false
+	}
 	if v.Addr != "" {
 		if s, atCap := r.held(v); atCap {
 			r.repeated++
@@ -733,6 +745,9 @@ func (r *Registry) Peek(url string) (name string, ok bool) {
 	url = normalURL(url)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.gated {
+		return "", false
+	}
 	if r.policies > 0 && IsRepositoryURL(url) {
 		if s, _ := r.pickFor(url); s != nil {
 			return s.name, true

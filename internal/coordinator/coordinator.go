@@ -64,11 +64,13 @@ type Coordinator struct {
 	apiConn  *nats.Conn
 	farm     *state.Farm
 	farmErrs *logging.Throttle
+	ready    readiness
 }
 
 // Start brings the coordinator up; it serves until Stop.
 func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New()}
+	c.ready.started, c.ready.silence = time.Now(), silenceTimeout(cfg.HeartbeatTimeout)
 	defer func() {
 		if err != nil {
 			c.Stop(context.Background())
@@ -92,6 +94,8 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Timeout:   cfg.HeartbeatTimeout,
 		// A class behind one school address is spread like its students.
 		MaxBookingsPerAddress: cfg.HTTP.MaxBookingsPerAddr,
+		// No placement before the drains and a view of the farm are back.
+		Gated: true,
 		OnChange:              c.onChange,
 		OnBook: func(server string) {
 			if b := c.bookings; b != nil {
@@ -174,7 +178,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	c.pub = bus.NewPublisher(c.pubConn, subj)
 	iopts := bus.IntakeOptions{
 		Subjects: subj,
-		Sink:     sink{reg: c.reg, onReport: c.mail.report},
+		Sink:     sink{reg: c.reg, onReport: c.report},
 		Logger:   log,
 		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
 		Received: c.metrics.HeartbeatsReceived.Inc,
@@ -204,7 +208,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		SSL:                  cfg.SSL,
 		Logger:               log,
 		Metrics:              c.metrics,
-		Ready:                func() bool { return c.nats.Ready() && c.pubConn.IsConnected() },
+		Ready:                c.isReady,
 		MaxWebSocketClients:  wsCap(cfg.HTTP.MaxWebSocketClients, log),
 		MaxMonitorClients:    cfg.HTTP.MaxMonitorClients,
 		MaxMonitorPerAddress: cfg.HTTP.MaxMonitorPerAddr,
@@ -232,12 +236,13 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	// the in-process agent's own server never needs it.
 	polled := slices.DeleteFunc(slices.Clone(cfg.SimulationServers), func(s string) bool { return s == cfg.LocalAgent })
 	if len(polled) > 0 {
-		p := poll.New(poll.Options{Servers: polled, SSL: cfg.SSL, Registry: c.reg, OnReport: c.mail.report,
+		p := poll.New(poll.Options{Servers: polled, SSL: cfg.SSL, Registry: c.reg, OnReport: c.report,
 			Logger: log.With("component", "poll")})
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); p.Run(ctx) }()
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
 	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
 	go func() {
 		defer c.wg.Done()
@@ -254,6 +259,13 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		}
 	}
 	return c, nil
+}
+
+// report is shown every report applied: the start may be ready now, and
+// the mail policy watches loads.
+func (c *Coordinator) report(rep alloc.Report) {
+	c.tryOpen()
+	c.mail.report(rep)
 }
 
 // HTTPAddr is the address the HTTP API listens on.

@@ -35,7 +35,7 @@ func (c *Coordinator) startOps(ctx context.Context) error {
 			if server := c.serverOn(node); server != "" {
 				c.reg.SetDrained(server, d.By)
 			}
-		})
+		}, func() { c.ready.drains.Store(true); c.tryOpen() })
 	}()
 	go func() { defer c.wg.Done(); c.publishFarm(ctx) }()
 	return nil

@@ -43,8 +43,10 @@ type Options struct {
 	SSL      bool // hand out wss:// rather than ws://
 	Logger   *slog.Logger
 	Metrics  *metrics.Metrics
-	// Ready reports whether the coordinator can serve (NATS up, config loaded).
-	Ready func() bool
+	// Ready reports whether the coordinator is ready (PROTOCOL §1 /readyz:
+	// NATS up, its drains loaded, every server heard from or one silence
+	// timeout passed), and why not.
+	Ready func() (ok bool, why string)
 	// MaxWebSocketClients caps concurrent WebSocket clients.
 	MaxWebSocketClients int
 	// MaxMonitorClients caps live /monitor pages (default 1000), and
@@ -128,7 +130,7 @@ func New(o Options) *API {
 		o.PingInterval = 30 * time.Second
 	}
 	if o.Ready == nil {
-		o.Ready = func() bool { return true }
+		o.Ready = func() (bool, string) { return true, "" }
 	}
 	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory(),
 		placed:  o.Metrics.Sessions.WithLabelValues("placed"),
@@ -362,10 +364,10 @@ func (a *API) load(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
-	if !a.o.Ready() {
+	if ok, why := a.o.Ready(); !ok {
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready"))
+		_, _ = w.Write([]byte("not ready: " + why))
 		return
 	}
 	writeText(w, []byte("ok"))

@@ -345,7 +345,15 @@ func (k *KV) SetDrain(server, by string) error {
 // (by "" when lifted; node is the server's node, its entry is not kept
 // then), until ctx ends; it reopens the watch when the bucket is not
 // reachable yet or the watch fails.
-func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain)) {
+//
+// loaded, when set, is called once, when the drains kept are all applied.
+func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain), loaded func()) {
+	var once sync.Once
+	caught := func() {
+		if loaded != nil {
+			once.Do(loaded)
+		}
+	}
 	for ctx.Err() == nil {
 		k.mu.Lock()
 		octx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -355,7 +363,7 @@ func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain)) 
 		if err == nil {
 			var w jetstream.KeyWatcher
 			if w, err = kv.Watch(ctx, "drain.*"); err == nil {
-				k.follow(ctx, w, apply)
+				k.follow(ctx, w, apply, caught)
 				_ = w.Stop()
 			}
 		}
@@ -366,7 +374,7 @@ func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain)) 
 	}
 }
 
-func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(string, Drain)) {
+func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(string, Drain), caught func()) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -376,7 +384,8 @@ func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(stri
 				return
 			}
 			if e == nil {
-				continue // the kept ones are all delivered
+				caught() // the kept ones are all delivered
+				continue
 			}
 			node := strings.TrimPrefix(e.Key(), "drain.")
 			if e.Operation() != jetstream.KeyValuePut {

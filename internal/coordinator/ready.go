@@ -1,0 +1,122 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Ready means ready (PROTOCOL §1, /readyz): a coordinator places visitors
+// only once NATS is up, the drains it must honour are loaded (in a
+// cluster, the cluster's), and every configured server has been heard from
+// or one silence timeout has passed since start. Before that /session
+// answers as a busy farm and /readyz 503 says what is awaited: a restarted
+// member sent 41 sessions to a drained server, and refused visitors while
+// its servers were still unknown.
+
+// drainWait is how long a start waits for the drains before it places
+// anyway, saying so: a cluster without a quorum cannot give them, and
+// visitors must not be refused for ever because of it.
+const drainWait = 15 * time.Second
+
+// readiness is what a start waits for.
+type readiness struct {
+	started time.Time
+	silence time.Duration // a never-heard server stops being awaited after this
+	drains  atomic.Bool   // the drains kept are applied
+	open    atomic.Bool   // the registry places
+	once    sync.Once
+}
+
+// silenceTimeout is how long a configured server may stay unheard from
+// before a start stops waiting for it: heartbeatTimeout, else three of an
+// agent's default 1 s intervals (a polled server's first poll, made at
+// once, answers well within it).
+func silenceTimeout(heartbeatTimeout time.Duration) time.Duration {
+	if heartbeatTimeout > 0 {
+		return heartbeatTimeout
+	}
+	return 3 * time.Second
+}
+
+// awaitReady opens the registry to placement once the coordinator is
+// ready, or once drainWait has passed without the drains (an ERROR says
+// what is missing). Reports and the drains' arrival open it at once
+// (tryOpen): this loop is for the deadlines.
+func (c *Coordinator) awaitReady(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.tryOpen() {
+		if waited := time.Since(c.ready.started); !c.ready.drains.Load() && waited >= drainWait {
+			c.log.Error("placing visitors without the drains: the state bucket did not give them", "waited", waited.Round(time.Millisecond),
+				"members", c.nats.Members(), "why", "a cluster needs a majority of its members up to read its state",
+				"consequence", "a drained server may get visitors until the drains arrive")
+			c.open()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tryOpen opens the registry if the start is ready; it says whether the
+// registry places. Cheap once open: it is called with every report.
+func (c *Coordinator) tryOpen() bool {
+	if c.ready.open.Load() {
+		return true
+	}
+	if ok, _ := c.startReady(); !ok {
+		return false
+	}
+	c.open()
+	return true
+}
+
+func (c *Coordinator) open() {
+	c.ready.once.Do(func() {
+		c.reg.Open()
+		c.ready.open.Store(true)
+		c.log.Info("ready: placing visitors", "after", time.Since(c.ready.started).Round(time.Millisecond),
+			"unheard", len(c.reg.Unheard()))
+	})
+}
+
+// startReady says whether the start has its state back, and what it
+// awaits if not.
+func (c *Coordinator) startReady() (bool, string) {
+	if !c.ready.drains.Load() {
+		return false, "waiting for the drains (the state bucket)"
+	}
+	unheard := c.reg.Unheard()
+	if len(unheard) == 0 {
+		return true, ""
+	}
+	if left := c.ready.silence - time.Since(c.ready.started); left > 0 {
+		if len(unheard) > 3 {
+			unheard = append(unheard[:3:3], "…")
+		}
+		return false, fmt.Sprintf("waiting to hear from %s, at most %s more", strings.Join(unheard, ", "), left.Round(100*time.Millisecond))
+	}
+	return true, ""
+}
+
+// isReady is /readyz: NATS up and the start's state back.
+func (c *Coordinator) isReady() (bool, string) {
+	if !c.nats.Ready() || !c.pubConn.IsConnected() {
+		return false, "the embedded NATS server is not up"
+	}
+	if !c.ready.open.Load() {
+		_, why := c.startReady()
+		if why == "" {
+			why = "opening"
+		}
+		return false, why
+	}
+	return true, ""
+}
