@@ -95,8 +95,8 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		// A class behind one school address is spread like its students.
 		MaxBookingsPerAddress: cfg.HTTP.MaxBookingsPerAddr,
 		// No placement before the drains and a view of the farm are back.
-		Gated: true,
-		OnChange:              c.onChange,
+		Gated:    true,
+		OnChange: c.onChange,
 		OnBook: func(server string) {
 			if b := c.bookings; b != nil {
 				b.placed(server)

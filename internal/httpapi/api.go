@@ -105,8 +105,8 @@ var (
 	// urlTooLong answers a ?url= over MaxWorldURL: no world's URL is that
 	// long, and the holds keep each URL asked with.
 	urlTooLong = []byte("Error: the world's URL is too long.")
-	notShared         = []byte("Error: no simulation server runs this project: none is dedicated to its repository, and none that shares its idle time takes it.")
-	one, zero         = []byte("1"), []byte("0")
+	notShared  = []byte("Error: no simulation server runs this project: none is dedicated to its repository, and none that shares its idle time takes it.")
+	one, zero  = []byte("1"), []byte("0")
 )
 
 // New builds the API.
