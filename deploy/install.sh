@@ -6,12 +6,22 @@
 #   sudo deploy/install.sh coordinator bin    # the session host (coordinator, Apache rules)
 #   sudo deploy/install.sh agent bin          # each simulation machine
 #
+# BINDIR defaults to the repository's bin/. For an agent, the simulation
+# server's own configuration (webots-server's simulation.json, which says
+# which repositories it runs) is found under /home/*/webots-server/config/
+# simulation/ when there is exactly one, or named by SIMULATION_CONFIG=FILE;
+# the unit reads it read-only through a drop-in (ProtectHome hides /home).
+#
 # With DESTDIR set, everything goes under that folder instead, and nothing
 # is started: that is how the tests check it (systemd-analyze verify --root).
 set -eu
-role=${1:?usage: install.sh coordinator|agent BINDIR}
-bin=${2:?usage: install.sh coordinator|agent BINDIR}
+role=${1:?usage: install.sh coordinator|agent [BINDIR]}
 here=$(cd "$(dirname "$0")" && pwd)
+bin=${2:-$here/../bin}
+if [ ! -d "$bin" ]; then
+  echo "install.sh: no $bin: build the binaries first (GOTOOLCHAIN=auto go build -o bin/ ./cmd/coordinator ./cmd/agent) or name their folder" >&2
+  exit 2
+fi
 root=${DESTDIR:-}
 
 case $role in
@@ -47,6 +57,27 @@ agent)
     install -m 600 "$here/agent.env.example" "$root/etc/simgate/agent.env"
   fi
   install -D -m 644 "$here/simgate-agent.service" "$root/etc/systemd/system/simgate-agent.service"
+  # The simulation server's policy: named, or the only one under /home.
+  sim=${SIMULATION_CONFIG:-}
+  if [ -z "$sim" ]; then
+    found=$(ls "$root"/home/*/webots-server/config/simulation/*.json 2>/dev/null || true)
+    if [ -n "$found" ] && [ "$(printf '%s\n' "$found" | wc -l)" -eq 1 ]; then
+      sim=${found#"$root"}
+    fi
+  fi
+  dropin="$root/etc/systemd/system/simgate-agent.service.d"
+  if [ -n "$sim" ]; then
+    install -d -m 755 "$dropin"
+    printf '%s\n' \
+      "# Written by install.sh: the simulation server's own configuration, read-only" \
+      "# inside the unit (ProtectHome hides /home from it otherwise)." \
+      "[Service]" \
+      "BindReadOnlyPaths=$sim:/run/simgate-agent/simulation.json" \
+      "Environment=SIMGATE_SIMULATION_CONFIG=/run/simgate-agent/simulation.json" >"$dropin/simulation-config.conf"
+    echo "the agent reads the simulation server's policy from $sim"
+  else
+    echo "no simulation server configuration found under /home/*/webots-server/config/simulation/: repository-aware placement is off for this server (SIMULATION_CONFIG=FILE names one)"
+  fi
   unit=simgate-agent
   next="edit /etc/simgate/agent.env (SIMGATE_SERVER exactly as in the coordinator's simulationServers, SIMGATE_NATS)"
   ;;

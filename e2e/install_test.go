@@ -28,6 +28,15 @@ func TestInstallScript(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "deploy", "install.sh")
 	root := t.TempDir()
+	// webots-server's setup guide puts the simulation server's policy under
+	// its user's home: the agent's unit must be able to read it.
+	simCfg := filepath.Join(root, "home", "webots", "webots-server", "config", "simulation", "simulation.json")
+	if err := os.MkdirAll(filepath.Dir(simCfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(simCfg, []byte(`{"port": 2000, "docker": true, "shareIdleTime": 50}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, role := range []string{"coordinator", "agent"} {
 		cmd := exec.Command("sh", script, role, filepath.Dir(coord))
 		cmd.Env = append(os.Environ(), "DESTDIR="+root)
@@ -60,6 +69,19 @@ func TestInstallScript(t *testing.T) {
 	}
 	if err := exec.Command("cp", "-r", "/lib/systemd/system", filepath.Join(root, "usr", "lib", "systemd")).Run(); err != nil {
 		t.Fatalf("copying the system's units: %v", err)
+	}
+	dropin, err := os.ReadFile(filepath.Join(root, "etc", "systemd", "system", "simgate-agent.service.d", "simulation-config.conf"))
+	if err != nil {
+		t.Fatalf("the agent's unit was not let read the simulation server's configuration: %v", err)
+	}
+	for _, want := range []string{"BindReadOnlyPaths=/home/webots/webots-server/config/simulation/simulation.json:/run/simgate-agent/simulation.json",
+		"Environment=SIMGATE_SIMULATION_CONFIG=/run/simgate-agent/simulation.json"} {
+		if !strings.Contains(string(dropin), want) {
+			t.Errorf("drop-in lacks %s:\n%s", want, dropin)
+		}
+	}
+	if env, _ := os.ReadFile(filepath.Join(root, "etc", "simgate", "agent.env")); !strings.Contains(string(env), "SIMGATE_SIMULATION_CONFIG") {
+		t.Error("agent.env does not name SIMGATE_SIMULATION_CONFIG")
 	}
 	for _, unit := range []string{"simgate-coordinator.service", "simgate-agent.service"} {
 		out, err := exec.Command("systemd-analyze", "verify", "--man=no", "--root="+root, unit).CombinedOutput()

@@ -2,7 +2,9 @@ package main
 
 import (
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +26,24 @@ func TestConfigErrorStatus(t *testing.T) {
 				t.Errorf("two files: exit %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// A misspelled simulationServers, with the key itself absent, stops the
+// start (exit 2) naming both keys: the original stopped on it (KeyError),
+// and a farm of no server refuses every visitor.
+func TestMisspelledServersKeyStops(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "session.json")
+	if err := os.WriteFile(path, []byte(`{"port": 0, "simulationServer": ["127.0.0.1:2000"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	if got := run([]string{path}, io.Discard, &stderr); got != 2 {
+		t.Fatalf("exit %d, want 2", got)
+	}
+	for _, want := range []string{`"simulationServer"`, `"simulationServers"`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("message %q does not name %s", stderr.String(), want)
+		}
 	}
 }

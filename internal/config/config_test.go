@@ -88,6 +88,8 @@ func TestBadConfigs(t *testing.T) {
 		{"nats cluster remote route without users", `{"nats": {"cluster": {"listen": "127.0.0.1:6222", "routes": ["nats-route://coord2.example.org:6222"]}}}`, "nats.cluster.routes", "authentication"},
 		{"nats listen bad", `{"nats": {"listen": "nowhere"}}`, "nats.listen", "not host:port"},
 		{"nats beyond loopback", `{"nats": {"listen": "0.0.0.0:4222"}}`, "nats.listen", "requires NATS authentication"},
+		{"simulationServers misspelled", `{"simulationServer": ["a/1"]}`, "simulationServer", `"simulationServers", the list of simulation servers, is absent`},
+		{"simulationServers in the wrong case", `{"simulationservers": ["a/1"]}`, "simulationservers", `"simulationServers"`},
 		{"nats websocket without users", `{"nats": {"websocket": {"listen": "127.0.0.1:4223"}}}`, "nats.websocket.listen", "nats.users"},
 		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
 		{"trusted proxy", `{"http": {"trustedProxies": ["apache"]}}`, "http.trustedProxies", "neither an IP"},
@@ -134,7 +136,7 @@ func TestOriginalsOddValues(t *testing.T) {
 		check     func(Config) bool
 	}{
 		{"comment key", `{"_comment": "x"}`, []string{`"_comment" is not a session server key`}, nil},
-		{"typo", `{"simulationServer": []}`, []string{`"simulationServer" is not a session server key and is ignored (did you mean "simulationServers"?)`}, nil},
+		{"typo", `{"simulationServers": [], "simulationServer": []}`, []string{`"simulationServer" is not a session server key and is ignored (did you mean "simulationServers"?)`}, nil},
 		{"simulation server key", `{"maxConnections": 20}`, []string{`"maxConnections"`}, nil},
 		{"ssl as a string", `{"ssl": "false"}`, []string{`"ssl": "false" is a non-empty string, which the original read as TRUE`},
 			func(c Config) bool { return c.SSL }},

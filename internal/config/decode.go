@@ -238,6 +238,11 @@ func objectWith(fields []field, warnings *[]string) func(string, []byte) error {
 					hint = fmt.Sprintf(" (did you mean %q?)", near)
 				}
 				if warnings != nil {
+					// The one typo that leaves the farm empty: every visitor
+					// refused. The original stopped on it (a KeyError).
+					if _, has := m[serversKey]; prefix == "" && !has && nearest(k, fields) == serversKey {
+						return &Error{Key: k, Msg: fmt.Sprintf("is not a key; %q, the list of simulation servers, is absent: is this it, misspelled? (the original could not start without it either)", serversKey)}
+					}
 					*warnings = append(*warnings, fmt.Sprintf("key %q is not a session server key and is ignored%s", full, hint))
 					continue
 				}
@@ -250,6 +255,9 @@ func objectWith(fields []field, warnings *[]string) func(string, []byte) error {
 		return nil
 	}
 }
+
+// serversKey is the key a farm's servers are listed under.
+const serversKey = "simulationServers"
 
 // describeSyntax turns a JSON error into "line L, column C: …".
 func describeSyntax(data []byte, err error) string {

@@ -160,7 +160,11 @@ func DefaultSimulationConfig() string {
 func CheckNATSURLs(list string) error {
 	ws, tcp := false, false
 	for _, raw := range strings.Split(list, ",") {
-		u, err := url.Parse(strings.TrimSpace(raw))
+		raw = strings.TrimSpace(raw)
+		if !strings.Contains(raw, "://") {
+			return fmt.Errorf("%q has no scheme: write nats://%s (tls://%s with nats.tls, wss://host/nats through Apache)", raw, raw, raw)
+		}
+		u, err := url.Parse(raw)
 		if err != nil {
 			return err
 		}
@@ -203,7 +207,7 @@ const connectTimeout = 5 * time.Second
 
 // Build connects to NATS (retrying forever in the background) and builds the agent.
 func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent.Agent, error) {
-	var lastFail time.Time // only the connection's callback goroutine touches it
+	var lastFail, lastDenied time.Time // only the connection's callback goroutine touches them
 	nopts := []nats.Option{
 		nats.Name(o.Server), // the coordinator tells which server a closed connection took with it
 		// A coordinator verifying many bcrypt passwords after its restart
@@ -222,14 +226,17 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 		nats.PingInterval(max(o.Interval, time.Second)),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // a stop of ours: the leaving heartbeat said so
+			}
 			log.Warn("disconnected from NATS; reconnecting", "error", err)
 		}),
-		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			// Retries come every second or faster: say it once per 10 s, with what to check.
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			// Retries come every second or faster: say it once per 10 s, with what to change.
 			if now := time.Now(); now.Sub(lastFail) >= 10*time.Second {
 				lastFail = now
-				log.Warn("cannot reach the coordinator's NATS server; retrying", "url", o.NATS, "error", err,
-					"check", "-nats (or "+EnvName("nats")+"), the coordinator's nats.listen or nats.websocket.listen, and the firewall between them")
+				what, fix := connectHint(err, o, lastURL(nc, o.NATS))
+				log.Warn(what+"; retrying", "url", o.NATS, "error", err, "fix", fix)
 			}
 		}),
 		// Replies to this agent (the acknowledgement of its leaving heartbeat)
@@ -237,7 +244,18 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 		nats.CustomInboxPrefix(bus.AgentInbox(o.Server)),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "error", err) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				// Every heartbeat would say it: once a minute.
+				if now := time.Now(); now.Sub(lastDenied) >= time.Minute {
+					lastDenied = now
+					log.Error("the coordinator refuses this agent's heartbeats for "+o.Server, "error", err,
+						"fix", fmt.Sprintf("the coordinator's nats.users entry of this agent's user must list %q in its servers (an agent publishes only for the servers it is bound to), or give -server (%s) one of those", o.Server, EnvName("server")))
+				}
+				return
+			}
+			log.Warn("NATS error", "error", err)
+		}),
 	}
 	if o.User != "" {
 		nopts = append(nopts, nats.UserInfo(o.User, o.Password))
