@@ -49,7 +49,6 @@ func connectHint(err error, o Options, last string) (what, fix string) {
 		"-nats (or " + EnvName("nats") + "), the coordinator's nats.listen or nats.websocket.listen, and the firewall between them"
 }
 
-
 // lastURL is the URL the connection last tried, else the first of list.
 func lastURL(nc *nats.Conn, list string) string {
 	if nc != nil {
