@@ -222,7 +222,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Admin: adminByPassword(cfg.NATS.Users, guard),
 		Drain: c.drain,
 	})
-	c.http = httpapi.NewServer(c.api, httpapi.DefaultLimits(), log)
+	limits := httpapi.DefaultLimits()
+	limits.MaxConns = connCap()
+	c.http = httpapi.NewServer(c.api, limits, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
 	if err := c.startOps(ctx); err != nil {

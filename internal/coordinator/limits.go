@@ -20,6 +20,17 @@ func wsCap(configured int, log *slog.Logger) int {
 	return capFor(configured, l.Cur, log)
 }
 
+// connCap is how many plain HTTP connections (keep-alive ones included) may
+// be open: half the descriptors wsCap keeps back from WebSocket clients,
+// so that NATS, SMTP and files keep the other half.
+func connCap() int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 256
+	}
+	return int(max(l.Cur/4, 512) / 2)
+}
+
 // capFor is wsCap's arithmetic for a file limit.
 func capFor(configured int, fileLimit uint64, log *slog.Logger) int {
 	reserve := max(fileLimit/4, 512)

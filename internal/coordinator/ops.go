@@ -139,6 +139,10 @@ type farmEntry struct {
 	Probe     string  `json:"probe,omitempty"`
 }
 
+// durableSweep is how often the leader deletes durable consumers others
+// made on the farm bucket (state.Farm.SweepDurables).
+const durableSweep = 10 * time.Second
+
 // publishFarm keeps the farm bucket up to date while this member leads:
 // a server's key is written when its state, reason, drain or session count
 // changes, when its load moved by 5 points, and at least every 30 s.
@@ -150,6 +154,7 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 	last := map[string]written{}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -158,6 +163,15 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 			if !c.nats.Leader() {
 				clear(last) // a new leader writes everything again
 				continue
+			}
+			if now.Sub(swept) >= durableSweep {
+				swept = now
+				if n, err := c.farm.SweepDurables(); n > 0 || err != nil {
+					if held, ok := c.farmErrs.Allow("durables", now); ok {
+						c.log.Warn("durable consumers on the farm bucket deleted: watch it with nats kv watch, which needs none",
+							"bucket", bus.ServersBucket, "deleted", n, "error", err, "since_last_line", held)
+					}
+				}
 			}
 			for _, v := range c.reg.Snapshot() {
 				e := farmEntry{Server: v.Server, State: v.State.String(), Reason: v.Reason, Since: v.Since.UTC().Format(time.RFC3339),

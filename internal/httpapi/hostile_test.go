@@ -331,3 +331,49 @@ func TestLongWorldURLRefused(t *testing.T) {
 		t.Errorf("%d sessions booked for too long a URL", h)
 	}
 }
+
+// TestIdleConnectionsCapped: idle keep-alive connections beyond the cap are
+// closed, the longest idle first, so that a new visitor is still answered.
+func TestIdleConnectionsCapped(t *testing.T) {
+	l := DefaultLimits()
+	l.MaxConns = 10
+	addr, _ := serve(t, l, Options{})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	ask := func(c net.Conn) error {
+		if _, err := io.WriteString(c, "GET /session HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	for i := range 30 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if err := ask(c); err != nil {
+			t.Fatalf("connection %d was not answered: %v", i, err)
+		}
+	}
+	// The first ones were closed to make room: at most 10 still answer.
+	alive := 0
+	for _, c := range conns {
+		if ask(c) == nil {
+			alive++
+		}
+	}
+	if alive > 10 {
+		t.Errorf("%d keep-alive connections still open, want at most 10", alive)
+	}
+}

@@ -13,6 +13,9 @@ type Limits struct {
 	Write          time.Duration // whole answer (WebSocket connections clear it)
 	Idle           time.Duration // keep-alive between requests
 	MaxHeaderBytes int           // larger request headers are answered 431
+	// MaxConns bounds the open HTTP connections that are not WebSocket
+	// clients (keep-alive ones included; conns.go); 0: no bound.
+	MaxConns int
 }
 
 // DefaultLimits suit a public session server: requests are tiny, answers short.
@@ -29,7 +32,7 @@ func DefaultLimits() Limits {
 // NewServer wraps h in an http.Server with the limits l; its own errors
 // (TLS handshakes, hijack failures) go to log at debug level.
 func NewServer(h http.Handler, l Limits, log *slog.Logger) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: l.ReadHeader,
 		ReadTimeout:       l.Read,
@@ -38,4 +41,8 @@ func NewServer(h http.Handler, l Limits, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	if l.MaxConns > 0 {
+		srv.ConnState = newConnCap(l.MaxConns).state
+	}
+	return srv
 }

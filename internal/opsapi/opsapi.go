@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -58,9 +59,7 @@ func Start(o Options) (micro.Service, error) {
 		return svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject))
 	}
 	err = errors.Join(
-		add("servers", o.Subjects.API("servers"), func(r micro.Request) {
-			_ = r.Respond(o.Farm.ServersDoc(), micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
-		}),
+		add("servers", o.Subjects.API("servers"), func(r micro.Request) { servers(o, r) }),
 		add("session", o.Subjects.API("session"), func(r micro.Request) {
 			url := strings.TrimPrefix(strings.TrimSpace(string(r.Data())), "?url=")
 			_ = r.Respond(o.Farm.Session(caller(r), url))
@@ -78,6 +77,34 @@ func Start(o Options) (micro.Service, error) {
 		return nil, err
 	}
 	return svc, nil
+}
+
+// replyLimit is the largest answer: the embedded server's payload limit,
+// less room for the headers.
+const replyLimit = bus.MaxHeartbeat - 512
+
+// servers answers the servers document, in pages when it is over the
+// payload limit (pages.go); nothing is dropped silently.
+func servers(o Options, r micro.Request) {
+	var req pageRequest
+	if d := strings.TrimSpace(string(r.Data())); d != "" && d != "''" {
+		if err := json.Unmarshal([]byte(d), &req); err != nil {
+			_ = r.Error("400", `want no data, or {"page":N}`, nil)
+			return
+		}
+	}
+	data, n, err := page(o.Farm.ServersDoc(), replyLimit, max(req.Page, 1))
+	if err != nil {
+		_ = r.Error("404", err.Error(), nil)
+		return
+	}
+	h := micro.Headers{"Content-Type": {"application/json"}}
+	if n > 1 {
+		h["Simgate-Pages"] = []string{strconv.Itoa(n)}
+	}
+	if err := r.Respond(data, micro.WithHeaders(h)); err != nil {
+		o.Logger.Warn("the farm's NATS service could not answer", "subject", r.Subject(), "bytes", len(data), "error", err)
+	}
 }
 
 // requestInfo is the part of the server's Nats-Request-Info header read here.

@@ -2,6 +2,7 @@ package opsapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -116,5 +117,57 @@ func TestService(t *testing.T) {
 	var info micro.Info
 	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != 4 {
 		t.Errorf("service info: %v %s", err, m.Data)
+	}
+}
+
+// TestServersInPages: a farm whose document is over the payload limit is
+// answered in pages, each under it, together holding every server once;
+// a document that fits is answered whole, as /api/servers.
+func TestServersInPages(t *testing.T) {
+	var list []string
+	for i := range 60 {
+		list = append(list, fmt.Sprintf(`{"server":"sim%02d.example.org/2000","state":"up","load":12.5,"sessions":3,"maxSessions":100,"lastSeen":"2026-11-30T03:00:00Z","source":"agent"}`, i))
+	}
+	doc := []byte(`{"servers":[` + strings.Join(list, ",") + `],"summary":{"up":60}}`)
+	if len(doc) <= replyLimit {
+		t.Fatalf("the test document (%d bytes) fits in one answer", len(doc))
+	}
+	seen := map[string]bool{}
+	first, n, err := page(doc, replyLimit, 1)
+	if err != nil || n < 2 {
+		t.Fatalf("page 1: %d pages, %v", n, err)
+	}
+	for k := 1; k <= n; k++ {
+		data, _, err := page(doc, replyLimit, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > replyLimit {
+			t.Errorf("page %d is %d bytes, over %d", k, len(data), replyLimit)
+		}
+		var p struct {
+			Servers []struct{ Server string } `json:"servers"`
+			Page    int                       `json:"page"`
+			Pages   int                       `json:"pages"`
+		}
+		if err := json.Unmarshal(data, &p); err != nil || p.Page != k || p.Pages != n {
+			t.Fatalf("page %d: %v %s", k, err, data)
+		}
+		for _, s := range p.Servers {
+			if seen[s.Server] {
+				t.Errorf("%s on two pages", s.Server)
+			}
+			seen[s.Server] = true
+		}
+	}
+	if len(seen) != 60 || !strings.Contains(string(first), `"summary"`) {
+		t.Errorf("%d servers over the pages; summary on page 1: %v", len(seen), strings.Contains(string(first), `"summary"`))
+	}
+	if _, _, err := page(doc, replyLimit, n+1); err == nil {
+		t.Error("a page past the last was answered")
+	}
+	small := []byte(`{"servers":[]}`)
+	if data, n, _ := page(small, replyLimit, 1); string(data) != string(small) || n != 1 {
+		t.Errorf("a small document: %s in %d pages", data, n)
 	}
 }

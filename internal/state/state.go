@@ -444,3 +444,36 @@ func (f *Farm) Put(server string, value []byte) error {
 	_, err := f.kv.Put(ctx, bus.Node(server), value)
 	return err
 }
+
+// SweepDurables deletes the durable consumers others made on the farm
+// bucket's stream, and returns how many: monitors and admins may watch it
+// (ephemeral consumers, gone with their connection), but 1,000 durable ones
+// made every later `nats kv watch` fail. The coordinators make none there.
+func (f *Farm) SweepDurables() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s, err := f.js.Stream(ctx, "KV_"+bus.ServersBucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var durable []string
+	l := s.ListConsumers(ctx)
+	for info := range l.Info() {
+		if info.Config.Durable != "" {
+			durable = append(durable, info.Name)
+		}
+	}
+	if err := l.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, name := range durable {
+		if err := s.DeleteConsumer(ctx, name); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -133,3 +133,46 @@ func TestLargeMailIsKept(t *testing.T) {
 		t.Errorf("body %q…", got[0].Body[:40])
 	}
 }
+
+// TestDurablesOnTheFarmBucketSwept: durable consumers on the farm bucket
+// (1,000 of them made every later kv watch fail) are deleted; an
+// ephemeral one, what kv watch makes, is left alone.
+func TestDurablesOnTheFarmBucketSwept(t *testing.T) {
+	srv, _ := open(t, t.TempDir())
+	nc, err := srv.Connect("test-farm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	f, err := NewFarm(nc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.SweepDurables(); n != 0 || err != nil {
+		t.Fatalf("before the bucket exists: %d, %v", n, err)
+	}
+	if err := f.Put("a.test/1", []byte(`{"state":"up"}`)); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, "KV_"+bus.ServersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "d" + string(rune('0'+i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.SweepDurables(); n != 3 || err != nil {
+		t.Errorf("swept %d durable consumers (%v), want 3", n, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.State.Consumers != 1 {
+		t.Errorf("%d consumers left (%v), want the ephemeral one", info.State.Consumers, err)
+	}
+}
