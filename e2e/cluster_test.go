@@ -101,6 +101,14 @@ func tryCluster(t *testing.T, n int, extra map[string]any) (*cluster, error) {
 	for _, m := range c.members {
 		m.waitReady(t)
 	}
+	// A normal start, members meeting one after another, is no error.
+	for i, m := range c.members {
+		for _, line := range strings.Split(m.coord.out.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") {
+				t.Errorf("member %d logged an error while the cluster formed: %s", i, line)
+			}
+		}
+	}
 	return c, nil
 }
 

@@ -524,6 +524,14 @@ func (n natsLogger) Errorf(f string, v ...any) {
 		}
 		return
 	}
+	// A member whose peers are not up yet (or are restarting) retries its
+	// routes: a cluster's normal life, not an error.
+	if strings.HasPrefix(msg, "Error trying to connect to route") {
+		if held, ok := n.throttle.Allow(logKey(msg), time.Now()); ok {
+			n.l.Warn(msg, "held_since_last_line", held, "why", "a member is not up (yet): nats-server retries")
+		}
+		return
+	}
 	// Every other error a client can cause (nats-server's "authentication
 	// error" for each refused login, slow consumers, parser errors) is
 	// throttled like the ones above: a flood must not turn the log over.

@@ -85,7 +85,13 @@ type Queue struct {
 	done    chan struct{}
 	stop    context.CancelFunc
 	errLog  *logging.Throttle
+	started time.Time // store errors before startGrace are the cluster meeting, not faults
 }
+
+// startGrace is how long after its start a queue's store errors are
+// warnings: a cluster member starts before its peers, and its state bucket
+// answers only once a majority has met.
+const startGrace = 30 * time.Second
 
 // leaderCheck is how often a queue looks whether it leads, and retries a
 // Store it could not reach.
@@ -100,7 +106,8 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 	if o.FirstTry <= 0 {
 		o.FirstTry = 500 * time.Millisecond
 	}
-	q := &Queue{o: o, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16)}
+	q := &Queue{o: o, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16),
+		started: time.Now()}
 	q.lead() // a single coordinator sends from the start
 	q.pending()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -167,7 +174,12 @@ func (q *Queue) lead() {
 }
 
 func (q *Queue) storeError(msg string, err error) {
-	if held, ok := q.errLog.Allow(msg, time.Now()); ok {
+	now := time.Now()
+	if held, ok := q.errLog.Allow(msg, now); ok {
+		if now.Sub(q.started) < startGrace {
+			q.o.Logger.Warn(msg, "error", err, "since_last_line", held, "why", "the state bucket is not reachable yet (a cluster's members still meeting)")
+			return
+		}
 		q.o.Logger.Error(msg, "error", err, "since_last_line", held)
 	}
 }
