@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -89,6 +90,12 @@ type Mail struct {
 	Hysteresis float64       // a full server is "available again" only below loadThreshold − hysteresis
 	Grace      time.Duration // a configured server never heard from within this period is reported as not responding
 	CAFile     string        // PEM certificates trusted for the SMTP server's TLS, besides the system's
+	// VerifyCertificate: the SMTP server's TLS certificate must verify
+	// (true), or is accepted whatever it is, as the original did (false);
+	// nil: verified, except for a mail server on this machine (localhost,
+	// loopback) without mail.caFile, whose certificate is commonly
+	// self-signed and which no one on the network can stand in for.
+	VerifyCertificate *bool
 }
 
 // HTTP holds the limits applied to clients.
@@ -249,6 +256,14 @@ func Parse(data []byte) (Config, error) {
 			{"hysteresis", floatVal(&c.Mail.Hysteresis)},
 			{"grace", secondsVal(&c.Mail.Grace)},
 			{"caFile", stringVal(&c.Mail.CAFile)},
+			{"verifyCertificate", func(key string, raw []byte) error {
+				var v bool
+				if err := boolVal(&v)(key, raw); err != nil {
+					return err
+				}
+				c.Mail.VerifyCertificate = &v
+				return nil
+			}},
 		})},
 		{"http", objectVal([]field{
 			{"maxWebSocketClients", intVal(&c.HTTP.MaxWebSocketClients)},
@@ -420,6 +435,23 @@ func (c *Config) MailOff() string {
 		return "administrator is set but mailSender is not"
 	}
 	return ""
+}
+
+// VerifyMailCertificate says whether the SMTP server's certificate must
+// verify (mail.verifyCertificate; by default, unless the server is local).
+func (c *Config) VerifyMailCertificate() bool {
+	if v := c.Mail.VerifyCertificate; v != nil {
+		return *v
+	}
+	if c.Mail.CAFile != "" {
+		return true // a CA named is a CA to verify with
+	}
+	host := strings.TrimSuffix(strings.ToLower(c.MailServer), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
 }
 
 // MonitorURL is the link to the coordinator's monitor page, built as the

@@ -288,6 +288,32 @@ func TestCheckEntry(t *testing.T) {
 
 // The README's secure setup parses, once its certificate paths point at
 // real files.
+// TestMailCertificateRule: mail.verifyCertificate decides; without it a
+// mail server on this machine (and no mail.caFile) is not verified, as the
+// original verified none; any other is.
+func TestMailCertificateRule(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		server, ca string
+		set        *bool
+		want       bool
+	}{
+		{"mail.example.org", "", nil, true},
+		{"localhost", "", nil, false},
+		{"127.0.0.1", "", nil, false},
+		{"::1", "", nil, false},
+		{"127.0.0.1", "/etc/ssl/ca.pem", nil, true},
+		{"localhost", "", &yes, true},
+		{"mail.example.org", "", &no, false},
+	} {
+		c := Config{MailServer: tc.server}
+		c.Mail.CAFile, c.Mail.VerifyCertificate = tc.ca, tc.set
+		if got := c.VerifyMailCertificate(); got != tc.want {
+			t.Errorf("server %q, caFile %q, verifyCertificate %v: verify %v, want %v", tc.server, tc.ca, tc.set, got, tc.want)
+		}
+	}
+}
+
 func TestSecureExampleParses(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "session-secure.json.example"))
 	if err != nil {

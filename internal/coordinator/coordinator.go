@@ -219,8 +219,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Member: func() httpapi.Member {
 			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: c.nats.Members()}
 		},
-		Admin: adminByPassword(cfg.NATS.Users, guard),
-		Drain: c.drain,
+		Admin:  adminByPassword(cfg.NATS.Users, guard),
+		Alerts: c.alerts,
+		Drain:  c.drain,
 	})
 	limits := httpapi.DefaultLimits()
 	limits.MaxConns = connCap()
@@ -243,8 +244,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); p.Run(ctx) }()
 	}
-	c.wg.Add(4)
+	c.wg.Add(5)
 	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
+	go func() { defer c.wg.Done(); c.mail.check(ctx) }()
 	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
 	go func() {
 		defer c.wg.Done()
@@ -261,6 +263,11 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		}
 	}
 	return c, nil
+}
+
+// alerts is what an operator must know now (summary.alerts, the monitor).
+func (c *Coordinator) alerts() []string {
+	return c.mail.alerts()
 }
 
 // report is shown every report applied: the start may be ready now, and

@@ -4,10 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
@@ -25,6 +30,88 @@ type mailer struct {
 	log    *slog.Logger
 	store  notify.Store
 	legacy notify.FileStore // files of earlier versions, imported once
+	smtp   *notify.SMTP
+	// trouble is why mail cannot be delivered now ("" when it can, or
+	// nothing says otherwise): the start's check and each delivery set it.
+	trouble atomic.Pointer[string]
+}
+
+// delivering records each delivery's outcome in the mailer's trouble.
+type delivering struct {
+	notify.Transport
+	m *mailer
+}
+
+func (d delivering) Send(ctx context.Context, m notify.Mail) error {
+	err := d.Transport.Send(ctx, m)
+	d.m.note(err)
+	return err
+}
+
+// note keeps why mail cannot be delivered, with what fixes it.
+func (m *mailer) note(err error) {
+	why := ""
+	if err != nil {
+		why = "mail cannot be delivered to " + net.JoinHostPort(m.smtp.Host, strconv.Itoa(m.smtp.Port)) + ": " + err.Error()
+		if fix := mailFix(err); fix != "" {
+			why += " (" + fix + ")"
+		}
+	}
+	m.trouble.Store(&why)
+}
+
+// mailFix names the key that fixes a mail server's error, "" if none does.
+func mailFix(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "certificate") {
+		return "its TLS certificate does not verify: set mail.caFile to the CA that signed it, or mail.verifyCertificate to false to accept it as the original session server did"
+	}
+	if strings.Contains(err.Error(), "AUTH") {
+		return "check mailSenderUser and mailSenderPassword"
+	}
+	return ""
+}
+
+// alerts says what an operator must know of mail (summary.alerts).
+func (m *mailer) alerts() []string {
+	if m == nil {
+		return nil
+	}
+	if why := m.trouble.Load(); why != nil && *why != "" {
+		return []string{*why}
+	}
+	return nil
+}
+
+// check tries the mail server once at start, as far as a mail goes before
+// AUTH: a certificate that does not verify is said at once (one ERROR line
+// naming the server and the keys that fix it), not at the first failure.
+func (m *mailer) check(ctx context.Context) {
+	if m == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := m.smtp.Check(ctx)
+	if err == nil {
+		m.note(nil)
+		m.log.Info("the mail server answers", "server", m.smtp.Host, "port", m.smtp.Port)
+		return
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return // stopping
+	}
+	m.note(err)
+	if fix := mailFix(err); strings.HasPrefix(fix, "its TLS certificate") {
+		m.log.Error("mail cannot be delivered: the mail server's TLS certificate does not verify", "server", m.smtp.Host,
+			"port", m.smtp.Port, "error", err, "fix", "set mail.caFile to the CA that signed it, or mail.verifyCertificate to false to accept it as the original session server did")
+		return
+	}
+	m.log.Warn("the mail server does not answer as it should now; mails will be retried", "server", m.smtp.Host,
+		"port", m.smtp.Port, "error", err)
 }
 
 // startMailer starts the mail queue and policy over store, the
@@ -50,9 +137,17 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store 
 		}
 		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	if !cfg.VerifyMailCertificate() {
+		// As the original did (Python's starttls() verifies nothing): by
+		// default only for a mail server on this machine.
+		tlsCfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // mail.verifyCertificate
+		log.Info("the mail server's TLS certificate is not verified", "server", cfg.MailServer,
+			"why", "a mail server on this machine, or mail.verifyCertificate false")
+	}
+	mm := &mailer{smtp: &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
+		Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg}}
 	q, err := notify.NewQueue(notify.QueueOptions{
-		Transport: &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
-			Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg},
+		Transport:   delivering{Transport: mm.smtp, m: mm},
 		Logger:      log.With("component", "mail"),
 		Store:       store,
 		Leader:      leader,
@@ -73,14 +168,13 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store 
 			q.Enqueue(subject, body)
 		}
 	}
-	return &mailer{
-		queue: q, grace: cfg.Mail.Grace, log: log, store: store,
-		legacy: notify.FileStore{Spool: filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
-			StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")},
-		policy: notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
-			HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: send,
-			Store: store, Leader: leader, Logger: log.With("component", "mail")}),
-	}, nil
+	mm.queue, mm.grace, mm.log, mm.store = q, cfg.Mail.Grace, log, store
+	mm.legacy = notify.FileStore{Spool: filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
+		StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")}
+	mm.policy = notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
+		HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: send,
+		Store: store, Leader: leader, Logger: log.With("component", "mail")})
+	return mm, nil
 }
 
 // importLegacy moves the files earlier versions kept (pending-mail.json,

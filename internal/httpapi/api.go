@@ -64,6 +64,9 @@ type Options struct {
 	PingInterval time.Duration
 	// Member, when set, says where this coordinator stands in its cluster.
 	Member func() Member
+	// Alerts, when set, says what an operator must know now (summary.alerts
+	// of /api/servers, a banner on the monitor page).
+	Alerts func() []string
 	// Admin, when set, names the admin (a NATS user of role admin) whose
 	// user name and password these are, "" for none: /monitor?admin shows
 	// the drain buttons to an admin, and only an admin's drain is taken.

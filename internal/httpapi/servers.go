@@ -59,6 +59,9 @@ type summaryJSON struct {
 	Now       string   `json:"now"`
 	// Coordinator is this coordinator in its cluster (members 1 alone).
 	Coordinator *Member `json:"coordinator,omitempty"`
+	// Alerts say what does not work that an operator must fix or know:
+	// mail that cannot be delivered, a cluster without its majority.
+	Alerts []string `json:"alerts"`
 }
 
 // Member is a coordinator as its cluster sees it.
@@ -66,6 +69,11 @@ type Member struct {
 	Name    string `json:"name"`    // its NATS server name
 	Leader  bool   `json:"leader"`  // it sends the mails
 	Members int    `json:"members"` // coordinators it reaches, itself included
+	// Quorum: a majority of the cluster's members is reached (always true
+	// alone); without it mail, drains and the servers bucket stop.
+	Quorum bool `json:"quorum"`
+	// Needed is the majority: members needed for the cluster's state.
+	Needed int `json:"needed"`
 }
 
 type serversJSON struct {
@@ -131,6 +139,10 @@ func (a *API) serversDoc() serversJSON {
 	}
 	if mean, ok := a.o.Registry.MeanLoad(); ok {
 		doc.Summary.MeanLoad = &mean
+	}
+	doc.Summary.Alerts = []string{}
+	if a.o.Alerts != nil {
+		doc.Summary.Alerts = append(doc.Summary.Alerts, a.o.Alerts()...)
 	}
 	return doc
 }

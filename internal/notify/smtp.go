@@ -64,43 +64,81 @@ func (s *SMTP) tlsConfig() *tls.Config {
 	return &tls.Config{ServerName: s.Host, MinVersion: tls.VersionTLS12}
 }
 
-func (s *SMTP) deliver(ctx context.Context, from string, to []string, w io.WriterTo) error {
+// Check connects to the mail server and goes as far as a mail would
+// before AUTH (greeting, EHLO, STARTTLS or implicit TLS, with the
+// certificate checked as for a mail), then quits: what the start says of
+// a mail server whose certificate does not verify, before any mail waits.
+func (s *SMTP) Check(ctx context.Context) error {
+	conn, client, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	defer client.Close()
+	_ = conn.SetDeadline(time.Now().Add(stepTimeout))
+	return client.Quit()
+}
+
+// open connects and greets, and secures the session when a password is
+// to be sent: up to, not including, AUTH.
+func (s *SMTP) open(ctx context.Context) (net.Conn, *smtp.Client, error) {
 	addr := net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
 	d := &net.Dialer{Timeout: stepTimeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("connecting to %s: %w", addr, err)
 	}
-	defer conn.Close()
+	client, err := s.greet(ctx, conn, addr)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, client, nil
+}
+
+func (s *SMTP) greet(ctx context.Context, conn net.Conn, addr string) (*smtp.Client, error) {
 	step := func() { _ = conn.SetDeadline(time.Now().Add(stepTimeout)) }
 	step()
 	var c net.Conn = conn
 	if s.Port == 465 { // implicit TLS
 		tc := tls.Client(conn, s.tlsConfig())
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("TLS with %s: %w", addr, err)
+			return nil, fmt.Errorf("TLS with %s: %w", addr, err)
 		}
 		c = tc
 	}
 	client, err := smtp.NewClient(c, s.Host)
 	if err != nil {
-		return fmt.Errorf("greeting from %s: %w", addr, err)
+		return nil, fmt.Errorf("greeting from %s: %w", addr, err)
 	}
-	defer client.Close()
 	step()
 	if err := client.Hello("localhost"); err != nil {
-		return fmt.Errorf("EHLO: %w", err)
+		client.Close()
+		return nil, fmt.Errorf("EHLO: %w", err)
 	}
-	if s.Password != "" {
-		if s.Port != 465 {
-			if ok, _ := client.Extension("STARTTLS"); !ok {
-				return fmt.Errorf("%s offers no STARTTLS; refusing to send the password in clear", addr)
-			}
-			step()
-			if err := client.StartTLS(s.tlsConfig()); err != nil {
-				return fmt.Errorf("STARTTLS: %w", err)
-			}
+	if s.Password != "" && s.Port != 465 {
+		if ok, _ := client.Extension("STARTTLS"); !ok {
+			client.Close()
+			return nil, fmt.Errorf("%s offers no STARTTLS; refusing to send the password in clear", addr)
 		}
+		step()
+		if err := client.StartTLS(s.tlsConfig()); err != nil {
+			client.Close()
+			return nil, fmt.Errorf("STARTTLS: %w", err)
+		}
+	}
+	return client, nil
+}
+
+func (s *SMTP) deliver(ctx context.Context, from string, to []string, w io.WriterTo) error {
+	conn, client, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	defer client.Close()
+	step := func() { _ = conn.SetDeadline(time.Now().Add(stepTimeout)) }
+	if s.Password != "" {
 		step()
 		if err := client.Auth(smtp.PlainAuth("", s.User, s.Password, s.Host)); err != nil {
 			return fmt.Errorf("AUTH as %s: %w", s.User, err)

@@ -83,6 +83,7 @@
     el("s-handed").textContent = m.handedOut;
     el("s-none").textContent = m.noServer;
     el("started").textContent = new Date(m.started).toLocaleString();
+    el("alerts").innerHTML = (m.alerts || []).map(function (a) { return "<p>" + esc(a) + "</p>"; }).join("");
     el("servers").innerHTML = doc.servers.map(card).join("");
   }
   function update(d) { doc = d; received = Date.now(); render(); }
