@@ -93,10 +93,10 @@ func TestBookedElsewhere(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if r.Booked("nowhere/1", 1) {
+	if r.Booked("nowhere/1", 1, now) {
 		t.Error("a booking for an unknown server was applied")
 	}
-	if !r.Booked("a/1", 3) {
+	if !r.Booked("a/1", 3, now) {
 		t.Fatal("the bookings for a/1 were not applied")
 	}
 	for range 3 {
@@ -315,5 +315,42 @@ func TestGatedUntilOpen(t *testing.T) {
 	}
 	if got, ok := r.Place(Visitor{}); !ok || got != "a/1" || !r.Available() {
 		t.Errorf("after Open: %q %v", got, ok)
+	}
+}
+
+// TestGraceAndStaleBookings: Grace gives every watched server one more
+// timeout (a stalled coordinator judges no one silent for its own stall);
+// another member's bookings older than a booking's lapse are not applied.
+func TestGraceAndStaleBookings(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"a/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	rep := report("a/1", 10)
+	rep.Sessions, rep.At = 0, now
+	if err := r.Apply(rep); err != nil {
+		t.Fatal(err)
+	}
+	// 95 s later, nothing read meanwhile: without grace, a/1 is down.
+	now = now.Add(95 * time.Second)
+	r.Grace(now)
+	r.Sweep(now.Add(time.Second))
+	if v := r.Snapshot()[0]; v.State != Up {
+		t.Errorf("after a stall and its grace: %v", v.State)
+	}
+	r.Sweep(now.Add(4 * time.Second))
+	if v := r.Snapshot()[0]; v.State != Down {
+		t.Errorf("one timeout after the grace, still silent: %v, want down", v.State)
+	}
+	rep.At = now
+	if err := r.Apply(rep); err != nil {
+		t.Fatal(err)
+	}
+	if r.Booked("a/1", 5, now.Add(-10*time.Second)) {
+		t.Error("bookings 10 s old (past a 3 s lapse) were applied")
+	}
+	if r.Booked("a/1", 5, now.Add(time.Minute)) {
+		t.Error("bookings from a minute in the future were applied")
+	}
+	if !r.Booked("a/1", 1, now.Add(-time.Second)) {
+		t.Error("a booking 1 s old was not applied")
 	}
 }

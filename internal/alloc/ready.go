@@ -1,5 +1,7 @@
 package alloc
 
+import "time"
+
 // Open lets a gated registry place (Options.Gated): the coordinator has its
 // state back. It is a no-op on a registry that places already.
 func (r *Registry) Open() {
@@ -27,4 +29,45 @@ func (r *Registry) Unheard() []string {
 		}
 	}
 	return out
+}
+
+// Known reports whether server is configured, or has reported.
+func (r *Registry) Known(server string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.byName[server]
+	return s != nil && s.seen
+}
+
+// Grace gives every server watched for silence one more timeout from now:
+// a coordinator whose process stalled, or whose clock jumped, saw no
+// heartbeat because it was not looking, not because none came.
+func (r *Registry) Grace(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, s := range r.servers {
+		if r.deadlines[i] == never {
+			continue
+		}
+		to := r.timeout(s)
+		if d := now.Add(to).UnixNano(); d > r.deadlines[i] {
+			r.deadlines[i] = d
+		}
+		if u := now.Add(to); u.After(r.graceUntil) {
+			r.graceUntil = u
+		}
+	}
+}
+
+// StallGap is a gap between two Sweeps (100 ms apart in the coordinator)
+// that only a stalled process or a jumped clock explains.
+const StallGap = 2 * time.Second
+
+// stalling says whether, at now, the coordinator is just back from a stall
+// (no Sweep for StallGap, or within a Grace): its agents' connections
+// closed because their pings went unanswered while it was stopped, and
+// they are reconnecting. Such a close is no failure: the silence timeout
+// judges them. r.mu is held.
+func (r *Registry) stalling(now time.Time) bool {
+	return (!r.lastSweep.IsZero() && now.Sub(r.lastSweep) > StallGap) || now.Before(r.graceUntil)
 }

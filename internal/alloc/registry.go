@@ -218,6 +218,10 @@ type Registry struct {
 	byTier            [numTiers]uint64
 	// gated: no placement until Open (Options.Gated).
 	gated bool
+	// lastSweep is the last Sweep; graceUntil the end of a Grace: while
+	// either says the coordinator was not looking, a closed connection is
+	// not a failure (ready.go).
+	lastSweep, graceUntil time.Time
 	// policies counts the servers whose last report carries a sharing
 	// policy: while it is 0, a repository URL is placed as none.
 	policies int
@@ -448,7 +452,7 @@ func (r *Registry) sessionsPrior(rep Report) float64 {
 func (r *Registry) ConnectionLost(name string) {
 	r.mu.Lock()
 	s, ok := r.byName[name]
-	if !ok || s.state == Down || s.state == Unknown {
+	if !ok || s.state == Down || s.state == Unknown || r.stalling(r.o.Now()) {
 		r.mu.Unlock()
 		return
 	}
@@ -474,6 +478,7 @@ func (r *Registry) setDeadline(s *server) {
 func (r *Registry) Sweep(now time.Time) {
 	r.mu.Lock()
 	r.ticks++
+	r.lastSweep = now
 	if now.Sub(r.holdsSwept) >= time.Second {
 		r.pruneHolds(false)
 		r.holdsSwept = now
@@ -600,7 +605,11 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 // server: their load counts here as well, so that a burst spread over the
 // members is spread over the servers too. It counts no placement of this
 // coordinator's, and holds for no visitor.
-func (r *Registry) Booked(server string, n int) bool {
+//
+// at is when they were made: news older than a booking's lapse (a member
+// that was stopped and sends its backlog) is not applied, and neither is
+// news from the future beyond a second of clock skew.
+func (r *Registry) Booked(server string, n int, at time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.byName[server]
@@ -608,6 +617,9 @@ func (r *Registry) Booked(server string, n int) bool {
 		return false
 	}
 	now := r.o.Now()
+	if age := now.Sub(at); age >= settleFor(s.report) || age < -time.Second {
+		return false
+	}
 	for range min(n, maxPending) {
 		s.res.add(now, s.report.Sessions)
 	}

@@ -110,16 +110,7 @@ func (r *reservations) observe(prev, rep Report, prior float64) {
 	if !r.learned {
 		r.perSession = prior
 	}
-	settle := countIntervals * rep.Interval
-	switch {
-	case rep.Polled:
-		// A polled server's /load is its load now, and polls are seconds
-		// apart: a booking lapses at the first poll a full period after it,
-		// so that it never holds the server back for more than two polls.
-		settle = rep.Interval
-	case rep.Sessions < 0:
-		settle = blindIntervals * rep.Interval
-	}
+	settle := settleFor(rep)
 	for r.at.len() > 0 && rep.At.Sub(r.at.oldest()) >= settle {
 		r.pop()
 		r.base++ // expired: the count shows it by now
@@ -147,6 +138,21 @@ func (r *reservations) observe(prev, rep Report, prior float64) {
 		r.perSession = ewma(r.perSession, sample, r.learned)
 		r.learned = true
 	}
+}
+
+// settleFor is how long after a booking rep's server shows it, or the
+// booking lapses.
+func settleFor(rep Report) time.Duration {
+	switch {
+	case rep.Polled:
+		// A polled server's /load is its load now, and polls are seconds
+		// apart: a booking lapses at the first poll a full period after it,
+		// so that it never holds the server back for more than two polls.
+		return rep.Interval
+	case rep.Sessions < 0:
+		return blindIntervals * rep.Interval
+	}
+	return countIntervals * rep.Interval
 }
 
 func ewma(old, sample float64, have bool) float64 {

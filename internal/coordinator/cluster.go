@@ -144,10 +144,13 @@ func (b *bookings) subscribe() error {
 		if json.Unmarshal(m.Data, &bt) != nil || bt.Member == b.self {
 			return
 		}
-		lag := time.Since(time.Unix(0, bt.At)).Seconds()
+		at := time.Unix(0, bt.At)
+		lag := time.Since(at).Seconds()
 		for server, n := range bt.Servers {
-			if b.reg.Booked(server, n) {
+			if b.reg.Booked(server, n, at) {
 				b.metrics.BookingsApplied.Add(float64(n))
+			} else if b.reg.Known(server) {
+				b.metrics.BookingsStale.Add(float64(n))
 			}
 		}
 		b.metrics.BookingPropagation.Observe(lag)

@@ -330,14 +330,40 @@ func (c *Coordinator) Registry() *alloc.Registry { return c.reg }
 func (c *Coordinator) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if gap, clock, ok := stalled(last, now); ok {
+				// The heartbeats that came meanwhile wait in the sockets:
+				// give them time to be read before anyone is judged silent.
+				c.reg.Grace(now)
+				c.metrics.Stalls.Inc()
+				c.log.Warn("this coordinator stalled, or its clock jumped: every server gets one more timeout before it is judged silent",
+					"gap", gap.Round(time.Millisecond), "clock_gap", clock.Round(time.Millisecond))
+			}
+			last = now
 			c.reg.Sweep(now)
 		}
 	}
+}
+
+// stallGap is a gap between two sweeps (100 ms apart) that only a stalled
+// process (a machine that froze, SIGSTOP, a VM paused) or a clock that
+// jumped explains.
+const stallGap = alloc.StallGap
+
+// stalled says whether the sweep at now, after the one at last, follows a
+// stall (gap, on the monotonic clock) or a jump of the wall clock, which
+// heartbeats' times and the silence deadlines are on (clock, its gap).
+func stalled(last, now time.Time) (gap, clock time.Duration, ok bool) {
+	if last.IsZero() {
+		return 0, 0, false
+	}
+	gap, clock = now.Sub(last), now.Round(0).Sub(last.Round(0))
+	return gap, clock, gap > stallGap || clock > stallGap || clock < -time.Second || (clock-gap).Abs() > time.Second
 }
 
 // Stop shuts down gracefully: the in-process agent says it is leaving,

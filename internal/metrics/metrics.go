@@ -28,6 +28,9 @@ type Metrics struct {
 	// A cluster's bookings (placements shared between members).
 	BookingsApplied    prometheus.Counter
 	BookingsLost       prometheus.Counter
+	BookingsStale      prometheus.Counter
+	ClusterQuorum      prometheus.Gauge
+	Stalls             prometheus.Counter
 	BookingPropagation prometheus.Histogram
 }
 
@@ -62,12 +65,21 @@ func New() *Metrics {
 			Name: "simgate_bookings_applied_total", Help: "Sessions other members of the cluster placed, counted here."}),
 		BookingsLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "simgate_bookings_unpublished_total", Help: "Sessions placed here that could not be told to the other members."}),
+		BookingsStale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_bookings_stale_total", Help: "Sessions other members placed whose news came after the booking would have lapsed: not counted."}),
+		ClusterQuorum: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "simgate_cluster_quorum", Help: "1 while this coordinator reaches a majority of its cluster's members (always alone), else 0: mail, drains and the servers bucket stop without it."}),
+		Stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_stalls_total", Help: "Times this coordinator found its process stalled or its clock jumped, and gave every server one more timeout."}),
 		BookingPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "simgate_booking_propagation_seconds", Help: "From a placement on another member to its booking here (the oldest of each batch).",
 			Buckets: []float64{.00025, .0005, .001, .0015, .002, .003, .005, .0075, .01, .025, .1}}),
 	}
 	f(m.BookingsApplied)
 	f(m.BookingsLost)
+	f(m.BookingsStale)
+	f(m.ClusterQuorum)
+	f(m.Stalls)
 	f(m.BookingPropagation)
 	f(m.HeartbeatsReceived)
 	f(m.HeartbeatsDropped)
