@@ -262,6 +262,10 @@ func clusterOptions(opts *server.Options, c *ClusterOptions) error {
 	}
 	opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = c.Name, host, port
 	opts.Cluster.ConnectRetries = -1 // a member that is down now comes back: keep trying
+	// A member that hangs (SIGSTOP, a frozen machine) keeps its TCP routes
+	// open: pings every second, three unanswered, notice it in about 3 s
+	// rather than nats-server's 2 min × 2 (clients are pinged alike).
+	opts.PingInterval, opts.MaxPingsOut = time.Second, 3
 	if c.Secret != "" {
 		opts.Cluster.Username, opts.Cluster.Password = routeUser, c.Secret
 	}

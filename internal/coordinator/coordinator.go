@@ -65,6 +65,7 @@ type Coordinator struct {
 	farm     *state.Farm
 	farmErrs *logging.Throttle
 	ready    readiness
+	quorum   quorum
 }
 
 // Start brings the coordinator up; it serves until Stop.
@@ -157,6 +158,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		bound, _ = net.ResolveTCPAddr("tcp", strings.TrimPrefix(u, "nats-route://"))
 	}
 	members := clusterSize(cfg.NATS.Cluster, bound)
+	c.quorum.configured = members
 	if c.state, err = state.New(c.stateConn, replicas(members), log.With("component", "state")); err != nil {
 		return c, fmt.Errorf("state store: %w", err)
 	}
@@ -217,7 +219,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		Version:              version.String(),
 		Started:              c.reg.Started(),
 		Member: func() httpapi.Member {
-			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: c.nats.Members()}
+			seen := c.nats.Members()
+			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: seen,
+				Quorum: seen >= c.quorum.needed(), Needed: c.quorum.needed()}
 		},
 		Admin:  adminByPassword(cfg.NATS.Users, guard),
 		Alerts: c.alerts,
@@ -232,8 +236,11 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		return c, err
 	}
 	if c.bookings.clustered {
-		c.wg.Add(1)
+		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bookings.run(ctx) }()
+		go func() { defer c.wg.Done(); c.watchQuorum(ctx) }()
+	} else {
+		c.metrics.ClusterQuorum.Set(1)
 	}
 	// Servers without an agent are polled as the original polled them;
 	// the in-process agent's own server never needs it.
@@ -267,7 +274,11 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 
 // alerts is what an operator must know now (summary.alerts, the monitor).
 func (c *Coordinator) alerts() []string {
-	return c.mail.alerts()
+	out := c.mail.alerts()
+	if q := c.quorumAlert(); q != "" {
+		out = append(out, q)
+	}
+	return out
 }
 
 // report is shown every report applied: the start may be ready now, and
