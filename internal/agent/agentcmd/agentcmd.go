@@ -202,6 +202,11 @@ func checkProbe(probe string) error {
 	return nil
 }
 
+// pingEvery is the agent's ping period for a heartbeat interval: half of
+// it, at least 500 ms (a coordinator slow to answer for a moment under load
+// is not a dead one).
+func pingEvery(interval time.Duration) time.Duration { return max(interval/2, 500*time.Millisecond) }
+
 // connectTimeout bounds one connection attempt, handshake and login included.
 const connectTimeout = 5 * time.Second
 
@@ -221,9 +226,12 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 		// cluster advertised) at once, each one again after 250 ms at most.
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, 250*time.Millisecond),
-		// A coordinator's host that vanishes without closing the connection
-		// is noticed after two unanswered pings rather than TCP's minutes.
-		nats.PingInterval(max(o.Interval, time.Second)),
+		// A coordinator's host that vanishes without closing the connection,
+		// or a member that hangs (SIGSTOP, a frozen machine), is noticed
+		// after two unanswered pings, half an interval apart: well inside
+		// the 3 intervals after which the other members judge this server
+		// silent, so that failing over to one of them costs no false down.
+		nats.PingInterval(pingEvery(o.Interval)),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err == nil {

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/notify/smtptest"
+	"github.com/simgate/simgate/internal/testutil"
+)
+
+// TestHungMemberCostsNoServer: the member that holds every agent's
+// connection hangs (SIGSTOP) for 20 s. The agents notice within about a
+// second (pings half an interval apart) and fail over to the others, well
+// inside their 3 s silence timeout: no server goes down on the survivors,
+// and no mail goes out. Heartbeats of 1 s, as a site runs them.
+func TestHungMemberCostsNoServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 20 s fault")
+	}
+	servers := []string{"127.0.0.1:2971", "127.0.0.1:2972", "127.0.0.1:2973"}
+	smtp := smtptest.Start(t, "127.0.0.1:0")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, smtp.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(smtp.Addr, ":")
+	var mailPort int
+	fmt.Sscan(port, &mailPort)
+	c := startCluster(t, 3, map[string]any{
+		"simulationServers": servers, "administrator": "admin@example.org", "mailServer": host, "mailServerPort": mailPort,
+		"mailSender": "sender@example.org", "mailSenderPassword": smtp.Password,
+		"mail": map[string]any{"caFile": ca, "grace": 3600, "retryMax": 1, "holdOff": 0},
+	})
+	quiet, err := filepath.Abs("../internal/agent/testdata/proc-idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung := c.members[0]
+	var agents []*proc
+	for _, s := range servers {
+		// Only the member that will hang: the agents learn the others from it.
+		agents = append(agents, startEnv(t, "", []string{"HOST_PROC=" + quiet}, hung.agent, "-nats", hung.nats, "-server", s,
+			"-interval", "1s", "-probe", "off", "-simulation-config", "off"))
+	}
+	survivors := c.members[1:]
+	for _, f := range c.members {
+		for _, s := range servers {
+			f.waitState(t, s, 15*time.Second, "up")
+		}
+	}
+	// Every heartbeat as a survivor sees it: the longest gap per server is
+	// the failover's cost, to hold against the 3 s silence timeout.
+	var mu sync.Mutex
+	last, gap := map[string]time.Time{}, map[string]time.Duration{}
+	nc, err := nats.Connect(survivors[0].nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Subscribe("simgate.load.>", func(m *nats.Msg) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if l, ok := last[m.Subject]; ok && now.Sub(l) > gap[m.Subject] {
+			gap[m.Subject] = now.Sub(l)
+		}
+		last[m.Subject] = now
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	downs := func(f *farm) float64 { return f.scrape(t).value("simgate_state_changes_total", "state", "down") }
+	before := []float64{downs(survivors[0]), downs(survivors[1])}
+	mails := len(smtp.Messages())
+	if err := hung.coord.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hung.coord.cmd.Process.Signal(syscall.SIGCONT) }()
+	// 20 s of the fault, watching the survivors all along.
+	end := time.Now().Add(20 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for i, f := range survivors {
+			if d := downs(f); d != before[i] {
+				t.Fatalf("survivor %d marked %v servers down while a member hung", i, d-before[i])
+			}
+		}
+		if time.Now().Before(end) {
+			return errString("the fault goes on")
+		}
+		return nil
+	})
+	if err := hung.coord.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range survivors {
+		for _, s := range servers {
+			if st := f.servers(t)[s].State; st != "up" {
+				t.Errorf("%s is %s on a survivor", s, st)
+			}
+		}
+	}
+	mu.Lock()
+	worst := time.Duration(0)
+	for _, g := range gap {
+		worst = max(worst, g)
+	}
+	mu.Unlock()
+	t.Logf("longest heartbeat gap on a survivor while a member hung: %v (silence timeout 3 s)", worst.Round(time.Millisecond))
+	for _, a := range agents {
+		if !strings.Contains(a.out.String(), "reconnected to NATS") {
+			t.Errorf("an agent did not fail over:\n%s", a.out.String())
+		}
+	}
+	if worst >= 2500*time.Millisecond {
+		t.Errorf("a heartbeat gap of %v: the failover is not well inside the 3 s silence timeout", worst)
+	}
+	if got := len(smtp.Messages()); got != mails {
+		t.Errorf("%d mails during a member's hang, want none", got-mails)
+	}
+}
