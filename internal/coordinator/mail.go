@@ -31,6 +31,7 @@ type mailer struct {
 	store  notify.Store
 	legacy notify.FileStore // files of earlier versions, imported once
 	smtp   *notify.SMTP
+	leader func() bool
 	// trouble is why mail cannot be delivered now ("" when it can, or
 	// nothing says otherwise): the start's check and each delivery set it.
 	trouble atomic.Pointer[string]
@@ -168,7 +169,7 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store 
 			q.Enqueue(subject, body)
 		}
 	}
-	mm.queue, mm.grace, mm.log, mm.store = q, cfg.Mail.Grace, log, store
+	mm.queue, mm.grace, mm.log, mm.store, mm.leader = q, cfg.Mail.Grace, log, store, leader
 	mm.legacy = notify.FileStore{Spool: filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
 		StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")}
 	mm.policy = notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
@@ -236,14 +237,30 @@ func (m *mailer) run(ctx context.Context, reg *alloc.Registry) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	imported := m.importLegacy()
+	leading := false
+	follow := func(now time.Time) {
+		switch l := m.leader(); {
+		case l && !leading:
+			// Level-triggered: the new leader mails the difference between
+			// what was told and what is true now.
+			leading = m.policy.TakeLead(nowStates(reg), now)
+		case !l && leading:
+			m.policy.LeadLost()
+			leading = false
+		}
+	}
+	follow(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.policy.Saves():
+			m.policy.Save()
 		case now := <-tick.C:
 			if !imported {
 				imported = m.importLegacy()
 			}
+			follow(now)
 			m.policy.Tick(now)
 		case now := <-grace.C:
 			for _, v := range reg.Snapshot() {
@@ -261,6 +278,17 @@ func (m *mailer) run(ctx context.Context, reg *alloc.Registry) {
 			}
 		}
 	}
+}
+
+// nowStates is the registry's view as the mail policy takes it over.
+func nowStates(reg *alloc.Registry) []notify.Now {
+	views := reg.Snapshot()
+	out := make([]notify.Now, len(views))
+	for i, v := range views {
+		out[i] = notify.Now{Server: v.Server, State: v.State, Reason: v.Reason, Load: v.Load,
+			Leaving: v.Status == alloc.StatusLeaving, Heard: !v.LastSeen.IsZero()}
+	}
+	return out
 }
 
 func (m *mailer) close() {

@@ -40,12 +40,23 @@ type PolicyOptions struct {
 // Policy turns state changes and loads into mails, once per real event:
 // down/up and full/available each go through a hold-off window, and
 // full/available through a hysteresis band, so flapping cannot storm.
+//
+// Notifications are level-triggered: the pairs say what the administrator
+// was told (kept in Store, replicated in a cluster), and only the leader
+// changes them, as it mails. A member that takes the lead reads them and
+// mails the difference between them and what is true now (TakeLead): a
+// server that failed while no member led is mailed once, after the
+// election, and a "working again" only follows a "not responding" sent.
 type Policy struct {
-	o       PolicyOptions
+	o PolicyOptions
+	// mu guards servers, dirty, loaded and leading. Lock order: the
+	// registry's locks are never taken under it (LOCKS.md).
 	mu      sync.Mutex
 	servers map[string]*serverMail
 	dirty   map[string]bool // servers whose pairs changed since Store was written
 	loaded  bool            // Store's state has been read
+	leading bool            // this policy tells the administrator (TakeLead)
+	wake    chan struct{}   // a pair changed: save soon (Saves)
 }
 
 type serverMail struct {
@@ -79,9 +90,21 @@ func NewPolicy(o PolicyOptions) *Policy {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p := &Policy{o: o, servers: map[string]*serverMail{}, dirty: map[string]bool{}}
+	p := &Policy{o: o, servers: map[string]*serverMail{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1)}
+	p.leading = o.Leader == nil
 	p.load()
 	return p
+}
+
+// Saves is signalled when the told state changed: the caller writes it
+// (Tick) at once, rather than at the next tick, so that a leader that dies
+// right after a mail leaves its successor knowing of it.
+func (p *Policy) Saves() <-chan struct{} { return p.wake }
+
+// tells reports whether this policy tells the administrator now: it leads
+// and has read what the last leader told. p.mu is held.
+func (p *Policy) tells() bool {
+	return p.leading && p.loaded && (p.o.Leader == nil || p.o.Leader())
 }
 
 // load reads Store's state once; a server this run already has state for
@@ -99,10 +122,12 @@ func (p *Policy) load() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.loaded = true
+	// What the administrator was told is the Store's: what this member
+	// saw while another led (or none did) was never told.
+	for _, s := range p.servers {
+		s.down, s.full = pair{}, pair{}
+	}
 	for name, k := range kept {
-		if _, ok := p.servers[name]; ok {
-			continue
-		}
 		s := p.server(name)
 		s.down.owed, s.down.window = k.DownOwed, k.DownWindow
 		s.full.owed, s.full.window = k.FullOwed, k.FullWindow
@@ -123,6 +148,8 @@ type Hold struct {
 // save writes the servers whose state changed, outside the lock, when
 // this coordinator leads.
 func (p *Policy) save() {
+	// Fenced: checked right before the write; a member that lost the lead
+	// writes nothing more.
 	if p.o.Store == nil || (p.o.Leader != nil && !p.o.Leader()) {
 		return
 	}
@@ -171,6 +198,9 @@ func pct(v float64) string {
 func (p *Policy) Change(c alloc.Change) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.tells() {
+		return // the leader tells; a new one mails the difference (TakeLead)
+	}
 	s := p.server(c.Server)
 	alive := func(st alloc.State) bool { return st == alloc.Up || st == alloc.Full || st == alloc.Draining }
 	switch {
@@ -191,7 +221,7 @@ func (p *Policy) Change(c alloc.Change) {
 func (p *Policy) NotResponding(server, why string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.server(server).down.owed {
+	if !p.tells() || p.server(server).down.owed {
 		return
 	}
 	p.bad(server, &p.server(server).down, event{subject: SubjectDown, bad: true,
@@ -211,7 +241,7 @@ func (p *Policy) Load(server string, status alloc.Status, load float64, v alloc.
 		s.upReports = 0
 		return
 	}
-	if s.upReports++; s.upReports < 2 {
+	if s.upReports++; s.upReports < 2 || !p.tells() {
 		return
 	}
 	switch {
@@ -226,7 +256,7 @@ func (p *Policy) Load(server string, status alloc.Status, load float64, v alloc.
 }
 
 func (p *Policy) bad(server string, pr *pair, e event) {
-	p.dirty[server] = true
+	p.changed(server)
 	pr.owed = true
 	pr.lastBad = e
 	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
@@ -239,7 +269,7 @@ func (p *Policy) bad(server string, pr *pair, e event) {
 }
 
 func (p *Policy) good(server string, pr *pair, e event) {
-	p.dirty[server] = true
+	p.changed(server)
 	pr.owed = false
 	if pr.window.IsZero() || !e.at.Before(pr.window.Add(p.o.HoldOff)) {
 		pr.window = time.Time{}
@@ -254,6 +284,71 @@ func (p *Policy) good(server string, pr *pair, e event) {
 	pr.last = e
 }
 
+// changed marks server's pairs to be saved, soon. p.mu is held.
+func (p *Policy) changed(server string) {
+	p.dirty[server] = true
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Now is a server's state as the registry sees it now, for TakeLead.
+type Now struct {
+	Server  string
+	State   alloc.State
+	Reason  string
+	Load    float64
+	Leaving bool // its agent's last word was a clean stop
+	Heard   bool // a report came since start
+}
+
+// TakeLead is called when this coordinator has become the one that tells
+// (a single coordinator at start, a cluster member once elected): it reads
+// what the last leader told, then mails the difference with what is true
+// now. It reports false when Store cannot be read yet (call it again).
+func (p *Policy) TakeLead(now []Now, at time.Time) bool {
+	p.mu.Lock()
+	p.loaded = p.o.Store == nil
+	p.mu.Unlock()
+	p.load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded {
+		return false
+	}
+	p.leading = true
+	told := 0
+	for _, n := range now {
+		s := p.server(n.Server)
+		alive := n.State == alloc.Up || n.State == alloc.Full || n.State == alloc.Draining
+		switch {
+		case n.State == alloc.Down && n.Heard && !n.Leaving && !s.down.owed:
+			p.bad(n.Server, &s.down, event{subject: SubjectDown, bad: true,
+				line:   n.Server + " simulation server may be down, as it is not responding to the requests of the session server...",
+				detail: "Why: " + n.Reason + " (seen by the coordinator that took over the notifications).", at: at})
+			told++
+		case alive && s.down.owed:
+			p.good(n.Server, &s.down, event{subject: SubjectUp,
+				line: fmt.Sprintf("%s simulation server is up and running again (load = %s%%).", n.Server, pct(n.Load)), at: at})
+			told++
+		}
+	}
+	p.o.Logger.Info("this coordinator tells the administrator now", "servers", len(now), "mailed_differences", told)
+	return true
+}
+
+// LeadLost is called when this coordinator no longer leads: it changes
+// the told state no more until it leads again (TakeLead).
+func (p *Policy) LeadLost() {
+	p.mu.Lock()
+	p.leading = false
+	p.mu.Unlock()
+}
+
+// Save writes the told state now, if this coordinator leads (Saves).
+func (p *Policy) Save() { p.save() }
+
 // Tick sends the digests of windows that have ended; call it every second or so.
 // It also writes the hold-off state, when it changed, off the heartbeat path.
 func (p *Policy) Tick(now time.Time) {
@@ -263,6 +358,9 @@ func (p *Policy) Tick(now time.Time) {
 	defer p.save()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.tells() {
+		return
+	}
 	for name, s := range p.servers {
 		for _, pr := range []*pair{&s.down, &s.full} {
 			if pr.window.IsZero() || now.Before(pr.window.Add(p.o.HoldOff)) {
@@ -285,7 +383,7 @@ func (p *Policy) Tick(now time.Time) {
 			p.mail(last, note)
 			pr.held, pr.sentGood = 0, false
 			pr.window = time.Time{}
-			p.dirty[name] = true
+			p.changed(name)
 			if pr.owed {
 				pr.window = now // a bad mail just went: a new window
 			}

@@ -314,6 +314,12 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 		m := q.mails[idx]
 		q.mu.Unlock()
 
+		// Fenced: leadership is checked right before the mail is handed to
+		// SMTP; a member that lost it (or hung while another was elected)
+		// sends nothing more.
+		if q.o.Leader != nil && !q.o.Leader() {
+			return next
+		}
 		err := q.o.Transport.Send(ctx, m)
 		if ctx.Err() != nil {
 			return time.Time{}
@@ -368,7 +374,10 @@ func (q *Queue) indexLocked(m Mail) int {
 // persist writes the pending mails to Store when they changed, outside
 // the lock: Enqueue never waits for the disk or the cluster.
 func (q *Queue) persist() {
-	if q.o.Store == nil {
+	// Fenced like a send: only the leader writes the pending mails (each
+	// is written before its first attempt, so a member that lost the lead
+	// has nothing its successor lacks, and must not overwrite its state).
+	if q.o.Store == nil || (q.o.Leader != nil && !q.o.Leader()) {
 		return
 	}
 	q.mu.Lock()
