@@ -35,12 +35,20 @@ func main() {
 	flag.DurationVar(&o.IntakeTime, "intake-window", 10*time.Second, "how long the heartbeat intake's CPU is measured")
 	hold := flag.Int("hold", 0, "only hold this many idle connections from 127.0.0.2 until interrupted")
 	monitor := flag.Bool("monitor", false, "only measure /session with live /monitor pages (500 on 2,000 servers, 3,000 on 20) against idle")
+	logins := flag.Bool("logins", false, "only measure passwords: 100 bcrypt agents joining a fresh coordinator, /session under 20 wrong passwords a second, the log lines they cause")
 	cluster := flag.Bool("cluster", false, "only measure a cluster of 3 coordinators against one alone: a member's /session, booking propagation, intake CPU per member")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *monitor {
 		if err := loadtest.RunMonitor(ctx, o, []loadtest.MonitorCase{{Servers: 2000, Clients: 500}, {Servers: 20, Clients: 3000}}); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *logins {
+		if err := loadtest.RunLogins(ctx, o); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
 			os.Exit(1)
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 )
 
 // Outcome says how a check ended.
@@ -61,16 +62,39 @@ const (
 // Guard checks passwords. The zero value is not usable: use New.
 type Guard struct {
 	key   []byte        // HMAC key for remembered secrets: never leaves the process
-	slots chan struct{} // bcrypt verifications running now
-	dummy string        // a hash of the configured cost, for unknown users
-	now   func() time.Time
+	slots chan struct{} // bcrypt verifications running now: one per core
+	// narrow is half the cores: while failures come in numbers (an attack),
+	// every verification takes one of these too, so that /session and the
+	// heartbeats keep the other half; a fresh start's agents, which do not
+	// fail, get every core.
+	narrow chan struct{}
+	// attackBudget bounds the bcrypt verifications a second while failures
+	// come in numbers, from however many addresses: past it a login is
+	// refused unchecked (the client retries), so that a distributed guess
+	// costs the farm at most attackRate verifications a second.
+	attackBudget *rate.Limiter
+	dummy        string // a hash of the configured cost, for unknown users
+	now          func() time.Time
 	// hashed counts bcrypt verifications (for /metrics and tests).
 	hashed atomic.Int64
 
-	mu       sync.Mutex // guards remember and fails
+	mu       sync.Mutex // guards remember, fails and the attack window
 	remember map[string][sha256.Size]byte
 	fails    map[string]*failure
+	// failures in the attack window (attackWindow long) that began at
+	// window, and in the one before it.
+	window          time.Time
+	inWindow, prior int
 }
+
+// An attack is attackFailures failures or more in attackWindow; during
+// one, at most attackRate bcrypt verifications run a second (about a third
+// of a core at cost 11).
+const (
+	attackWindow   = 10 * time.Second
+	attackFailures = 10
+	attackRate     = 3
+)
 
 type failure struct {
 	count  int       // failures since window
@@ -84,11 +108,13 @@ type failure struct {
 // them, so that it costs what a wrong password costs.
 func New(secrets []string) *Guard {
 	g := &Guard{
-		key:      make([]byte, 32),
-		slots:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
-		now:      time.Now,
-		remember: map[string][sha256.Size]byte{},
-		fails:    map[string]*failure{},
+		key:          make([]byte, 32),
+		slots:        make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		narrow:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		attackBudget: rate.NewLimiter(attackRate, attackRate),
+		now:          time.Now,
+		remember:     map[string][sha256.Size]byte{},
+		fails:        map[string]*failure{},
 	}
 	_, _ = rand.Read(g.key)
 	cost := 0
@@ -130,9 +156,12 @@ func (g *Guard) Check(addr, user, want, password string) Outcome {
 	if g.limited(addr, user) {
 		return Limited
 	}
-	if g.verify(want, password) {
+	switch ok, checked := g.verify(want, password); {
+	case ok:
 		g.succeeded(addr, user)
 		return OK
+	case !checked:
+		return Limited // over an attack's budget: not a failure of this client's
 	}
 	g.failed(addr, user)
 	return Wrong
@@ -140,35 +169,40 @@ func (g *Guard) Check(addr, user, want, password string) Outcome {
 
 // verify compares password with want: in constant time for a plain
 // secret; for a bcrypt hash, from the remembered secrets or with bcrypt,
-// at most len(slots) at once.
-func (g *Guard) verify(want, password string) bool {
+// at most len(slots) at once. checked is false when an attack's budget
+// left it unchecked.
+func (g *Guard) verify(want, password string) (ok, checked bool) {
 	if want == "" {
-		if g.dummy != "" {
-			g.bcrypt(g.dummy, password)
-		} else {
+		switch {
+		case g.dummy == "":
 			subtle.ConstantTimeCompare([]byte(password), g.key)
+		case g.attacked() && !g.attackBudget.Allow():
+			return false, false
+		default:
+			g.bcrypt(g.dummy, password)
 		}
-		return false
+		return false, true
 	}
 	if password == "" {
-		return false
+		return false, true
 	}
 	if !IsHash(want) {
-		return subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
+		return subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1, true
 	}
 	mac := g.mac(password)
 	g.mu.Lock()
-	known, ok := g.remember[want]
+	known, found := g.remember[want]
 	g.mu.Unlock()
-	if ok {
-		// A remembered hash with another password is verified again: the
-		// configured hash is what decides, never the cache alone.
-		if hmac.Equal(known[:], mac[:]) {
-			return true
-		}
+	// A remembered hash with another password is verified again: the
+	// configured hash is what decides, never the cache alone.
+	if found && hmac.Equal(known[:], mac[:]) {
+		return true, true
+	}
+	if g.attacked() && !g.attackBudget.Allow() {
+		return false, false
 	}
 	if !g.bcrypt(want, password) {
-		return false
+		return false, true
 	}
 	g.mu.Lock()
 	if len(g.remember) >= maxRemembered {
@@ -176,10 +210,14 @@ func (g *Guard) verify(want, password string) bool {
 	}
 	g.remember[want] = mac
 	g.mu.Unlock()
-	return true
+	return true, true
 }
 
 func (g *Guard) bcrypt(hash, password string) bool {
+	if g.attacked() {
+		g.narrow <- struct{}{}
+		defer func() { <-g.narrow }()
+	}
 	g.slots <- struct{}{}
 	defer func() { <-g.slots }()
 	g.hashed.Add(1)
@@ -192,6 +230,24 @@ func (g *Guard) mac(password string) [sha256.Size]byte {
 	var out [sha256.Size]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// attacked says whether failures come in numbers now.
+func (g *Guard) attacked() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.roll(g.now())
+	return g.inWindow+g.prior >= attackFailures
+}
+
+// roll moves the attack window to now. g.mu is held.
+func (g *Guard) roll(now time.Time) {
+	switch d := now.Sub(g.window); {
+	case d >= 2*attackWindow || d < 0:
+		g.window, g.inWindow, g.prior = now, 0, 0
+	case d >= attackWindow:
+		g.window, g.prior, g.inWindow = g.window.Add(attackWindow), g.inWindow, 0
+	}
 }
 
 // keys are the failure table's entries a check for user at addr counts
@@ -246,6 +302,8 @@ func (g *Guard) failed(addr, user string) {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.roll(now)
+	g.inWindow++
 	for _, k := range keys(addr, user) {
 		key := g.slot(k.key)
 		f := g.fails[key]

@@ -1,6 +1,7 @@
 package login
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -180,5 +181,29 @@ func TestFailureTableBounded(t *testing.T) {
 	g.mu.Unlock()
 	if n > maxAddrs+1 {
 		t.Errorf("failure table holds %d entries, want at most %d", n, maxAddrs+1)
+	}
+}
+
+// TestDistributedGuessesBounded: wrong passwords from a new address each
+// (no address ever waits) are an attack once they come in numbers: then at
+// most attackRate verifications run a second, and the rest are refused
+// unchecked, as Limited, which counts against no one.
+func TestDistributedGuessesBounded(t *testing.T) {
+	h := hash(t, "admin-secret")
+	g, _ := newGuard(h)
+	limited := 0
+	for i := range 200 {
+		if g.Check(fmt.Sprintf("198.18.%d.%d", i/250, i%250), "admin", h, "guess") == Limited {
+			limited++
+		}
+	}
+	if n := g.Hashed(); n > attackFailures+attackRate+1 {
+		t.Errorf("200 guesses from 200 addresses ran bcrypt %d times, want at most %d", n, attackFailures+attackRate+1)
+	}
+	if limited < 150 {
+		t.Errorf("%d of 200 guesses refused unchecked", limited)
+	}
+	if got := g.Check("192.0.2.1", "admin", h, "admin-secret"); got == Wrong {
+		t.Error("the right password during the attack counted as wrong")
 	}
 }
