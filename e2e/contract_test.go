@@ -324,6 +324,7 @@ func TestClassroomBehindOneAddress(t *testing.T) {
 		}
 		per[body]++
 	}
+	t.Logf("30 students behind one address on 10 servers: %v", per)
 	for s, n := range per {
 		if n > 5 {
 			t.Errorf("%d students on %s, want at most 5: %v", n, s, per)

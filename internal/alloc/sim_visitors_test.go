@@ -82,4 +82,28 @@ func TestHonestBookingsInTheSimulator(t *testing.T) {
 			t.Errorf("the classroom was not spread: %v, refused %d (fair share %d)", ours.started, ours.refused, fair)
 		}
 	})
+
+	t.Run("classroom within 10 s", func(t *testing.T) {
+		// The teaching case at its sharpest: 30 students behind one address
+		// open the same world within 10 s, before any session count shows
+		// one of them. Each is its own booking (an address holds up to 40),
+		// so they are spread like 30 visitors. Ten equal servers.
+		class := simVisitor{Visitor: Visitor{Addr: "198.51.100.2", URL: "https://github.com/x/y/blob/main/worlds/lesson.wbt"}, comes: true}
+		at := every(5*time.Second, 15*time.Second-time.Millisecond, 10*time.Second/30)
+		who := make([]simVisitor, len(at))
+		for i := range who {
+			who[i] = class
+		}
+		sc := simScenario{name: "classroom-10s", servers: servers(3, 3, 3, 3, 3, 3, 3, 3, 3, 3),
+			arrivals: at, visitors: who, duration: between(20*time.Minute, 40*time.Minute), end: 60 * time.Second}
+		ours := simulate(sc, func(c *time.Time) policy { return newSimgatePolicy(sc, c) })
+		most := 0
+		for _, n := range ours.started {
+			most = max(most, n)
+		}
+		t.Logf("classroom of %d within 10 s: sessions per server %v (most %d on one), refused %d", len(at), ours.started, most, ours.refused)
+		if most > 5 || ours.refused > 0 {
+			t.Errorf("the classroom was not spread: %v, refused %d; want at most 5 on a server, none refused", ours.started, ours.refused)
+		}
+	})
 }

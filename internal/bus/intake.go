@@ -128,11 +128,12 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 		return nil, err
 	}
 	in.stop, in.watched = make(chan struct{}), make(chan struct{})
-	if o.Peers != nil {
-		// Agents connected to the other members before this one started
-		// are learnt from them, so that their loss is seen at once here too.
-		in.snapshot()
-	}
+	// Agents that connected before the advisories were subscribed to (they
+	// reconnect the moment a restarted coordinator listens), and those of
+	// the other members, are learnt from the servers: without them, one
+	// same-named connection opening and closing right after a restart read
+	// as its server's last, and took 150 of 2,000 healthy servers down.
+	in.snapshot()
 	go in.janitor()
 	return in, nil
 }
@@ -149,7 +150,10 @@ func (in *Intake) snapshot() {
 	if in.sys.PublishRequest(fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CONNZ", appAccount), inbox, []byte(`{"limit":100000}`)) != nil {
 		return
 	}
-	want := len(in.o.Peers())
+	want := 1
+	if in.o.Peers != nil {
+		want = len(in.o.Peers())
+	}
 	deadline := time.Now().Add(time.Second)
 	for got := 0; got < want; got++ {
 		m, err := sub.NextMsg(time.Until(deadline))
@@ -473,8 +477,10 @@ func (in *Intake) onAdvisory(m *nats.Msg) {
 	key, name := connKey{a.Server.ID, a.Client.ID}, a.Client.Name
 	in.mu.Lock()
 	if connect {
-		in.live[key] = name
-		in.conns[name]++
+		if _, known := in.live[key]; !known { // the snapshot may have counted it
+			in.live[key] = name
+			in.conns[name]++
+		}
 		delete(in.lost, name)
 		h, waiting := in.held[name]
 		delete(in.held, name)
