@@ -39,8 +39,8 @@ type Options struct {
 type Agent struct {
 	o        Options
 	draining atomic.Bool
-	fileMu   sync.Mutex
-	fileSeen *bool // whether the drain file existed at the last look; nil before the first
+	fileMu   sync.Mutex // guards fileSeen (a leaf)
+	fileSeen *bool      // whether the drain file existed at the last look; nil before the first
 	win      window
 	failing  map[string]string // collector → last error logged
 	service  string            // last probe error logged, "" when answering

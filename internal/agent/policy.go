@@ -19,7 +19,7 @@ type Policy struct {
 	path string
 	log  *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards mtime, size, sharing and maxConn (a leaf)
 	mtime   time.Time
 	size    int64
 	sharing *bus.Sharing

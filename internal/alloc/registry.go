@@ -14,61 +14,32 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/simgate/simgate/internal/domain"
 )
 
-// State is a server's state as the coordinator sees it.
-type State uint8
+// The words the registry shares with the mail policy, the transport and the
+// HTTP API live in internal/domain; these are their names here.
+type (
+	State  = domain.State
+	Status = domain.Status
+	Vector = domain.Vector
+	Change = domain.Change
+)
 
-// States, as PROTOCOL.md names them.
+// States and statuses (domain's).
 const (
-	Unknown  State = iota // never heard from since start
-	Up                    // reporting, load below the threshold
-	Full                  // reporting, load at or above the threshold
-	Down                  // silent, connection lost, left, or its simulation server does not answer
-	Draining              // takes no new session, keeps running ones
+	Unknown  = domain.Unknown
+	Up       = domain.Up
+	Full     = domain.Full
+	Down     = domain.Down
+	Draining = domain.Draining
+
+	StatusUp          = domain.StatusUp
+	StatusDraining    = domain.StatusDraining
+	StatusServiceDown = domain.StatusServiceDown
+	StatusLeaving     = domain.StatusLeaving
 )
-
-var stateNames = [...]string{"unknown", "up", "full", "down", "draining"}
-
-func (s State) String() string { return stateNames[s] }
-
-// Status is what an agent says of its server.
-type Status uint8
-
-// Statuses of a report.
-const (
-	StatusUp Status = iota
-	StatusDraining
-	StatusServiceDown
-	StatusLeaving
-)
-
-// Vector holds the components of a load report; nil means not reported.
-type Vector struct {
-	CPU, Memory, Swap, GPU, GPUMemory, VRAM *float64
-}
-
-// Saturated names the resource that holds the load at its level, following
-// the load formula max(cpu, (swap + memory + gpuMemory) / 3, gpu).
-func (v Vector) Saturated() string {
-	val := func(p *float64) float64 {
-		if p == nil {
-			return 0
-		}
-		return *p
-	}
-	cpu, gpu := val(v.CPU), val(v.GPU)
-	mem := (val(v.Swap) + val(v.Memory) + val(v.GPUMemory)) / 3
-	switch {
-	case v.CPU == nil && v.GPU == nil && v.Memory == nil:
-		return "load (no components reported)"
-	case cpu >= mem && cpu >= gpu:
-		return fmt.Sprintf("CPU (%.4g%%)", cpu)
-	case gpu >= mem:
-		return fmt.Sprintf("GPU (%.4g%%)", gpu)
-	}
-	return fmt.Sprintf("memory: RAM, swap and GPU memory average %.4g%%", mem)
-}
 
 // Report is one heartbeat, in the registry's words.
 type Report struct {
@@ -132,18 +103,6 @@ var sourceNames = [...]string{"", "agent", "poll"}
 
 func (s Source) String() string { return sourceNames[s] }
 
-// Change is a state transition of one server.
-type Change struct {
-	Server   string
-	From, To State
-	Reason   string
-	Load     float64
-	Vector   Vector
-	At       time.Time
-	Reported bool // Load and Vector come from a report (false for unknown servers)
-	Planned  bool // the agent said it was leaving: a stop, not a failure
-}
-
 // ErrUnknownServer refuses a report for a server that is not configured.
 var ErrUnknownServer = errors.New("server is not in simulationServers")
 
@@ -185,8 +144,11 @@ type Options struct {
 
 // Registry holds every server's latest report and places sessions.
 type Registry struct {
+	// mu guards everything below but the atomics; emitMu keeps OnChange
+	// calls in order and is taken under mu, which is then released (emit):
+	// the order is mu → emitMu → whatever OnChange takes (LOCKS.md).
 	mu        sync.Mutex
-	emitMu    sync.Mutex // keeps OnChange calls in order
+	emitMu    sync.Mutex
 	o         Options
 	open      bool
 	servers   []*server

@@ -11,16 +11,17 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/simgate/simgate/internal/domain"
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/login"
 )
 
-// Roles a NATS user can have.
+// Roles a NATS user can have (domain's).
 const (
-	RoleAgent   = "agent"   // publishes heartbeats for the servers it is bound to
-	RoleMonitor = "monitor" // reads every simgate subject and the farm's state, changes nothing
-	RoleAdmin   = "admin"   // a monitor that may also drain and undrain servers
-	RoleSystem  = "system"  // the NATS system account: nats server list|ping|report
+	RoleAgent   = domain.RoleAgent
+	RoleMonitor = domain.RoleMonitor
+	RoleAdmin   = domain.RoleAdmin
+	RoleSystem  = domain.RoleSystem
 )
 
 // ServersBucket is the key-value bucket of the farm's state, one key per

@@ -61,7 +61,7 @@ type Intake struct {
 	throttle *logging.Throttle
 	app      *nats.Conn
 	sys      *nats.Conn
-	mu       sync.Mutex
+	mu       sync.Mutex         // guards live, conns, lost and held; the Sink is called outside it
 	live     map[connKey]string // each open connection's name
 	conns    map[string]int     // live connections per client name
 	// lost: names whose last connection closed, and when. A heartbeat that

@@ -1,6 +1,10 @@
 package bus
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/simgate/simgate/internal/domain"
+)
 
 // DefaultPrefix is the first token of every simgate subject.
 const DefaultPrefix = "simgate"
@@ -14,21 +18,8 @@ const (
 	EventDraining  = "draining"
 )
 
-// Node turns a server entry into one NATS token: every character outside
-// A-Z a-z 0-9 _ - becomes '_' ("cyberbotics1.epfl.ch/2000" → "cyberbotics1_epfl_ch_2000").
-func Node(entry string) string {
-	var b strings.Builder
-	b.Grow(len(entry))
-	for i := 0; i < len(entry); i++ {
-		c := entry[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
-			b.WriteByte(c)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+// Node turns a server entry into one NATS token (domain.Node).
+func Node(entry string) string { return domain.Node(entry) }
 
 // Subjects builds the subjects under one prefix.
 type Subjects struct{ Prefix string }

@@ -231,8 +231,8 @@ func TestNATSAuth(t *testing.T) {
 	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "without TLS") {
 		t.Errorf("beyond loopback without TLS must warn once: %v", c.Warnings)
 	}
-	if u := c.NATS.BusUsers(); len(u) != 4 || u[0].Name != "sim-a" || u[3].Password == "" {
-		t.Errorf("BusUsers: %+v", u)
+	if u := c.NATS.Users; len(u) != 4 || u[0].User != "sim-a" || u[3].Password == "" {
+		t.Errorf("users: %+v", u)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // validateNATSAuth checks nats.tls and nats.users; configured holds the
@@ -41,10 +41,10 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 	// could publish for the other.
 	nodes := map[string]string{}
 	claim := func(key, entry string) error {
-		if other, ok := nodes[bus.Node(entry)]; ok && other != entry {
-			return bad(key, "%q and %q share the NATS subject token %q: rename one", other, entry, bus.Node(entry))
+		if other, ok := nodes[domain.Node(entry)]; ok && other != entry {
+			return bad(key, "%q and %q share the NATS subject token %q: rename one", other, entry, domain.Node(entry))
 		}
-		nodes[bus.Node(entry)] = entry
+		nodes[domain.Node(entry)] = entry
 		return nil
 	}
 	for _, s := range c.SimulationServers {
@@ -102,7 +102,7 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 			names[u.User] = true
 		}
 		switch u.Role {
-		case bus.RoleAgent:
+		case domain.RoleAgent:
 			if len(u.Servers) == 0 {
 				return bad(key+".servers", "an agent must be bound to the servers it speaks for")
 			}
@@ -117,15 +117,15 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 					return err
 				}
 			}
-		case bus.RoleMonitor, bus.RoleAdmin, bus.RoleSystem:
-			if u.Role == bus.RoleAdmin && u.Token != "" {
+		case domain.RoleMonitor, domain.RoleAdmin, domain.RoleSystem:
+			if u.Role == domain.RoleAdmin && u.Token != "" {
 				return bad(key+".token", "an admin is named in the drains it makes (drained by <user>): give it a user and password, or an nkey")
 			}
 			if len(u.Servers) > 0 {
 				return bad(key+".servers", "a %s reads every server and is bound to none", u.Role)
 			}
 		default:
-			return bad(key+".role", "want %q, %q, %q or %q, got %q", bus.RoleAgent, bus.RoleMonitor, bus.RoleAdmin, bus.RoleSystem, u.Role)
+			return bad(key+".role", "want %q, %q, %q or %q, got %q", domain.RoleAgent, domain.RoleMonitor, domain.RoleAdmin, domain.RoleSystem, u.Role)
 		}
 	}
 	// The WebSocket listener follows the same rules as the TCP one.
@@ -227,15 +227,6 @@ func (c *Config) secretKey() string {
 		}
 	}
 	return ""
-}
-
-// BusUsers converts the configured users for the NATS server.
-func (n *NATS) BusUsers() []bus.User {
-	out := make([]bus.User, len(n.Users))
-	for i, u := range n.Users {
-		out[i] = bus.User{Name: u.User, Password: u.Password, Token: u.Token, Nkey: u.Nkey, Role: u.Role, Servers: u.Servers}
-	}
-	return out
 }
 
 // BoundServers is every entry an agent user is bound to, in order, once.

@@ -52,7 +52,7 @@ type bookings struct {
 	interest  func(subject string) bool
 	clustered bool
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards pending and oldest (a leaf: nothing is called under it)
 	pending map[string]int
 	oldest  time.Time
 	// subjects caches each server's booking subject: /session builds none.

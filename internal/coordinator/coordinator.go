@@ -117,7 +117,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	}
 	so := bus.ServerOptions{
 		Listen: cfg.NATS.Listen, Logger: log, Subjects: subj,
-		Users: cfg.NATS.BusUsers(), Servers: servers,
+		Users: busUsers(cfg.NATS.Users), Servers: servers,
 		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
 		StoreDir: filepath.Join(cfg.LogDir, "session", "nats"),
 		Guard:    guard,
@@ -270,6 +270,15 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		}
 	}
 	return c, nil
+}
+
+// busUsers converts the configured NATS users for the embedded server.
+func busUsers(users []config.NATSUser) []bus.User {
+	out := make([]bus.User, len(users))
+	for i, u := range users {
+		out[i] = bus.User{Name: u.User, Password: u.Password, Token: u.Token, Nkey: u.Nkey, Role: u.Role, Servers: u.Servers}
+	}
+	return out
 }
 
 // alerts is what an operator must know now (summary.alerts, the monitor).

@@ -86,6 +86,7 @@ type API struct {
 	// wait: a WaitGroup must not grow from zero while it is waited on.
 	wsMu     sync.Mutex
 	closed   bool
+	loops    sync.WaitGroup // the history and feed goroutines
 	wsWG     sync.WaitGroup
 	wsCount  atomic.Int64
 	history  *history
@@ -155,8 +156,9 @@ func New(o Options) *API {
 	a.feed = newFeed(a)
 	a.monitors = monitorSlots{max: o.MaxMonitorClients, perAddr: o.MaxMonitorPerAddress, by: map[string]int{}}
 	a.refusals = logging.NewThrottle(time.Minute, logging.ClientKeys)
-	go a.runHistory()
-	go a.feed.run(a.monitors.live)
+	a.loops.Add(2) // waited for by Close
+	go func() { defer a.loops.Done(); a.runHistory() }()
+	go func() { defer a.loops.Done(); a.feed.run(a.monitors.live) }()
 	a.mux.HandleFunc("/session", a.session)
 	a.mux.HandleFunc("/{$}", a.availability)
 	a.mux.HandleFunc("/load", a.load)

@@ -17,7 +17,7 @@ import (
 // encoded one copy each, 4 times a second).
 type feed struct {
 	a        *API
-	mu       sync.Mutex
+	mu       sync.Mutex                 // guards the fields below; takes the registry's lock under it (Snapshot)
 	prepared *websocket.PreparedMessage // doc as a WebSocket frame, built (and compressed) once for every client
 	period   time.Duration              // how often it is rebuilt: longer for a large farm
 	doc      []byte                     // the latest encoding, summary.now included

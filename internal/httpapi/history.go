@@ -15,7 +15,7 @@ const (
 )
 
 type history struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards rings (a leaf)
 	rings map[string][]float64
 }
 

@@ -36,7 +36,7 @@ type Limiter struct {
 	rate    rate.Limit
 	burst   int
 	trusted []netip.Prefix
-	mu      sync.Mutex
+	mu      sync.Mutex // guards clients, last and full (a leaf)
 	clients map[string]*limitEntry
 	last    time.Time // the last sweep of idle clients
 	full    time.Time // the last scan for full buckets, once at the bound

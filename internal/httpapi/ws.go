@@ -196,6 +196,7 @@ func (a *API) Close(wait time.Duration) {
 		close(a.closing)
 	}
 	a.wsMu.Unlock()
+	a.loops.Wait() // they end at closing, within a tick
 	ch := make(chan struct{})
 	go func() { a.wsWG.Wait(); close(ch) }()
 	select {
@@ -221,7 +222,7 @@ func mustFrame(b []byte) *websocket.PreparedMessage {
 
 // monitorSlots counts the live /monitor clients, in all and per address.
 type monitorSlots struct {
-	mu           sync.Mutex
+	mu           sync.Mutex // guards total and by (a leaf)
 	max, perAddr int
 	total        int
 	by           map[string]int

@@ -83,7 +83,7 @@ func (t tee) WithGroup(name string) slog.Handler {
 // megabytes, the original rotated at 500 kB. lumberjack still does the
 // renaming and the pruning of old files.
 type rotator struct {
-	mu       sync.Mutex
+	mu       sync.Mutex // guards lj, size and max: one line written at a time
 	lj       *lumberjack.Logger
 	size     int64
 	max      int64

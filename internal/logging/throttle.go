@@ -13,7 +13,7 @@ import (
 type Throttle struct {
 	period  time.Duration
 	maxKeys int
-	mu      sync.Mutex
+	mu      sync.Mutex // guards keys and swept (a leaf)
 	keys    map[string]*throttled
 	swept   time.Time
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/domain"
 	"github.com/simgate/simgate/internal/notify/smtptest"
 	"github.com/simgate/simgate/internal/testutil"
 )
@@ -49,12 +49,12 @@ func TestFourMails(t *testing.T) {
 	p := newPolicy(&s)
 	const srv = "cyberbotics1.epfl.ch/2000"
 	cpu := 97.0
-	p.Change(alloc.Change{Server: srv, From: alloc.Unknown, To: alloc.Up, At: t0, Load: 10})
-	p.Change(alloc.Change{Server: srv, From: alloc.Up, To: alloc.Down, Reason: "its agent's NATS connection closed", At: t0})
-	p.Change(alloc.Change{Server: srv, From: alloc.Down, To: alloc.Up, At: t0.Add(time.Second), Load: 12})
-	p.Load(srv, alloc.StatusUp, 12, alloc.Vector{}, t0.Add(time.Second))
-	p.Load(srv, alloc.StatusUp, 97, alloc.Vector{CPU: &cpu}, t0.Add(2*time.Second))
-	p.Load(srv, alloc.StatusUp, 40, alloc.Vector{}, t0.Add(3*time.Second))
+	p.Change(domain.Change{Server: srv, From: domain.Unknown, To: domain.Up, At: t0, Load: 10})
+	p.Change(domain.Change{Server: srv, From: domain.Up, To: domain.Down, Reason: "its agent's NATS connection closed", At: t0})
+	p.Change(domain.Change{Server: srv, From: domain.Down, To: domain.Up, At: t0.Add(time.Second), Load: 12})
+	p.Load(srv, domain.StatusUp, 12, domain.Vector{}, t0.Add(time.Second))
+	p.Load(srv, domain.StatusUp, 97, domain.Vector{CPU: &cpu}, t0.Add(2*time.Second))
+	p.Load(srv, domain.StatusUp, 40, domain.Vector{}, t0.Add(3*time.Second))
 	// The original's lines (PROTOCOL §3), its loads written as Python wrote floats.
 	want := []struct{ subject, first string }{
 		{SubjectDown, srv + " simulation server may be down, as it is not responding to the requests of the session server..."},
@@ -82,14 +82,14 @@ func TestFourMails(t *testing.T) {
 func TestPlannedStopAndStartupMailNothing(t *testing.T) {
 	var s sent
 	p := newPolicy(&s)
-	p.Change(alloc.Change{Server: "a/1", From: alloc.Unknown, To: alloc.Up, At: t0})
-	p.Change(alloc.Change{Server: "a/1", From: alloc.Up, To: alloc.Down, Planned: true, At: t0})
-	p.Change(alloc.Change{Server: "a/1", From: alloc.Down, To: alloc.Up, At: t0})
+	p.Change(domain.Change{Server: "a/1", From: domain.Unknown, To: domain.Up, At: t0})
+	p.Change(domain.Change{Server: "a/1", From: domain.Up, To: domain.Down, Planned: true, At: t0})
+	p.Change(domain.Change{Server: "a/1", From: domain.Down, To: domain.Up, At: t0})
 	if got := s.all(); len(got) != 0 {
 		t.Errorf("mails %q", got)
 	}
 	p.NotResponding("b/1", "no heartbeat", t0)
-	p.Change(alloc.Change{Server: "b/1", From: alloc.Unknown, To: alloc.Up, At: t0.Add(time.Minute)})
+	p.Change(domain.Change{Server: "b/1", From: domain.Unknown, To: domain.Up, At: t0.Add(time.Minute)})
 	if got := s.all(); len(got) != 2 || got[0][0] != SubjectDown || got[1][0] != SubjectUp {
 		t.Errorf("grace: %q", got)
 	}
@@ -102,13 +102,13 @@ func TestFlappingIsBounded(t *testing.T) {
 	downs := 0
 	// Down and up every 20 s for a simulated 10 minutes, the policy ticking each second.
 	for now.Before(t0.Add(10 * time.Minute)) {
-		p.Change(alloc.Change{Server: "a/1", From: alloc.Up, To: alloc.Down, Reason: "silent", At: now})
+		p.Change(domain.Change{Server: "a/1", From: domain.Up, To: domain.Down, Reason: "silent", At: now})
 		downs++
 		for i := 0; i < 10; i++ {
 			now = now.Add(time.Second)
 			p.Tick(now)
 		}
-		p.Change(alloc.Change{Server: "a/1", From: alloc.Down, To: alloc.Up, At: now})
+		p.Change(domain.Change{Server: "a/1", From: domain.Down, To: domain.Up, At: now})
 		for i := 0; i < 10; i++ {
 			now = now.Add(time.Second)
 			p.Tick(now)
@@ -130,22 +130,22 @@ func TestFlappingIsBounded(t *testing.T) {
 func TestLoadMailsFollowStatus(t *testing.T) {
 	tests := []struct {
 		name   string
-		status []alloc.Status
+		status []domain.Status
 		loads  []float64
 		want   int
 	}{
-		{"first sample", []alloc.Status{alloc.StatusUp}, []float64{100}, 0},
-		{"second sample", []alloc.Status{alloc.StatusUp, alloc.StatusUp}, []float64{100, 100}, 1},
-		{"service down", []alloc.Status{alloc.StatusServiceDown, alloc.StatusServiceDown, alloc.StatusServiceDown}, []float64{95.16, 99, 99}, 0},
-		{"draining", []alloc.Status{alloc.StatusDraining, alloc.StatusDraining}, []float64{99, 99}, 0},
-		{"first sample after service down", []alloc.Status{alloc.StatusUp, alloc.StatusServiceDown, alloc.StatusUp}, []float64{10, 99, 99}, 0},
+		{"first sample", []domain.Status{domain.StatusUp}, []float64{100}, 0},
+		{"second sample", []domain.Status{domain.StatusUp, domain.StatusUp}, []float64{100, 100}, 1},
+		{"service down", []domain.Status{domain.StatusServiceDown, domain.StatusServiceDown, domain.StatusServiceDown}, []float64{95.16, 99, 99}, 0},
+		{"draining", []domain.Status{domain.StatusDraining, domain.StatusDraining}, []float64{99, 99}, 0},
+		{"first sample after service down", []domain.Status{domain.StatusUp, domain.StatusServiceDown, domain.StatusUp}, []float64{10, 99, 99}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s sent
 			p := newPolicy(&s)
 			for i, st := range tt.status {
-				p.Load("a/1", st, tt.loads[i], alloc.Vector{}, t0.Add(time.Duration(i)*time.Second))
+				p.Load("a/1", st, tt.loads[i], domain.Vector{}, t0.Add(time.Duration(i)*time.Second))
 			}
 			if got := s.all(); len(got) != tt.want {
 				t.Errorf("%d mails, want %d: %q", len(got), tt.want, got)
@@ -171,7 +171,7 @@ func TestLoadHoveringAtThresholdIsQuiet(t *testing.T) {
 		if i%2 == 1 {
 			load = 96
 		}
-		p.Load("a/1", alloc.StatusUp, load, alloc.Vector{}, now)
+		p.Load("a/1", domain.StatusUp, load, domain.Vector{}, now)
 		p.Tick(now)
 		now = now.Add(time.Second)
 	}
@@ -381,7 +381,7 @@ func TestHoldOffStateSurvivesARestart(t *testing.T) {
 	if got := s2.all(); len(got) != 0 {
 		t.Errorf("the restarted run mailed again: %q", got)
 	}
-	p2.Change(alloc.Change{Server: "a/1", From: alloc.Unknown, To: alloc.Up, At: t0.Add(2 * time.Minute), Load: 10})
+	p2.Change(domain.Change{Server: "a/1", From: domain.Unknown, To: domain.Up, At: t0.Add(2 * time.Minute), Load: 10})
 	if got := s2.all(); len(got) != 1 || got[0][0] != SubjectUp {
 		t.Errorf("working again after the restart: %q", got)
 	}

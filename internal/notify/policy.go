@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // The original's subjects (PROTOCOL.md §3); administrators' filters match them.
@@ -111,7 +111,9 @@ func (p *Policy) tells() bool {
 // keeps its own.
 func (p *Policy) load() {
 	if p.o.Store == nil {
+		p.mu.Lock()
 		p.loaded = true
+		p.mu.Unlock()
 		return
 	}
 	kept, err := p.o.Store.LoadHolds()
@@ -195,20 +197,20 @@ func pct(v float64) string {
 }
 
 // Change takes a registry state change.
-func (p *Policy) Change(c alloc.Change) {
+func (p *Policy) Change(c domain.Change) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.tells() {
 		return // the leader tells; a new one mails the difference (TakeLead)
 	}
 	s := p.server(c.Server)
-	alive := func(st alloc.State) bool { return st == alloc.Up || st == alloc.Full || st == alloc.Draining }
+	alive := func(st domain.State) bool { return st == domain.Up || st == domain.Full || st == domain.Draining }
 	switch {
-	case c.To == alloc.Down && alive(c.From) && !c.Planned:
+	case c.To == domain.Down && alive(c.From) && !c.Planned:
 		p.bad(c.Server, &s.down, event{subject: SubjectDown, bad: true,
 			line:   c.Server + " simulation server may be down, as it is not responding to the requests of the session server...",
 			detail: "Why: " + c.Reason + ".", at: c.At})
-	case alive(c.To) && (c.From == alloc.Down || c.From == alloc.Unknown) && s.down.owed:
+	case alive(c.To) && (c.From == domain.Down || c.From == domain.Unknown) && s.down.owed:
 		p.good(c.Server, &s.down, event{subject: SubjectUp,
 			line: fmt.Sprintf("%s simulation server is up and running again (load = %s%%).", c.Server, pct(c.Load)),
 			at:   c.At})
@@ -233,11 +235,11 @@ func (p *Policy) NotResponding(server, why string, at time.Time) {
 // agent says it is up feeds them (a draining, leaving or service-down
 // server's load says nothing of its capacity), and not from its first
 // sample, which covers too short a time to mean anything.
-func (p *Policy) Load(server string, status alloc.Status, load float64, v alloc.Vector, at time.Time) {
+func (p *Policy) Load(server string, status domain.Status, load float64, v domain.Vector, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.server(server)
-	if status != alloc.StatusUp {
+	if status != domain.StatusUp {
 		s.upReports = 0
 		return
 	}
@@ -296,7 +298,7 @@ func (p *Policy) changed(server string) {
 // Now is a server's state as the registry sees it now, for TakeLead.
 type Now struct {
 	Server  string
-	State   alloc.State
+	State   domain.State
 	Reason  string
 	Load    float64
 	Leaving bool // its agent's last word was a clean stop
@@ -321,9 +323,9 @@ func (p *Policy) TakeLead(now []Now, at time.Time) bool {
 	told := 0
 	for _, n := range now {
 		s := p.server(n.Server)
-		alive := n.State == alloc.Up || n.State == alloc.Full || n.State == alloc.Draining
+		alive := n.State == domain.Up || n.State == domain.Full || n.State == domain.Draining
 		switch {
-		case n.State == alloc.Down && n.Heard && !n.Leaving && !s.down.owed:
+		case n.State == domain.Down && n.Heard && !n.Leaving && !s.down.owed:
 			p.bad(n.Server, &s.down, event{subject: SubjectDown, bad: true,
 				line:   n.Server + " simulation server may be down, as it is not responding to the requests of the session server...",
 				detail: "Why: " + n.Reason + " (seen by the coordinator that took over the notifications).", at: at})
@@ -352,7 +354,10 @@ func (p *Policy) Save() { p.save() }
 // Tick sends the digests of windows that have ended; call it every second or so.
 // It also writes the hold-off state, when it changed, off the heartbeat path.
 func (p *Policy) Tick(now time.Time) {
-	if !p.loaded {
+	p.mu.Lock()
+	loaded := p.loaded
+	p.mu.Unlock()
+	if !loaded {
 		p.load()
 	}
 	defer p.save()

@@ -77,7 +77,7 @@ type QueueOptions struct {
 // Queue sends mails in the background.
 type Queue struct {
 	o       QueueOptions
-	mu      sync.Mutex
+	mu      sync.Mutex // guards mails, dirty and leading; never held across Store or Transport calls
 	mails   []Mail
 	dirty   bool // Store is behind q.mails: the sender writes it
 	leading bool // this queue sends (it has loaded Store's mails)

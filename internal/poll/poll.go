@@ -47,7 +47,7 @@ type Options struct {
 // Poller polls the servers no agent speaks for.
 type Poller struct {
 	o      Options
-	mu     sync.Mutex
+	mu     sync.Mutex      // guards noted, busy and failed (a leaf)
 	noted  map[string]bool // "no agent: polling" said for this server
 	busy   map[string]bool // a request in flight
 	failed map[string]string

@@ -40,6 +40,9 @@ type KV struct {
 	replicas int
 	log      *slog.Logger
 
+	// mu guards kv, mails, manifest and noted, and makes one bucket
+	// operation at a time: it is held across JetStream calls (at most
+	// opTimeout each), the one lock that is (LOCKS.md).
 	mu    sync.Mutex
 	kv    jetstream.KeyValue
 	mails map[string]notify.Mail // what the bucket holds, as last read or written
@@ -408,7 +411,7 @@ func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(stri
 type Farm struct {
 	js       jetstream.JetStream
 	replicas int
-	mu       sync.Mutex
+	mu       sync.Mutex // guards kv; held across one Put (at most opTimeout)
 	kv       jetstream.KeyValue
 }
 

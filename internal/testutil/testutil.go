@@ -50,7 +50,7 @@ func WaitFor(t testing.TB, timeout, tick time.Duration, check func() error) {
 // Buffer collects what a process or a logger writes, safe for concurrent
 // writers and readers.
 type Buffer struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 

@@ -36,7 +36,7 @@ type Server struct {
 	Password string
 	srv      *smtp.Server
 	gate     *gate
-	mu       sync.Mutex
+	mu       sync.Mutex // guards msgs
 	msgs     []Message
 	arrived  chan struct{}
 }

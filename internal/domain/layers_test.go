@@ -1,0 +1,66 @@
+package domain
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLayers holds the package graph to the design (STYLE.md): the words
+// live here and every package speaks them; the registry knows nothing of
+// NATS, HTTP or mail; mail and the configuration know neither the registry
+// nor the transport; HTTP knows no transport. Each rule says why; an edge
+// it forbids fails the test with the rule.
+func TestLayers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "github.com/simgate/simgate/...").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err) // a machine without the go command runs the rest
+	}
+	const mod = "github.com/simgate/simgate/"
+	imports := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], mod)
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, mod) {
+				imports[pkg] = append(imports[pkg], strings.TrimPrefix(imp, mod))
+			}
+		}
+	}
+	rules := []struct {
+		from, to []string
+		why      string
+	}{
+		{[]string{"internal/domain"}, []string{"internal/"}, "the words import nothing of simgate's"},
+		{[]string{"internal/alloc"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the registry knows servers, loads and placement, nothing of NATS, HTTP, mail or configuration files"},
+		{[]string{"internal/notify"}, []string{"internal/alloc", "internal/bus", "internal/httpapi", "internal/state", "internal/config"},
+			"mail knows SMTP and receives events in the domain's words"},
+		{[]string{"internal/config"}, []string{"internal/alloc", "internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/coordinator"},
+			"the configuration is parsed and checked in one place, in the domain's words; the coordinator turns it into each piece's options"},
+		{[]string{"internal/httpapi"}, []string{"internal/bus", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"HTTP handlers know requests and call the registry (alloc, allowed: it is what they serve)"},
+		{[]string{"internal/bus"}, []string{"internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the transport turns NATS messages into heartbeats, in its own and the domain's words"},
+		{[]string{"internal/state"}, []string{"internal/alloc", "internal/httpapi", "internal/config", "internal/coordinator"},
+			"the cluster's state store keeps mails (notify's) on JetStream (bus's payload limit and names: allowed, it is NATS), nothing of placement or HTTP"},
+		{[]string{"internal/opsapi"}, []string{"internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the NATS service asks its Farm interface, defined where it is consumed"},
+		{[]string{"internal/poll"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the poller feeds the registry (alloc, allowed) from HTTP /load answers"},
+	}
+	for _, r := range rules {
+		for _, from := range r.from {
+			if _, ok := imports[from]; !ok && from != "internal/domain" {
+				t.Errorf("rule for %s: no such package (a rule outlived its package?)", from)
+			}
+			for _, imp := range imports[from] {
+				for _, to := range r.to {
+					if imp == to || (strings.HasSuffix(to, "/") && strings.HasPrefix(imp, to)) {
+						t.Errorf("%s imports %s: %s", from, imp, r.why)
+					}
+				}
+			}
+		}
+	}
+}
