@@ -1,0 +1,221 @@
+package alloc
+
+// Placement: the least-loaded available server, a repository's world by
+// its servers' sharing policies (PROTOCOL §1.1), and why a refusal.
+
+import (
+	"strings"
+	"time"
+)
+
+// Place picks the available server with the lowest effective load and
+// reserves a session on it for v. ok is false when no server is available.
+// An address holds up to its cap of unconfirmed bookings; past it, v gets
+// booked (visitors.go).
+func (r *Registry) Place(v Visitor) (name string, ok bool) {
+	v.URL = normalURL(v.URL)
+	r.mu.Lock()
+	if r.gated {
+		r.noServer++
+		r.mu.Unlock()
+		return "", false
+	}
+	if v.Addr != "" {
+		if s, atCap := r.held(v); atCap {
+			r.repeated++
+			r.mu.Unlock()
+			return s.name, true
+		}
+	}
+	var s *server
+	tier := TierAny
+	if r.policies > 0 && IsRepositoryURL(v.URL) {
+		s, tier = r.pickFor(v.URL)
+	} else if len(r.heap) > 0 && r.heap[0].eff < r.o.Threshold {
+		s = r.heap[0]
+	}
+	if s == nil {
+		r.noServer++
+		r.mu.Unlock()
+		return "", false
+	}
+	s.byTier[tier]++
+	r.byTier[tier]++
+	r.book(s, v)
+	r.mu.Unlock()
+	if r.o.OnBook != nil {
+		r.o.OnBook(s.name)
+	}
+	return s.name, true
+}
+
+// Booked applies n bookings another coordinator of the cluster made on
+// server: their load counts here as well, so that a burst spread over the
+// members is spread over the servers too. It counts no placement of this
+// coordinator's, and holds for no visitor.
+//
+// at is when they were made: news older than a booking's lapse (a member
+// that was stopped and sends its backlog) is not applied, and neither is
+// news from the future beyond a second of clock skew.
+func (r *Registry) Booked(server string, n int, at time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.byName[server]
+	if s == nil || !s.seen || n <= 0 {
+		return false
+	}
+	now := r.o.Now()
+	if age := now.Sub(at); age >= settleFor(s.report) || age < -time.Second {
+		return false
+	}
+	for range min(n, maxPending) {
+		s.res.add(now, s.report.Sessions)
+	}
+	s.eff = s.res.effective(s.report)
+	r.gen++
+	if s.heapIdx >= 0 {
+		r.heap.fix(s.heapIdx)
+	}
+	r.updateAvailable()
+	return true
+}
+
+// book reserves a session on s for v; r.mu is held.
+func (r *Registry) book(s *server, v Visitor) {
+	seq := s.res.add(r.o.Now(), s.report.Sessions)
+	s.eff = s.res.effective(s.report)
+	s.tie = r.rng.Uint64()
+	r.heap.fix(s.heapIdx)
+	s.handed++
+	r.handedOut++
+	if v.Addr != "" {
+		r.hold(s, seq, v)
+	}
+	r.updateAvailable()
+}
+
+// IsRepositoryURL reports whether url names a world in a repository, the
+// form PROTOCOL §1.1 places by: https://github.com/… . Anything else
+// (webots://, file://, nothing) is placed as without a URL.
+func IsRepositoryURL(url string) bool { return strings.HasPrefix(url, "https://github.com/") }
+
+// pickFor chooses a server for a repository's world (PROTOCOL §1.1); r.mu
+// is held. First the available servers dedicated to it (an
+// allowedRepositories prefix of url), or that report no policy and so run
+// every world, by the lowest effective load; else the available servers
+// that share their idle time with it, by the largest shareIdleTime −
+// effective load. It scans the placeable servers: O(n), where a request
+// without a repository URL reads the heap's top.
+func (r *Registry) pickFor(url string) (*server, Tier) {
+	var best *server
+	for _, s := range r.heap {
+		sh := s.report.Sharing
+		if s.eff >= r.o.Threshold || (sh != nil && !sh.dedicated(url)) {
+			continue
+		}
+		if best == nil || s.eff < best.eff || (s.eff == best.eff && s.tie < best.tie) {
+			best = s
+		}
+	}
+	if best != nil {
+		return best, TierDedicated
+	}
+	bestRoom := 0.0
+	for _, s := range r.heap {
+		sh := s.report.Sharing
+		if sh == nil || s.eff >= r.o.Threshold || !sh.shares(url) {
+			continue
+		}
+		// The simulation server checks its current load: the latest sample
+		// plus the sessions handed out since, when the agent reports one.
+		load := s.eff
+		if in := s.report.InstantLoad; in != nil {
+			load = max(load, *in+float64(s.res.unseen(s.report))*s.res.perSession)
+		}
+		// One session's load of headroom: sessions the count shows may still
+		// be ramping up, which no report shows yet, and the simulation
+		// server refuses a visitor once it is over.
+		if load+s.res.perSession > sh.ShareIdle {
+			continue
+		}
+		if room := sh.ShareIdle - load; best == nil || room > bestRoom {
+			best, bestRoom = s, room
+		}
+	}
+	return best, TierShared
+}
+
+// Tier is how a session was placed (PROTOCOL §1.1).
+type Tier uint8
+
+// Tiers, in the order they are tried.
+const (
+	TierAny       Tier = iota // no repository URL, or no policy on the farm: the lowest load
+	TierDedicated             // a server dedicated to the repository, or one with no policy
+	TierShared                // a server's shared idle time
+	numTiers
+)
+
+var tierNames = [...]string{"any", "dedicated", "shared"}
+
+func (t Tier) String() string { return tierNames[t] }
+
+// Refusal says why a repository's world found no server.
+type Refusal uint8
+
+// Refusals, each with its own sentence for the visitor.
+const (
+	Busy      Refusal = iota // some server would run it, none can now
+	Blocked                  // every server that reports a policy blocks it
+	NotShared                // no server is dedicated to it and none shares its idle time
+)
+
+var refusalNames = [...]string{"busy", "blocked", "not-shared"}
+
+func (r Refusal) String() string { return refusalNames[r] }
+
+// Why explains a refused placement of url: Busy unless no server would
+// ever run it. Servers that report no policy (or were never heard from)
+// might, so they make it Busy. It runs on the refusal path only.
+func (r *Registry) Why(url string) Refusal {
+	url = normalURL(url)
+	if !IsRepositoryURL(url) {
+		return Busy
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	blocked := true
+	for _, s := range r.servers {
+		sh := s.report.Sharing
+		if sh == nil || sh.dedicated(url) || sh.shares(url) {
+			return Busy
+		}
+		if !hasPrefix(url, sh.Blocked) {
+			blocked = false
+		}
+	}
+	if blocked && len(r.servers) > 0 {
+		return Blocked
+	}
+	return NotShared
+}
+
+// Peek is the server Place would pick now for url, booking nothing (HEAD /session).
+func (r *Registry) Peek(url string) (name string, ok bool) {
+	url = normalURL(url)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gated {
+		return "", false
+	}
+	if r.policies > 0 && IsRepositoryURL(url) {
+		if s, _ := r.pickFor(url); s != nil {
+			return s.name, true
+		}
+		return "", false
+	}
+	if len(r.heap) == 0 || r.heap[0].eff >= r.o.Threshold {
+		return "", false
+	}
+	return r.heap[0].name, true
+}
