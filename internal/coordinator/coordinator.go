@@ -7,16 +7,11 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,9 +22,7 @@ import (
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/logging"
-	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/metrics"
-	"github.com/simgate/simgate/internal/poll"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
 )
@@ -66,11 +59,15 @@ type Coordinator struct {
 	farmErrs *logging.Throttle
 	ready    readiness
 	quorum   quorum
+	subj     bus.Subjects // the subjects under nats.prefix
 }
 
-// Start brings the coordinator up; it serves until Stop.
+// Start brings the coordinator up; it serves until Stop. It reads top to
+// bottom as the wiring, one phase each (start.go): the HTTP port, the
+// registry, the NATS server and its store, the cluster's state and mail,
+// the heartbeat intake, the HTTP API, then the loops.
 func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
-	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New()}
+	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: bus.Subjects{Prefix: cfg.NATS.Prefix}}
 	c.ready.started, c.ready.silence = time.Now(), silenceTimeout(cfg.HeartbeatTimeout)
 	defer func() {
 		if err != nil {
@@ -80,190 +77,28 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w)
 	}
-	// The HTTP port first: a busy port fails the start at once, naming it,
-	// and port 0 becomes the port links and e-mails name.
-	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
-		return c, fmt.Errorf("HTTP port %d (key \"port\", flag -port): %w", cfg.Port, err)
-	}
-	cfg.Port = c.httpLn.Addr().(*net.TCPAddr).Port
-	c.cfg.Port = cfg.Port
-	subj := bus.Subjects{Prefix: cfg.NATS.Prefix}
-	c.reg = alloc.New(alloc.Options{
-		Servers:   cfg.SimulationServers,
-		Allowed:   cfg.NATS.BoundServers(),
-		Threshold: cfg.LoadThreshold,
-		Timeout:   cfg.HeartbeatTimeout,
-		// A class behind one school address is spread like its students.
-		MaxBookingsPerAddress: cfg.HTTP.MaxBookingsPerAddr,
-		// No placement before the drains and a view of the farm are back.
-		Gated:    true,
-		OnChange: c.onChange,
-		OnBook: func(server string) {
-			if b := c.bookings; b != nil {
-				b.placed(server)
-			}
-		},
-	})
-	// One password guard for NATS logins and the monitor's HTTP Basic: a
-	// client failing on one waits on both.
-	secrets := make([]string, len(cfg.NATS.Users))
-	for i, u := range cfg.NATS.Users {
-		secrets[i] = u.Password
-	}
-	guard := login.New(secrets)
-	servers := cfg.SimulationServers
-	if cfg.LocalAgent != "" {
-		servers = append(slices.Clip(servers), cfg.LocalAgent)
-	}
-	so := bus.ServerOptions{
-		Listen: cfg.NATS.Listen, Logger: log, Subjects: subj,
-		Users: busUsers(cfg.NATS.Users), Servers: servers,
-		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
-		StoreDir: filepath.Join(cfg.LogDir, "session", "nats"),
-		Guard:    guard,
-		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropSize).Inc() },
-		Denied: func(subject string) {
-			if strings.HasPrefix(subject, subj.Prefix+".load.") {
-				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()
-			}
-		},
-	}
-	if cl := cfg.NATS.Cluster; cl != nil {
-		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
-	}
-	// A store the last start died on (or that the server refuses) is set
-	// aside: never a reason not to run.
-	store, err := state.Guard(so.StoreDir, log)
-	if err != nil {
+	if err = c.listenHTTP(); err != nil {
 		return c, err
 	}
-	c.nats, err = bus.StartServer(so)
-	if errors.Is(err, bus.ErrStore) {
-		if err = store.Failed(err); err == nil {
-			c.nats, err = bus.StartServer(so)
-		}
-	}
-	store.Done()
-	if err != nil {
+	c.newRegistry()
+	guard := newGuard(c.cfg.NATS.Users)
+	if err = c.startNATS(guard); err != nil {
 		return c, err
 	}
-	log.Info("NATS server listening", "url", c.nats.ClientURL(), "websocket", c.nats.WebsocketURL(),
-		"heartbeats", subj.LoadAll(), "events", subj.EventAll(), "users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "",
-		"name", c.nats.Name(), "cluster", c.nats.ClusterURL())
-	if c.stateConn, err = c.nats.Connect("simgate-coordinator-state"); err != nil {
-		return c, fmt.Errorf("connecting the state store: %w", err)
-	}
-	var bound *net.TCPAddr
-	if u := c.nats.ClusterURL(); u != "" {
-		bound, _ = net.ResolveTCPAddr("tcp", strings.TrimPrefix(u, "nats-route://"))
-	}
-	members := clusterSize(cfg.NATS.Cluster, bound)
-	c.quorum.configured = members
-	if c.state, err = state.New(c.stateConn, replicas(members), log.With("component", "state")); err != nil {
-		return c, fmt.Errorf("state store: %w", err)
-	}
-	c.state.KeepManifest(state.ManifestPath(so.StoreDir))
-	if c.farm, err = state.NewFarm(c.stateConn, replicas(members)); err != nil {
-		return c, fmt.Errorf("farm bucket: %w", err)
-	}
-	c.farmErrs = logging.NewThrottle(time.Minute, 4)
-	if cfg.NATS.Cluster != nil {
-		log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", replicas(members),
-			"routes", cfg.NATS.Cluster.Routes)
-	}
-	if c.mail, err = startMailer(cfg, log, c.metrics, c.state, c.nats.Leader); err != nil {
+	if err = c.startState(); err != nil {
 		return c, err
 	}
-	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
-		return c, fmt.Errorf("connecting the event publisher: %w", err)
+	if err = c.startIntake(); err != nil {
+		return c, err
 	}
-	c.pub = bus.NewPublisher(c.pubConn, subj)
-	iopts := bus.IntakeOptions{
-		Subjects: subj,
-		Sink:     sink{reg: c.reg, onReport: c.report},
-		Logger:   log,
-		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
-		Received: c.metrics.HeartbeatsReceived.Inc,
-	}
-	if c.nats.Clustered() {
-		iopts.Peers = c.nats.Peers
-	}
-	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
-		return c, fmt.Errorf("subscribing to heartbeats: %w", err)
-	}
-	// Every placement is published (operators watch simgate.booking.>);
-	// the members of a cluster apply each other's.
-	b := &bookings{nc: c.pubConn, subj: subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics,
-		interest: c.nats.Interest, clustered: c.nats.Clustered(), pending: map[string]int{}}
-	if b.clustered {
-		if err := b.subscribe(); err != nil {
-			return c, fmt.Errorf("subscribing to the other members' bookings: %w", err)
-		}
-	}
-	c.bookings = b
-	c.registerGauges()
-
-	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
-	limiter := httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
-	c.api = httpapi.New(httpapi.Options{
-		Registry:             c.reg,
-		SSL:                  cfg.SSL,
-		Logger:               log,
-		Metrics:              c.metrics,
-		Ready:                c.isReady,
-		MaxWebSocketClients:  wsCap(cfg.HTTP.MaxWebSocketClients, log),
-		MaxMonitorClients:    cfg.HTTP.MaxMonitorClients,
-		MaxMonitorPerAddress: cfg.HTTP.MaxMonitorPerAddr,
-		Limiter:              limiter,
-		AllowedOrigins:       cfg.HTTP.AllowedOrigins,
-		Version:              version.String(),
-		Started:              c.reg.Started(),
-		Member: func() httpapi.Member {
-			seen := c.nats.Members()
-			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: seen,
-				Quorum: seen >= c.quorum.needed(), Needed: c.quorum.needed()}
-		},
-		Admin:  adminByPassword(cfg.NATS.Users, guard),
-		Alerts: c.alerts,
-		Drain:  c.drain,
-	})
-	limits := httpapi.DefaultLimits()
-	limits.MaxConns = connCap()
-	c.http = httpapi.NewServer(c.api, limits, log)
+	c.newAPI(guard)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
-	if err := c.startOps(ctx); err != nil {
+	if err = c.startLoops(ctx); err != nil {
 		return c, err
 	}
-	if c.bookings.clustered {
-		c.wg.Add(2)
-		go func() { defer c.wg.Done(); c.bookings.run(ctx) }()
-		go func() { defer c.wg.Done(); c.watchQuorum(ctx) }()
-	} else {
-		c.metrics.ClusterQuorum.Set(1)
-	}
-	// Servers without an agent are polled as the original polled them;
-	// the in-process agent's own server never needs it.
-	polled := slices.DeleteFunc(slices.Clone(cfg.SimulationServers), func(s string) bool { return s == cfg.LocalAgent })
-	if len(polled) > 0 {
-		p := poll.New(poll.Options{Servers: polled, SSL: cfg.SSL, Registry: c.reg, OnReport: c.report,
-			Logger: log.With("component", "poll")})
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); p.Run(ctx) }()
-	}
-	c.wg.Add(5)
-	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
-	go func() { defer c.wg.Done(); c.mail.check(ctx) }()
-	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
-	go func() {
-		defer c.wg.Done()
-		if err := c.http.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server stopped", "error", err)
-		}
-	}()
-	go func() { defer c.wg.Done(); c.sweep(ctx) }()
-	log.Info("session server running", "port", cfg.Port, "servers", len(cfg.SimulationServers),
-		"version", version.String(), "monitor", cfg.MonitorURL())
+	log.Info("session server running", "port", c.cfg.Port, "servers", len(cfg.SimulationServers),
+		"version", version.String(), "monitor", c.cfg.MonitorURL())
 	if cfg.LocalAgent != "" {
 		if c.local, err = startLocalAgent(c, cfg.LocalAgent); err != nil {
 			return c, fmt.Errorf("starting the in-process agent: %w", err)

@@ -1,0 +1,247 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/httpapi"
+	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/login"
+	"github.com/simgate/simgate/internal/poll"
+	"github.com/simgate/simgate/internal/state"
+	"github.com/simgate/simgate/internal/version"
+)
+
+// The phases of Start, in order.
+
+// listenHTTP takes the HTTP port first: a busy port fails the start at
+// once, naming it, and port 0 becomes the port links and e-mails name.
+func (c *Coordinator) listenHTTP() (err error) {
+	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(c.cfg.Port)); err != nil {
+		return fmt.Errorf("HTTP port %d (key \"port\", flag -port): %w", c.cfg.Port, err)
+	}
+	c.cfg.Port = c.httpLn.Addr().(*net.TCPAddr).Port
+	return nil
+}
+
+// newRegistry builds the registry of servers, closed to placement until
+// the coordinator is ready.
+func (c *Coordinator) newRegistry() {
+	cfg := c.cfg
+	c.reg = alloc.New(alloc.Options{
+		Servers:   cfg.SimulationServers,
+		Allowed:   cfg.NATS.BoundServers(),
+		Threshold: cfg.LoadThreshold,
+		Timeout:   cfg.HeartbeatTimeout,
+		// A class behind one school address is spread like its students.
+		MaxBookingsPerAddress: cfg.HTTP.MaxBookingsPerAddr,
+		// No placement before the drains and a view of the farm are back.
+		Gated:    true,
+		OnChange: c.onChange,
+		OnBook: func(server string) {
+			if b := c.bookings; b != nil {
+				b.placed(server)
+			}
+		},
+	})
+}
+
+// newGuard is the one password guard for NATS logins and the monitor's
+// HTTP Basic: a client failing on one waits on both.
+func newGuard(users []config.NATSUser) *login.Guard {
+	secrets := make([]string, len(users))
+	for i, u := range users {
+		secrets[i] = u.Password
+	}
+	return login.New(secrets)
+}
+
+// storeDir is where the NATS server keeps its state store and name.
+func (c *Coordinator) storeDir() string { return filepath.Join(c.cfg.LogDir, "session", "nats") }
+
+// startNATS starts the embedded NATS server on its store; a store the last
+// start died on (or that the server refuses) is set aside: never a reason
+// not to run.
+func (c *Coordinator) startNATS(guard *login.Guard) error {
+	cfg, subj := c.cfg, c.subj
+	servers := cfg.SimulationServers
+	if cfg.LocalAgent != "" {
+		servers = append(slices.Clip(servers), cfg.LocalAgent)
+	}
+	so := bus.ServerOptions{
+		Listen: cfg.NATS.Listen, Logger: c.log, Subjects: subj,
+		Users: busUsers(cfg.NATS.Users), Servers: servers,
+		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
+		StoreDir: c.storeDir(),
+		Guard:    guard,
+		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropSize).Inc() },
+		Denied: func(subject string) {
+			if strings.HasPrefix(subject, subj.Prefix+".load.") {
+				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()
+			}
+		},
+	}
+	if cl := cfg.NATS.Cluster; cl != nil {
+		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
+	}
+	store, err := state.Guard(so.StoreDir, c.log)
+	if err != nil {
+		return err
+	}
+	c.nats, err = bus.StartServer(so)
+	if errors.Is(err, bus.ErrStore) {
+		if err = store.Failed(err); err == nil {
+			c.nats, err = bus.StartServer(so)
+		}
+	}
+	store.Done()
+	if err != nil {
+		return err
+	}
+	c.log.Info("NATS server listening", "url", c.nats.ClientURL(), "websocket", c.nats.WebsocketURL(),
+		"heartbeats", subj.LoadAll(), "events", subj.EventAll(), "users", len(cfg.NATS.Users), "tls", cfg.NATS.TLSCert != "",
+		"name", c.nats.Name(), "cluster", c.nats.ClusterURL())
+	return nil
+}
+
+// startState opens the cluster's shared state (the state and farm
+// buckets, as many copies as members allow) and the mailer over it.
+func (c *Coordinator) startState() (err error) {
+	cfg := c.cfg
+	if c.stateConn, err = c.nats.Connect("simgate-coordinator-state"); err != nil {
+		return fmt.Errorf("connecting the state store: %w", err)
+	}
+	var bound *net.TCPAddr
+	if u := c.nats.ClusterURL(); u != "" {
+		bound, _ = net.ResolveTCPAddr("tcp", strings.TrimPrefix(u, "nats-route://"))
+	}
+	members := clusterSize(cfg.NATS.Cluster, bound)
+	c.quorum.configured = members
+	if c.state, err = state.New(c.stateConn, replicas(members), c.log.With("component", "state")); err != nil {
+		return fmt.Errorf("state store: %w", err)
+	}
+	c.state.KeepManifest(state.ManifestPath(c.storeDir()))
+	if c.farm, err = state.NewFarm(c.stateConn, replicas(members)); err != nil {
+		return fmt.Errorf("farm bucket: %w", err)
+	}
+	c.farmErrs = logging.NewThrottle(time.Minute, 4)
+	if cfg.NATS.Cluster != nil {
+		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", replicas(members),
+			"routes", cfg.NATS.Cluster.Routes)
+	}
+	c.mail, err = startMailer(cfg, c.log, c.metrics, c.state, c.nats.Leader)
+	return err
+}
+
+// startIntake connects the event publisher, the heartbeat intake and the
+// bookings (published to operators; in a cluster, applied by the others).
+func (c *Coordinator) startIntake() (err error) {
+	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
+		return fmt.Errorf("connecting the event publisher: %w", err)
+	}
+	c.pub = bus.NewPublisher(c.pubConn, c.subj)
+	iopts := bus.IntakeOptions{
+		Subjects: c.subj,
+		Sink:     sink{reg: c.reg, onReport: c.report},
+		Logger:   c.log,
+		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
+		Received: c.metrics.HeartbeatsReceived.Inc,
+	}
+	if c.nats.Clustered() {
+		iopts.Peers = c.nats.Peers
+	}
+	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
+		return fmt.Errorf("subscribing to heartbeats: %w", err)
+	}
+	b := &bookings{nc: c.pubConn, subj: c.subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics,
+		interest: c.nats.Interest, clustered: c.nats.Clustered(), pending: map[string]int{}}
+	if b.clustered {
+		if err := b.subscribe(); err != nil {
+			return fmt.Errorf("subscribing to the other members' bookings: %w", err)
+		}
+	}
+	c.bookings = b
+	c.registerGauges()
+	return nil
+}
+
+// newAPI builds the HTTP API and its server.
+func (c *Coordinator) newAPI(guard *login.Guard) {
+	cfg := c.cfg
+	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
+	limiter := httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
+	c.api = httpapi.New(httpapi.Options{
+		Registry:             c.reg,
+		SSL:                  cfg.SSL,
+		Logger:               c.log,
+		Metrics:              c.metrics,
+		Ready:                c.isReady,
+		MaxWebSocketClients:  wsCap(cfg.HTTP.MaxWebSocketClients, c.log),
+		MaxMonitorClients:    cfg.HTTP.MaxMonitorClients,
+		MaxMonitorPerAddress: cfg.HTTP.MaxMonitorPerAddr,
+		Limiter:              limiter,
+		AllowedOrigins:       cfg.HTTP.AllowedOrigins,
+		Version:              version.String(),
+		Started:              c.reg.Started(),
+		Member: func() httpapi.Member {
+			seen := c.nats.Members()
+			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: seen,
+				Quorum: seen >= c.quorum.needed(), Needed: c.quorum.needed()}
+		},
+		Admin:  adminByPassword(cfg.NATS.Users, guard),
+		Alerts: c.alerts,
+		Drain:  c.drain,
+	})
+	limits := httpapi.DefaultLimits()
+	limits.MaxConns = connCap()
+	c.http = httpapi.NewServer(c.api, limits, c.log)
+}
+
+// startLoops starts the goroutines Stop waits for: the farm's NATS
+// service and drains, the bookings and quorum watch of a cluster, the
+// poller, readiness, mail, HTTP and the silence sweep.
+func (c *Coordinator) startLoops(ctx context.Context) error {
+	cfg := c.cfg
+	if err := c.startOps(ctx); err != nil {
+		return err
+	}
+	if c.bookings.clustered {
+		c.wg.Add(2)
+		go func() { defer c.wg.Done(); c.bookings.run(ctx) }()
+		go func() { defer c.wg.Done(); c.watchQuorum(ctx) }()
+	} else {
+		c.metrics.ClusterQuorum.Set(1)
+	}
+	// Servers without an agent are polled as the original polled them;
+	// the in-process agent's own server never needs it.
+	polled := slices.DeleteFunc(slices.Clone(cfg.SimulationServers), func(s string) bool { return s == cfg.LocalAgent })
+	if len(polled) > 0 {
+		p := poll.New(poll.Options{Servers: polled, SSL: cfg.SSL, Registry: c.reg, OnReport: c.report,
+			Logger: c.log.With("component", "poll")})
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); p.Run(ctx) }()
+	}
+	c.wg.Add(5)
+	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
+	go func() { defer c.wg.Done(); c.mail.check(ctx) }()
+	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
+	go func() {
+		defer c.wg.Done()
+		if err := c.http.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	go func() { defer c.wg.Done(); c.sweep(ctx) }()
+	return nil
+}
