@@ -132,50 +132,9 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &server.Options{
-		ServerName:                 name,
-		Host:                       host,
-		Port:                       port,
-		NoSigs:                     true, // the coordinator owns signal handling
-		MaxPayload:                 MaxHeartbeat,
-		Accounts:                   []*server.Account{sys, app, api},
-		SystemAccount:              sysAccount,
-		CustomClientAuthentication: auth,
-		AlwaysEnableNonce:          auth.needsNonce(),
-	}
-	if o.TLSCert != "" || o.TLSKey != "" {
-		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
-		if err != nil {
-			return nil, fmt.Errorf("NATS TLS certificate: %w", err)
-		}
-		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 5
-	}
-	if o.Websocket != "" {
-		wsHost, wsPort, err := listenAddr("nats websocket listen", o.Websocket)
-		if err != nil {
-			return nil, err
-		}
-		opts.Websocket.Host, opts.Websocket.Port = wsHost, wsPort
-		opts.Websocket.HandshakeTimeout = 5 * time.Second
-		opts.Websocket.TLSConfig = opts.TLSConfig
-		opts.Websocket.NoTLS = opts.TLSConfig == nil
-		// Agents send no Origin (nats-server accepts that); a browser always
-		// does, and no page of anyone's has business on this listener: an
-		// origin no browser can have refuses them all.
-		opts.Websocket.AllowedOrigins = []string{NoBrowserOrigin}
-	}
-	if o.StoreDir != "" {
-		opts.JetStream = true
-		opts.StoreDir = filepath.Join(o.StoreDir, "jetstream")
-		// The coordinators' state is a few kilobytes: bound what JetStream
-		// may take rather than let it size itself on the machine.
-		opts.JetStreamMaxMemory = 64 << 20
-		opts.JetStreamMaxStore = 1 << 30
-	}
-	if o.Cluster != nil {
-		if err := clusterOptions(opts, o.Cluster); err != nil {
-			return nil, err
-		}
+	opts, err := serverOptions(o, name, host, port, auth, []*server.Account{sys, app, api})
+	if err != nil {
+		return nil, err
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -228,6 +187,57 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	s.ns, s.ws, s.clustered, s.app = ns, o.Websocket != "", o.Cluster != nil, regApp
 	return s, nil
+}
+
+// serverOptions is nats-server's options for o: listeners, accounts,
+// authentication, TLS, WebSocket, JetStream and the cluster.
+func serverOptions(o ServerOptions, name, host string, port int, auth *authenticator, accounts []*server.Account) (*server.Options, error) {
+	opts := &server.Options{
+		ServerName:                 name,
+		Host:                       host,
+		Port:                       port,
+		NoSigs:                     true, // the coordinator owns signal handling
+		MaxPayload:                 MaxHeartbeat,
+		Accounts:                   accounts,
+		SystemAccount:              sysAccount,
+		CustomClientAuthentication: auth,
+		AlwaysEnableNonce:          auth.needsNonce(),
+	}
+	if o.TLSCert != "" || o.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("NATS TLS certificate: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 5
+	}
+	if o.Websocket != "" {
+		wsHost, wsPort, err := listenAddr("nats websocket listen", o.Websocket)
+		if err != nil {
+			return nil, err
+		}
+		opts.Websocket.Host, opts.Websocket.Port = wsHost, wsPort
+		opts.Websocket.HandshakeTimeout = 5 * time.Second
+		opts.Websocket.TLSConfig = opts.TLSConfig
+		opts.Websocket.NoTLS = opts.TLSConfig == nil
+		// Agents send no Origin (nats-server accepts that); a browser always
+		// does, and no page of anyone's has business on this listener: an
+		// origin no browser can have refuses them all.
+		opts.Websocket.AllowedOrigins = []string{NoBrowserOrigin}
+	}
+	if o.StoreDir != "" {
+		opts.JetStream = true
+		opts.StoreDir = filepath.Join(o.StoreDir, "jetstream")
+		// The coordinators' state is a few kilobytes: bound what JetStream
+		// may take rather than let it size itself on the machine.
+		opts.JetStreamMaxMemory = 64 << 20
+		opts.JetStreamMaxStore = 1 << 30
+	}
+	if o.Cluster != nil {
+		if err := clusterOptions(opts, o.Cluster); err != nil {
+			return nil, err
+		}
+	}
+	return opts, nil
 }
 
 // exportAPI makes the API account's service reachable from the

@@ -365,6 +365,14 @@ func (c *Config) validate() error {
 			return bad("localAgent", "%q is not one of simulationServers", c.LocalAgent)
 		}
 	}
+	return c.validateMailAndHTTP()
+}
+
+// validateMailAndHTTP checks the keys of mail and http.
+func (c *Config) validateMailAndHTTP() error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
 	if !(c.Mail.Hysteresis >= 0 && c.Mail.Hysteresis < c.LoadThreshold) {
 		return bad("mail.hysteresis", "must be between 0 and loadThreshold, not %v", c.Mail.Hysteresis)
 	}

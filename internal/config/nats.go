@@ -52,80 +52,10 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 			return err
 		}
 	}
-	names, tokens, keys := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	seen := seenUsers{names: map[string]bool{}, tokens: map[string]bool{}, keys: map[string]bool{}}
 	for i := range n.Users {
-		u := &n.Users[i]
-		key := fmt.Sprintf("nats.users[%d]", i)
-		ways := 0
-		for _, set := range []bool{u.Password != "", u.Token != "", u.Nkey != ""} {
-			if set {
-				ways++
-			}
-		}
-		if ways != 1 {
-			return bad(key, "give exactly one of password (with user), token or nkey")
-		}
-		switch {
-		case u.Password != "":
-			if u.User == "" {
-				return bad(key+".user", "a password needs a user name")
-			}
-			if strings.HasPrefix(u.Password, "$2") {
-				if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
-					return bad(key+".password", "starts like a bcrypt hash but is not one: %v", err)
-				}
-			}
-		case u.Token != "":
-			if len(u.Token) < 16 {
-				return bad(key+".token", "is %d characters; use at least 16 random ones", len(u.Token))
-			}
-			if tokens[u.Token] {
-				return bad(key+".token", "is the token of another user")
-			}
-			tokens[u.Token] = true
-		case u.Nkey != "":
-			if !nkeys.IsValidPublicUserKey(u.Nkey) {
-				return bad(key+".nkey", "is not a public user nkey (U…; `nk -gen user -pubout` makes one)")
-			}
-			if keys[u.Nkey] {
-				return bad(key+".nkey", "is the nkey of another user")
-			}
-			keys[u.Nkey] = true
-		}
-		if u.User != "" {
-			if strings.HasPrefix(u.User, "simgate-") {
-				return bad(key+".user", "names starting with simgate- are the coordinator's own")
-			}
-			if names[u.User] {
-				return bad(key+".user", "%q is listed twice", u.User)
-			}
-			names[u.User] = true
-		}
-		switch u.Role {
-		case domain.RoleAgent:
-			if len(u.Servers) == 0 {
-				return bad(key+".servers", "an agent must be bound to the servers it speaks for")
-			}
-			for _, s := range u.Servers {
-				if err := CheckEntry(s); err != nil {
-					return bad(key+".servers", "%q: %v", s, err)
-				}
-				if len(configured) > 0 && !configured[s] {
-					return bad(key+".servers", "%q is not one of simulationServers", s)
-				}
-				if err := claim(key+".servers", s); err != nil {
-					return err
-				}
-			}
-		case domain.RoleMonitor, domain.RoleAdmin, domain.RoleSystem:
-			if u.Role == domain.RoleAdmin && u.Token != "" {
-				return bad(key+".token", "an admin is named in the drains it makes (drained by <user>): give it a user and password, or an nkey")
-			}
-			if len(u.Servers) > 0 {
-				return bad(key+".servers", "a %s reads every server and is bound to none", u.Role)
-			}
-		default:
-			return bad(key+".role", "want %q, %q, %q or %q, got %q", domain.RoleAgent, domain.RoleMonitor, domain.RoleAdmin, domain.RoleSystem, u.Role)
+		if err := seen.check(i, &n.Users[i], configured, claim); err != nil {
+			return err
 		}
 	}
 	// The WebSocket listener follows the same rules as the TCP one.
@@ -163,6 +93,90 @@ func (c *Config) validateNATSAuth(configured map[string]bool) error {
 		if n.TLSCert == "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s %q is reachable from the network without TLS: NATS passwords and tokens cross it in clear; set nats.tls", l.key, l.addr))
 		}
+	}
+	return nil
+}
+
+// seenUsers are the user names, tokens and nkeys of the users checked so
+// far: each may be given once.
+type seenUsers struct{ names, tokens, keys map[string]bool }
+
+// check checks nats.users[i]; claim records a server entry's node.
+func (s *seenUsers) check(i int, u *NATSUser, configured map[string]bool, claim func(key, entry string) error) error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	key := fmt.Sprintf("nats.users[%d]", i)
+	ways := 0
+	for _, set := range []bool{u.Password != "", u.Token != "", u.Nkey != ""} {
+		if set {
+			ways++
+		}
+	}
+	if ways != 1 {
+		return bad(key, "give exactly one of password (with user), token or nkey")
+	}
+	switch {
+	case u.Password != "":
+		if u.User == "" {
+			return bad(key+".user", "a password needs a user name")
+		}
+		if strings.HasPrefix(u.Password, "$2") {
+			if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
+				return bad(key+".password", "starts like a bcrypt hash but is not one: %v", err)
+			}
+		}
+	case u.Token != "":
+		if len(u.Token) < 16 {
+			return bad(key+".token", "is %d characters; use at least 16 random ones", len(u.Token))
+		}
+		if s.tokens[u.Token] {
+			return bad(key+".token", "is the token of another user")
+		}
+		s.tokens[u.Token] = true
+	case u.Nkey != "":
+		if !nkeys.IsValidPublicUserKey(u.Nkey) {
+			return bad(key+".nkey", "is not a public user nkey (U…; `nk -gen user -pubout` makes one)")
+		}
+		if s.keys[u.Nkey] {
+			return bad(key+".nkey", "is the nkey of another user")
+		}
+		s.keys[u.Nkey] = true
+	}
+	if u.User != "" {
+		if strings.HasPrefix(u.User, "simgate-") {
+			return bad(key+".user", "names starting with simgate- are the coordinator's own")
+		}
+		if s.names[u.User] {
+			return bad(key+".user", "%q is listed twice", u.User)
+		}
+		s.names[u.User] = true
+	}
+	switch u.Role {
+	case domain.RoleAgent:
+		if len(u.Servers) == 0 {
+			return bad(key+".servers", "an agent must be bound to the servers it speaks for")
+		}
+		for _, s := range u.Servers {
+			if err := CheckEntry(s); err != nil {
+				return bad(key+".servers", "%q: %v", s, err)
+			}
+			if len(configured) > 0 && !configured[s] {
+				return bad(key+".servers", "%q is not one of simulationServers", s)
+			}
+			if err := claim(key+".servers", s); err != nil {
+				return err
+			}
+		}
+	case domain.RoleMonitor, domain.RoleAdmin, domain.RoleSystem:
+		if u.Role == domain.RoleAdmin && u.Token != "" {
+			return bad(key+".token", "an admin is named in the drains it makes (drained by <user>): give it a user and password, or an nkey")
+		}
+		if len(u.Servers) > 0 {
+			return bad(key+".servers", "a %s reads every server and is bound to none", u.Role)
+		}
+	default:
+		return bad(key+".role", "want %q, %q, %q or %q, got %q", domain.RoleAgent, domain.RoleMonitor, domain.RoleAdmin, domain.RoleSystem, u.Role)
 	}
 	return nil
 }
