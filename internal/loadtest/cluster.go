@@ -36,33 +36,14 @@ func RunCluster(ctx context.Context, o Options) error {
 	}
 	defer single.stop()
 
-	const size = 3
-	var ports [size][3]int // http, nats, route
-	var routes []string
-	for i := range ports {
-		for j := range ports[i] {
-			if ports[i][j], err = freePort(); err != nil {
-				return err
-			}
-		}
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i][2]))
-	}
-	var members []*farm
+	members, ports, err := startMembers(ctx, dir, coordBin, n)
 	defer func() {
 		for _, m := range members {
 			m.stop()
 		}
 	}()
-	for i, p := range ports {
-		name := fmt.Sprintf("member%d", i)
-		cfg := farmConfig(dir, name, n, p[0], p[1])
-		cfg["nats"].(map[string]any)["cluster"] = map[string]any{"name": "loadtest",
-			"listen": fmt.Sprintf("127.0.0.1:%d", p[2]), "routes": routes}
-		m, err := startCoordinator(ctx, dir, coordBin, name, cfg)
-		if err != nil {
-			return err
-		}
-		members = append(members, m)
+	if err != nil {
+		return err
 	}
 	// The simulated agents connect to the first member; the others get
 	// their heartbeats over the routes.
@@ -97,22 +78,10 @@ func RunCluster(ctx context.Context, o Options) error {
 	if err := os.WriteFile(script, []byte(visitorsScript), 0o600); err != nil {
 		return err
 	}
-	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration, Script: script}
-	warm := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: time.Second, Script: script}
-	for _, t := range targets {
-		if _, err := warm.Run(ctx, t.name, t.url); err != nil {
-			return err
-		}
-	}
-	results := make([][]Result, len(targets))
-	for range o.Rounds {
-		for i, t := range targets {
-			r, err := wrk.Run(ctx, t.name, t.url)
-			if err != nil {
-				return err
-			}
-			results[i] = append(results[i], r)
-		}
+	o.Script = script
+	results, err := rounds(ctx, o, targets)
+	if err != nil {
+		return err
 	}
 	ratio := pairedRatio(results[1], results[0])
 	fmt.Fprintf(w, "\n/session from a new visitor each time (every request books):\n%-28s %12s %9s %9s\n", "target", "requests/s", "p50", "p99")
@@ -121,19 +90,9 @@ func RunCluster(ctx context.Context, o Options) error {
 		fmt.Fprintf(w, "%-28s %12.0f %9s %9s\n", m.Target, m.Throughput, m.P50, m.P99)
 	}
 	// Member 1's placements, as the two others applied them.
-	var p50, p99 string
-	var applied, batches float64
-	for _, i := range []int{0, 2} {
-		h, err := scrapeHistogram(members[i].base, "simgate_booking_propagation_seconds")
-		if err != nil {
-			return err
-		}
-		n, err := scrapeCounter(members[i].base, "simgate_bookings_applied_total")
-		if err != nil {
-			return err
-		}
-		applied, batches = applied+n, batches+h.count
-		p50, p99 = h.quantile(0.5), h.quantile(0.99)
+	applied, batches, p50, p99, err := propagation(members[0].base, members[2].base)
+	if err != nil {
+		return err
 	}
 	placed, _ := scrapeCounter(members[1].base, `simgate_session_requests_total{result="placed"}`)
 	fmt.Fprintf(w, "\nbookings: member 1 placed %.0f sessions; the two others applied %.0f of its bookings, in %.0f batches; propagation (oldest of a batch) p50 %s, p99 %s (histogram bucket bounds)\n",
@@ -153,6 +112,51 @@ func RunCluster(ctx context.Context, o Options) error {
 	p99d, _ := time.ParseDuration(strings.TrimPrefix(p99, "≤ "))
 	goal(applied > 0 && p99d <= 10*time.Millisecond, "bookings reach the other members within 10 ms p99: %s", p99)
 	return nil
+}
+
+// startMembers starts a cluster of three coordinators for n servers; it
+// returns those started (to stop, even on an error) and their ports (http,
+// nats, route).
+func startMembers(ctx context.Context, dir, coordBin string, n int) (members []*farm, ports [3][3]int, err error) {
+	var routes []string
+	for i := range ports {
+		for j := range ports[i] {
+			if ports[i][j], err = freePort(); err != nil {
+				return nil, ports, err
+			}
+		}
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i][2]))
+	}
+	for i, p := range ports {
+		name := fmt.Sprintf("member%d", i)
+		cfg := farmConfig(dir, name, n, p[0], p[1])
+		cfg["nats"].(map[string]any)["cluster"] = map[string]any{"name": "loadtest",
+			"listen": fmt.Sprintf("127.0.0.1:%d", p[2]), "routes": routes}
+		m, err := startCoordinator(ctx, dir, coordBin, name, cfg)
+		if err != nil {
+			return members, ports, err
+		}
+		members = append(members, m)
+	}
+	return members, ports, nil
+}
+
+// propagation is what the members at bases applied of the others'
+// bookings, in how many batches, and the propagation's quantiles.
+func propagation(bases ...string) (applied, batches float64, p50, p99 string, err error) {
+	for _, base := range bases {
+		h, err := scrapeHistogram(base, "simgate_booking_propagation_seconds")
+		if err != nil {
+			return 0, 0, "", "", err
+		}
+		n, err := scrapeCounter(base, "simgate_bookings_applied_total")
+		if err != nil {
+			return 0, 0, "", "", err
+		}
+		applied, batches = applied+n, batches+h.count
+		p50, p99 = h.quantile(0.5), h.quantile(0.99)
+	}
+	return applied, batches, p50, p99, nil
 }
 
 // median is the run of median throughput.

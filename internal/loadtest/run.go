@@ -33,6 +33,7 @@ type Options struct {
 	IntakeTime time.Duration // window of the intake CPU measurement
 	PerConn    int           // simulated agents sharing one NATS connection
 	IntakeOnly bool          // stop after the intake measurement
+	Script     string        // a wrk Lua script for the rounds ("" none)
 	Out        io.Writer
 }
 
@@ -356,57 +357,17 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 
-	basePort, err := freePort()
+	targets, stopBaselines, err := baselineTargets(w, self, dir, small, big, o.Servers)
+	defer stopBaselines()
 	if err != nil {
 		return err
 	}
-	baseline := exec.Command(self, "-role-baseline", strconv.Itoa(basePort))
-	baseline.Stderr = os.Stderr
-	if err := baseline.Start(); err != nil {
+	if err := waitTargets(ctx, targets); err != nil {
 		return err
 	}
-	defer func() { _ = baseline.Process.Kill(); _ = baseline.Wait() }()
-	targets := []target{
-		{name: "Go net/http constant", url: fmt.Sprintf("http://127.0.0.1:%d/", basePort), pid: baseline.Process.Pid},
-		{name: "simgate /session, 4 servers", url: small.base + "/session", pid: small.pid},
-		{name: fmt.Sprintf("simgate /session, %d servers", o.Servers), url: big.base + "/session", pid: big.pid},
-	}
-	nginxPort, _ := freePort()
-	if ng, err := startNginx(dir, nginxPort); err != nil {
-		fmt.Fprintf(w, "nginx: not started: %v\n", err)
-	} else if ng != nil {
-		defer func() { _ = ng.Process.Kill(); _ = ng.Wait() }()
-		targets = append(targets, target{name: "nginx constant", url: fmt.Sprintf("http://127.0.0.1:%d/", nginxPort), pid: ng.Process.Pid})
-	} else {
-		fmt.Fprintln(w, "nginx: not installed, left out")
-	}
-	for _, t := range targets {
-		if err := waitFor(ctx, 10*time.Second, func() error {
-			resp, err := http.Get(t.url)
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}); err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
-		}
-	}
-	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration}
-	warm := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: time.Second}
-	results := make([][]Result, len(targets))
-	for _, t := range targets {
-		if _, err := warm.Run(ctx, t.name, t.url); err != nil {
-			return err
-		}
-	}
-	for range o.Rounds {
-		for i, t := range targets {
-			r, err := wrk.Run(ctx, t.name, t.url)
-			if err != nil {
-				return err
-			}
-			results[i] = append(results[i], r)
-		}
+	results, err := rounds(ctx, o, targets)
+	if err != nil {
+		return err
 	}
 	// The ratio to the baseline is taken round by round (the rounds
 	// alternate targets, so each pair ran seconds apart), then the median
@@ -453,6 +414,80 @@ func Run(ctx context.Context, o Options) error {
 	goal(intake < 0.10, "heartbeat intake < 10%% of one core: %.1f%% (the NATS floor alone: %.1f%%)", intake*100, floorCPU*100)
 	goal(flip.max <= time.Second && flip.missed == 0, "%d WebSocket clients get the flip within 1 s: %v, %d missed", o.WSClients, flip.max.Round(time.Millisecond), flip.missed)
 	return nil
+}
+
+// baselineTargets starts the constant handlers (Go's, and nginx where
+// installed) and lists them with the two farms' /session; stop ends them.
+func baselineTargets(w io.Writer, self, dir string, small, big *farm, servers int) (targets []target, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+	basePort, err := freePort()
+	if err != nil {
+		return nil, stop, err
+	}
+	baseline := exec.Command(self, "-role-baseline", strconv.Itoa(basePort))
+	baseline.Stderr = os.Stderr
+	if err := baseline.Start(); err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, func() { _ = baseline.Process.Kill(); _ = baseline.Wait() })
+	targets = []target{
+		{name: "Go net/http constant", url: fmt.Sprintf("http://127.0.0.1:%d/", basePort), pid: baseline.Process.Pid},
+		{name: "simgate /session, 4 servers", url: small.base + "/session", pid: small.pid},
+		{name: fmt.Sprintf("simgate /session, %d servers", servers), url: big.base + "/session", pid: big.pid},
+	}
+	nginxPort, _ := freePort()
+	if ng, err := startNginx(dir, nginxPort); err != nil {
+		fmt.Fprintf(w, "nginx: not started: %v\n", err)
+	} else if ng != nil {
+		stops = append(stops, func() { _ = ng.Process.Kill(); _ = ng.Wait() })
+		targets = append(targets, target{name: "nginx constant", url: fmt.Sprintf("http://127.0.0.1:%d/", nginxPort), pid: ng.Process.Pid})
+	} else {
+		fmt.Fprintln(w, "nginx: not installed, left out")
+	}
+	return targets, stop, nil
+}
+
+// waitTargets waits until every target answers.
+func waitTargets(ctx context.Context, targets []target) error {
+	for _, t := range targets {
+		if err := waitFor(ctx, 10*time.Second, func() error {
+			resp, err := http.Get(t.url)
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err
+		}); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// rounds warms every target, then runs wrk on each in turn, o.Rounds times.
+func rounds(ctx context.Context, o Options, targets []target) ([][]Result, error) {
+	wrk := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: o.Duration, Script: o.Script}
+	warm := Wrk{Threads: o.Threads, Conns: o.Conns, Duration: time.Second, Script: o.Script}
+	results := make([][]Result, len(targets))
+	for _, t := range targets {
+		if _, err := warm.Run(ctx, t.name, t.url); err != nil {
+			return nil, err
+		}
+	}
+	for range o.Rounds {
+		for i, t := range targets {
+			r, err := wrk.Run(ctx, t.name, t.url)
+			if err != nil {
+				return nil, err
+			}
+			results[i] = append(results[i], r)
+		}
+	}
+	return results, nil
 }
 
 func printIntake(w io.Writer, o Options, intake, floorCPU, agentsCPU float64) {
