@@ -40,12 +40,16 @@ type KV struct {
 	replicas int
 	log      *slog.Logger
 
-	// mu guards kv, mails, manifest and noted, and makes one bucket
-	// operation at a time: it is held across JetStream calls (at most
-	// opTimeout each), the one lock that is (LOCKS.md).
-	mu    sync.Mutex
-	kv    jetstream.KeyValue
-	mails map[string]notify.Mail // what the bucket holds, as last read or written
+	// mu guards kv, manifest and noted; it is never held across a
+	// JetStream call.
+	mu sync.Mutex
+	kv jetstream.KeyValue
+	// mailsMu guards mails and makes one mail save (or load) at a time:
+	// held across their JetStream calls, which only mail saves wait for
+	// (one goroutine makes them: the queue's); drains and hold-off writes
+	// do not (LOCKS.md).
+	mailsMu sync.Mutex
+	mails   map[string]notify.Mail // what the bucket holds, as last read or written
 	// manifest, when set, is the file the bucket's entry count is kept in
 	// after each write (ManifestPath); noted is the count last written.
 	manifest string
@@ -61,39 +65,52 @@ func (k *KV) KeepManifest(path string) {
 	k.mu.Unlock()
 }
 
-// note records the bucket's entry count in the manifest; k.mu is held.
+// note records the bucket's entry count in the manifest.
 func (k *KV) note(ctx context.Context, kv jetstream.KeyValue) {
-	if k.manifest == "" {
+	k.mu.Lock()
+	path := k.manifest
+	k.mu.Unlock()
+	if path == "" {
 		return
 	}
 	st, err := kv.Status(ctx)
-	if err != nil || st.Values() == k.noted {
+	if err != nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if st.Values() == k.noted {
 		return
 	}
 	k.noted = st.Values()
-	if err := writeManifest(k.manifest, manifest{Entries: k.noted, At: time.Now().UTC()}); err != nil {
-		k.log.Warn("cannot record the state bucket's entry count", "file", k.manifest, "error", err)
+	if err := writeManifest(path, manifest{Entries: k.noted, At: time.Now().UTC()}); err != nil {
+		k.log.Warn("cannot record the state bucket's entry count", "file", path, "error", err)
 	}
 }
 
 // checkOpened reports a bucket that reads as empty though the manifest
 // says it held entries: a store damaged on disk loses them silently
-// otherwise. k.mu is held.
+// otherwise.
 func (k *KV) checkOpened(ctx context.Context, kv jetstream.KeyValue) {
-	if k.manifest == "" {
+	k.mu.Lock()
+	path := k.manifest
+	k.mu.Unlock()
+	if path == "" {
 		return
 	}
-	m, ok := readManifest(k.manifest)
+	m, ok := readManifest(path)
 	st, err := kv.Status(ctx)
 	if err != nil {
 		return
 	}
+	k.mu.Lock()
 	k.noted = st.Values()
+	k.mu.Unlock()
 	if ok && m.Entries > 0 && st.Values() == 0 {
 		k.log.Error("the state store reads as empty, but held entries when last written: they are lost",
 			"bucket", Bucket, "entries_lost", m.Entries, "last_written", m.At,
 			"what", "pending mails, mail hold-off states and drains; the drains must be made again")
-		_ = writeManifest(k.manifest, manifest{Entries: 0, At: time.Now().UTC()})
+		_ = writeManifest(path, manifest{Entries: 0, At: time.Now().UTC()})
 	}
 }
 
@@ -109,10 +126,14 @@ func New(nc *nats.Conn, replicas int, log *slog.Logger) (*KV, error) {
 	return &KV{js: js, replicas: replicas, log: log}, nil
 }
 
-// bucket opens (creating it when needed) the bucket; k.mu is held.
+// bucket opens (creating it when needed) the bucket. Two callers may both
+// create it: CreateOrUpdate is idempotent, and the first kept wins.
 func (k *KV) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	if k.kv != nil {
-		return k.kv, nil
+	k.mu.Lock()
+	kv := k.kv
+	k.mu.Unlock()
+	if kv != nil {
+		return kv, nil
 	}
 	kv, err := k.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       Bucket,
@@ -125,17 +146,24 @@ func (k *KV) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state bucket %s (replicas %d): %w", Bucket, k.replicas, err)
 	}
-	k.kv = kv
-	k.checkOpened(ctx, kv)
+	k.mu.Lock()
+	first := k.kv == nil
+	if first {
+		k.kv = kv
+	} else {
+		kv = k.kv
+	}
+	k.mu.Unlock()
+	if first {
+		k.checkOpened(ctx, kv)
+	}
 	return kv, nil
 }
 
-// open locks k and opens the bucket for one operation of at most
-// opTimeout; done releases both.
+// open opens the bucket for one operation of at most opTimeout; done
+// ends it.
 func (k *KV) open() (context.Context, jetstream.KeyValue, func(), error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	k.mu.Lock()
-	done := func() { k.mu.Unlock(); cancel() }
+	ctx, done := context.WithTimeout(context.Background(), opTimeout)
 	kv, err := k.bucket(ctx)
 	if err != nil {
 		done()
@@ -144,7 +172,7 @@ func (k *KV) open() (context.Context, jetstream.KeyValue, func(), error) {
 	return ctx, kv, done, nil
 }
 
-// keys lists the keys under prefix; k.mu is held.
+// keys lists the keys under prefix.
 func (k *KV) keys(ctx context.Context, kv jetstream.KeyValue, prefix string) ([]string, error) {
 	l, err := kv.ListKeysFiltered(ctx, prefix+".>")
 	if err != nil {
@@ -159,7 +187,7 @@ func (k *KV) keys(ctx context.Context, kv jetstream.KeyValue, prefix string) ([]
 }
 
 // load reads every value under prefix into decode; a value that does not
-// decode is set aside under "corrupt.<key>" and logged. k.mu is held.
+// decode is set aside under "corrupt.<key>" and logged.
 func (k *KV) load(ctx context.Context, kv jetstream.KeyValue, prefix string, decode func(key string, v []byte) error) error {
 	keys, err := k.keys(ctx, kv, prefix)
 	if err != nil {
@@ -187,6 +215,8 @@ func mailKey(id string) string { return "mail." + bus.Node(id) }
 
 // LoadMails implements notify.Store.
 func (k *KV) LoadMails() ([]notify.Mail, error) {
+	k.mailsMu.Lock()
+	defer k.mailsMu.Unlock()
 	ctx, kv, done, err := k.open()
 	if err != nil {
 		return nil, err
@@ -218,12 +248,14 @@ func (k *KV) LoadMails() ([]notify.Mail, error) {
 // SaveMails implements notify.Store: it writes the mails that changed and
 // deletes the ones no longer pending.
 func (k *KV) SaveMails(mails []notify.Mail) error {
+	k.mailsMu.Lock()
+	defer k.mailsMu.Unlock()
 	ctx, kv, done, err := k.open()
 	if err != nil {
 		return err
 	}
 	defer done()
-	defer k.note(ctx, kv) // before done: k.mu is held
+	defer k.note(ctx, kv) // before done: its context
 	if k.mails == nil {
 		// Learn what the bucket holds, to delete what is no longer pending.
 		keys, err := k.keys(ctx, kv, "mail")
@@ -299,7 +331,7 @@ func (k *KV) SaveHolds(changed map[string]notify.Hold) error {
 		return err
 	}
 	defer done()
-	defer k.note(ctx, kv) // before done: k.mu is held
+	defer k.note(ctx, kv) // before done: its context
 	for server, h := range changed {
 		key := "hold." + bus.Node(server)
 		if h == (notify.Hold{}) {
@@ -331,7 +363,7 @@ func (k *KV) SetDrain(server, by string) error {
 		return err
 	}
 	defer done()
-	defer k.note(ctx, kv) // before done: k.mu is held
+	defer k.note(ctx, kv) // before done: its context
 	key := "drain." + bus.Node(server)
 	if by == "" {
 		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -358,11 +390,9 @@ func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain), 
 		}
 	}
 	for ctx.Err() == nil {
-		k.mu.Lock()
 		octx, cancel := context.WithTimeout(ctx, opTimeout)
 		kv, err := k.bucket(octx)
 		cancel()
-		k.mu.Unlock()
 		if err == nil {
 			var w jetstream.KeyWatcher
 			if w, err = kv.Watch(ctx, "drain.*"); err == nil {
