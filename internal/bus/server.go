@@ -89,7 +89,7 @@ type Server struct {
 	ws        bool // the WebSocket listener is on
 	clustered bool
 	sysPass   string
-	coordPas  string
+	coordPass string
 	apiPass   string
 	subj      Subjects
 	app       *server.Account // the registered application account
@@ -115,7 +115,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if o.Subjects.Prefix == "" {
 		o.Subjects.Prefix = DefaultPrefix
 	}
-	s := &Server{sysPass: secret(), coordPas: secret(), apiPass: secret(), subj: o.Subjects}
+	s := &Server{sysPass: secret(), coordPass: secret(), apiPass: secret(), subj: o.Subjects}
 	name := "simgate"
 	switch {
 	case o.StoreDir != "":
@@ -128,7 +128,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 	sys := server.NewAccount(sysAccount)
 	app := server.NewAccount(appAccount)
 	api := server.NewAccount(apiAccount)
-	auth, err := newAuthenticator(o, app, sys, api, map[string]string{sysUser: s.sysPass, coordUser: s.coordPas, apiUser: s.apiPass})
+	auth, err := newAuthenticator(o, app, sys, api, map[string]string{sysUser: s.sysPass, coordUser: s.coordPass, apiUser: s.apiPass})
 	if err != nil {
 		return nil, err
 	}
@@ -378,9 +378,10 @@ func (s *Server) ID() string { return s.ns.ID() }
 // Clustered says whether this server is a cluster member.
 func (s *Server) Clustered() bool { return s.clustered }
 
-// Leader says whether this member acts for the cluster (sends the mails):
-// the JetStream meta leader, elected by RAFT among the members; a single
-// coordinator always is.
+// Leader says whether this member acts for the cluster: the JetStream meta
+// leader, elected by RAFT among the members; a single coordinator always
+// is. The coordinator mails and writes the shared state only while it
+// leads, asking right before each act.
 func (s *Server) Leader() bool {
 	if !s.ns.JetStreamIsClustered() {
 		return !s.clustered
@@ -439,7 +440,7 @@ func (s *Server) NumClients() int { return s.ns.NumClients() }
 // Connect opens an in-process connection in the application account.
 func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts := append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name),
-		nats.UserInfo(coordUser, s.coordPas), nats.MaxReconnects(-1), nats.CustomInboxPrefix(CoordinatorInbox)}, extra...)
+		nats.UserInfo(coordUser, s.coordPass), nats.MaxReconnects(-1), nats.CustomInboxPrefix(CoordinatorInbox)}, extra...)
 	return nats.Connect("", opts...)
 }
 

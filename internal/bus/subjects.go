@@ -35,8 +35,10 @@ func (s Subjects) Event(kind, entry string) string {
 	return s.Prefix + ".event." + kind + "." + Node(entry)
 }
 
-// Booking is the subject a coordinator publishes its placements on for
-// the other members of its cluster.
+// Booking is the subject a coordinator publishes each placement on, for
+// operators who watch them (nats sub 'simgate.booking.>'), and only while
+// someone listens; the members of a cluster exchange theirs on
+// MemberBookings, batched.
 func (s Subjects) Booking(entry string) string { return s.Prefix + ".booking." + Node(entry) }
 
 // BookingAll matches every booking.
