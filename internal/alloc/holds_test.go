@@ -281,10 +281,13 @@ func TestPolledBookingLapsesAtTheNextPoll(t *testing.T) {
 	if _, ok := r.Place(Visitor{Addr: "192.0.2.2"}); ok {
 		t.Fatal("a second visitor was placed beside a booking that puts the server at its threshold")
 	}
+	now = now.Add(500 * time.Millisecond)
+	poll() // too soon after the booking to show it
+	if _, ok := r.Place(Visitor{Addr: "192.0.2.2"}); ok {
+		t.Fatal("the booking lapsed at a poll before its settling time")
+	}
 	now = now.Add(time.Second)
-	poll()
-	now = now.Add(time.Second)
-	poll() // a full period after the booking
+	poll() // half a period after the booking: lapsed
 	if _, ok := r.Place(Visitor{Addr: "192.0.2.2"}); !ok {
 		t.Error("the second visitor is still refused two polls after the first booking")
 	}

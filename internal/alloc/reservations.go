@@ -146,9 +146,10 @@ func settleFor(rep Report) time.Duration {
 	switch {
 	case rep.Polled:
 		// A polled server's /load is its load now, and polls are seconds
-		// apart: a booking lapses at the first poll a full period after it,
-		// so that it never holds the server back for more than two polls.
-		return rep.Interval
+		// apart: a booking lapses at the first poll half a period after it
+		// (a settling time), so that it never holds the server back for
+		// more than a poll and a half.
+		return rep.Interval / 2
 	case rep.Sessions < 0:
 		return blindIntervals * rep.Interval
 	}
