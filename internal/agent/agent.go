@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // Options configures an Agent.
@@ -254,8 +255,8 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 	hb := bus.Heartbeat{
 		InstantLoad: &instant,
 		V:           1, Server: a.o.Server, Status: bus.StatusUp, Load: round(load),
-		CPU: roundp(r.CPU), Memory: roundp(r.Memory), Swap: roundp(r.Swap),
-		GPU: roundp(r.GPU), GPUMemory: roundp(r.GPUMemory), VRAM: roundp(r.VRAM),
+		Vector: domain.Vector{CPU: roundp(r.CPU), Memory: roundp(r.Memory), Swap: roundp(r.Swap),
+			GPU: roundp(r.GPU), GPUMemory: roundp(r.GPUMemory), VRAM: roundp(r.VRAM)},
 		Sessions: r.Sessions, Interval: a.o.Interval.Seconds(),
 		Time: time.Now().UTC().Format(time.RFC3339Nano),
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/shirou/gopsutil/v4/common"
 
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/domain"
 )
 
 func procCtx(dir string) context.Context {
@@ -31,10 +32,10 @@ func TestSampleLoad(t *testing.T) {
 		r    Reading
 		want float64
 	}{
-		{"cpu dominates", Reading{CPU: f(80), Memory: f(30), Swap: f(0)}, 80},
-		{"memory average dominates", Reading{CPU: f(10), Memory: f(90), Swap: f(60), GPUMemory: f(90)}, 80},
-		{"gpu dominates", Reading{CPU: f(10), Memory: f(30), Swap: f(0), GPU: f(97), GPUMemory: f(20)}, 97},
-		{"no gpu: gpuMemory counts as 0", Reading{CPU: f(10), Memory: f(90), Swap: f(90)}, 60},
+		{"cpu dominates", Reading{Vector: domain.Vector{CPU: f(80), Memory: f(30), Swap: f(0)}}, 80},
+		{"memory average dominates", Reading{Vector: domain.Vector{CPU: f(10), Memory: f(90), Swap: f(60), GPUMemory: f(90)}}, 80},
+		{"gpu dominates", Reading{Vector: domain.Vector{CPU: f(10), Memory: f(30), Swap: f(0), GPU: f(97), GPUMemory: f(20)}}, 97},
+		{"no gpu: gpuMemory counts as 0", Reading{Vector: domain.Vector{CPU: f(10), Memory: f(90), Swap: f(90)}}, 60},
 		{"nothing measured", Reading{}, 0},
 	}
 	for _, tt := range tests {
@@ -50,7 +51,7 @@ func TestWindowAveragesLastFive(t *testing.T) {
 	var w window
 	want := []float64{10, 15, 20, 25, 30, 40, 50}
 	for i, cpu := range []float64{10, 20, 30, 40, 50, 60, 70} {
-		if got := w.add(Reading{CPU: f(cpu)}); got != want[i] {
+		if got := w.add(Reading{Vector: domain.Vector{CPU: f(cpu)}}); got != want[i] {
 			t.Errorf("after sample %d: %v, want %v", i+1, got, want[i])
 		}
 	}
@@ -157,7 +158,7 @@ func (c fixed) Collect(_ context.Context, r *Reading) error {
 
 func TestBeat(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	up := Reading{CPU: f(40), Memory: f(30), Swap: f(0)}
+	up := Reading{Vector: domain.Vector{CPU: f(40), Memory: f(30), Swap: f(0)}}
 	a := New(Options{Server: "a/1", Collectors: []Collector{fixed{up}}, MaxSessions: 10, Logger: quiet})
 	hb := a.Beat(context.Background())
 	if hb.Status != bus.StatusUp || hb.Load != 40 || hb.GPU != nil || hb.VRAM != nil || *hb.MaxSessions != 10 {

@@ -4,15 +4,18 @@
 // the collector, not an error that stops the agent.
 package agent
 
-import "context"
+import (
+	"context"
+
+	"github.com/simgate/simgate/internal/domain"
+)
 
 // Reading is one sample of the machine. nil fields were not measured.
 type Reading struct {
-	CPU, Memory, Swap    *float64
-	GPU, GPUMemory, VRAM *float64
-	Sessions             *int
-	ServiceErr           error // the simulation server's probe failed
-	ServiceChecked       bool
+	domain.Vector
+	Sessions       *int
+	ServiceErr     error // the simulation server's probe failed
+	ServiceChecked bool
 }
 
 // Collector fills its part of a Reading.

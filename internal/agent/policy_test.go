@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // TestPolicyFromSimulationConfig reads webots-server's own file (the seed's
@@ -53,7 +55,7 @@ func TestPolicyFromSimulationConfig(t *testing.T) {
 	}
 
 	// The heartbeat carries it, and the latest single sample.
-	a := New(Options{Server: "a/2000", Collectors: []Collector{fixed{Reading{CPU: ptr(40.0), ServiceChecked: true}}},
+	a := New(Options{Server: "a/2000", Collectors: []Collector{fixed{Reading{Vector: domain.Vector{CPU: ptr(40.0)}, ServiceChecked: true}}},
 		Policy: p, Logger: slog.New(slog.DiscardHandler)})
 	hb := a.Beat(context.Background())
 	if hb.Sharing != sh || hb.InstantLoad == nil || *hb.InstantLoad != 40 {

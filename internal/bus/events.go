@@ -4,24 +4,21 @@ import (
 	"encoding/json"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // Event is a state change of one server, published by the coordinator on
 // <prefix>.event.<kind>.<node>. The load fields repeat the heartbeat's names.
 type Event struct {
-	Server    string   `json:"server"`
-	Kind      string   `json:"kind"`
-	From      string   `json:"from"`
-	To        string   `json:"to"`
-	Reason    string   `json:"reason"`
-	Load      *float64 `json:"load,omitempty"`
-	CPU       *float64 `json:"cpu,omitempty"`
-	Memory    *float64 `json:"memory,omitempty"`
-	Swap      *float64 `json:"swap,omitempty"`
-	GPU       *float64 `json:"gpu,omitempty"`
-	GPUMemory *float64 `json:"gpuMemory,omitempty"`
-	VRAM      *float64 `json:"vram,omitempty"`
-	Time      string   `json:"time"`
+	Server string   `json:"server"`
+	Kind   string   `json:"kind"`
+	From   string   `json:"from"`
+	To     string   `json:"to"`
+	Reason string   `json:"reason"`
+	Load   *float64 `json:"load,omitempty"`
+	domain.Vector
+	Time string `json:"time"`
 }
 
 // Publisher publishes the coordinator's events.

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // MaxHeartbeat is the largest heartbeat the contract allows, in bytes.
@@ -31,20 +33,15 @@ const (
 // Optional fields are pointers so that "absent" and "zero" differ:
 // a machine without a GPU omits gpu, gpuMemory and vram.
 type Heartbeat struct {
-	V           int      `json:"v"`
-	Server      string   `json:"server"`
-	Status      string   `json:"status"`
-	Load        float64  `json:"load"`
-	CPU         *float64 `json:"cpu,omitempty"`
-	Memory      *float64 `json:"memory,omitempty"`
-	Swap        *float64 `json:"swap,omitempty"`
-	GPU         *float64 `json:"gpu,omitempty"`
-	GPUMemory   *float64 `json:"gpuMemory,omitempty"`
-	VRAM        *float64 `json:"vram,omitempty"`
-	Sessions    *int     `json:"sessions,omitempty"`
-	MaxSessions *int     `json:"maxSessions,omitempty"`
-	Interval    float64  `json:"interval"`
-	Time        string   `json:"time,omitempty"`
+	V             int     `json:"v"`
+	Server        string  `json:"server"`
+	Status        string  `json:"status"`
+	Load          float64 `json:"load"`
+	domain.Vector         // cpu, memory, swap, gpu, gpuMemory, vram: in this place on the wire
+	Sessions      *int    `json:"sessions,omitempty"`
+	MaxSessions   *int    `json:"maxSessions,omitempty"`
+	Interval      float64 `json:"interval"`
+	Time          string  `json:"time,omitempty"`
 	// Probe is simgate's addition: what the agent's check of its simulation
 	// server saw when it failed ("GET http://127.0.0.1:2000/load: connection refused").
 	Probe string `json:"probe,omitempty"`
@@ -365,7 +362,7 @@ func decodeWith(data []byte, read func([]byte, *wire) error) (Heartbeat, error) 
 		return Heartbeat{}, invalid("missing interval")
 	}
 	hb := Heartbeat{V: 1, Server: w.str[fServer], Status: w.str[fStatus], Load: w.num[fLoad], Interval: w.num[fInterval],
-		CPU: w.opt(fCPU), Memory: w.opt(fMemory), Swap: w.opt(fSwap), GPU: w.opt(fGPU), GPUMemory: w.opt(fGPUMemory), VRAM: w.opt(fVRAM)}
+		Vector: domain.Vector{CPU: w.opt(fCPU), Memory: w.opt(fMemory), Swap: w.opt(fSwap), GPU: w.opt(fGPU), GPUMemory: w.opt(fGPUMemory), VRAM: w.opt(fVRAM)}}
 	if len(hb.Server) > 255 {
 		return Heartbeat{}, invalid("server is %d bytes long", len(hb.Server))
 	}

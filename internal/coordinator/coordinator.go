@@ -271,8 +271,7 @@ func (c *Coordinator) onChange(ch alloc.Change) {
 		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
 	if ch.Reported {
 		load := ch.Load
-		ev.Load, ev.CPU, ev.Memory, ev.Swap = &load, ch.Vector.CPU, ch.Vector.Memory, ch.Vector.Swap
-		ev.GPU, ev.GPUMemory, ev.VRAM = ch.Vector.GPU, ch.Vector.GPUMemory, ch.Vector.VRAM
+		ev.Load, ev.Vector = &load, ch.Vector
 	}
 	if c.pub != nil {
 		if err := c.pub.Publish(ev); err != nil {

@@ -26,7 +26,7 @@ func (s sink) Heartbeat(hb bus.Heartbeat) error {
 		Server:   hb.Server,
 		Status:   statuses[hb.Status],
 		Load:     hb.Load,
-		Vector:   alloc.Vector{CPU: hb.CPU, Memory: hb.Memory, Swap: hb.Swap, GPU: hb.GPU, GPUMemory: hb.GPUMemory, VRAM: hb.VRAM},
+		Vector:   hb.Vector,
 		Sessions: -1,
 		Interval: hb.IntervalDuration(),
 		Note:     hb.Probe,

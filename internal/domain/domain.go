@@ -43,9 +43,17 @@ const (
 	StatusLeaving
 )
 
-// Vector holds the components of a load report; nil means not reported.
+// Vector holds the components of a load report, in percent; nil means not
+// reported. The one declaration of them: the heartbeat, the events, the
+// HTTP API and the agent's readings embed it (with these JSON names, the
+// heartbeat's of PROTOCOL §2).
 type Vector struct {
-	CPU, Memory, Swap, GPU, GPUMemory, VRAM *float64
+	CPU       *float64 `json:"cpu,omitempty"`
+	Memory    *float64 `json:"memory,omitempty"`
+	Swap      *float64 `json:"swap,omitempty"`
+	GPU       *float64 `json:"gpu,omitempty"`
+	GPUMemory *float64 `json:"gpuMemory,omitempty"`
+	VRAM      *float64 `json:"vram,omitempty"`
 }
 
 // Saturated names the resource that holds the load at its level, following

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/domain"
 )
 
 // serverJSON is one item of /api/servers. The first six fields are the
@@ -26,12 +27,7 @@ type serverJSON struct {
 	Reason            string       `json:"reason,omitempty"`
 	DrainedBy         string       `json:"drainedBy,omitempty"` // the operator who drained it (simgate.api.drain, the monitor's button)
 	Since             string       `json:"since"`
-	CPU               *float64     `json:"cpu,omitempty"`
-	Memory            *float64     `json:"memory,omitempty"`
-	Swap              *float64     `json:"swap,omitempty"`
-	GPU               *float64     `json:"gpu,omitempty"`
-	GPUMemory         *float64     `json:"gpuMemory,omitempty"`
-	VRAM              *float64     `json:"vram,omitempty"`
+	domain.Vector                  // cpu, memory, swap, gpu, gpuMemory, vram, in this place
 	Interval          float64      `json:"interval,omitempty"`
 	HandedOut         uint64       `json:"handedOut"`
 	Probe             string       `json:"probe,omitempty"`
@@ -96,8 +92,7 @@ func (a *API) serversDoc() serversJSON {
 	for i, v := range views {
 		s := serverJSON{Server: v.Server, State: v.State.String(), Load: v.Load, MaxSessions: v.MaxSessions,
 			Effective: v.Effective, Reason: v.Reason, Since: v.Since.UTC().Format(time.RFC3339),
-			CPU: v.Vector.CPU, Memory: v.Vector.Memory, Swap: v.Vector.Swap, GPU: v.Vector.GPU,
-			GPUMemory: v.Vector.GPUMemory, VRAM: v.Vector.VRAM, Interval: v.Interval.Seconds(),
+			Vector: v.Vector, Interval: v.Interval.Seconds(),
 			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server],
 			Source: v.Source.String(), DrainedBy: v.DrainedBy, DedicatedSessions: v.ByTier[alloc.TierDedicated], SharedSessions: v.ByTier[alloc.TierShared]}
 		if sh := v.Sharing; sh != nil {
