@@ -27,9 +27,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// DrainFile, when set, puts the server in draining while the file exists.
 	DrainFile string
-	// Policy, when set, is the simulation server's own configuration: its
+	// SimulationConfig, when set, is the simulation server's own configuration: its
 	// heartbeats then carry its sharing policy (PROTOCOL §1.1).
-	Policy *Policy
+	SimulationConfig *SimulationConfig
 	// Advisory reports a failing probe in the heartbeat's probe field without
 	// marking the server service-down: for a first run with no simulation
 	// server yet, never for production.
@@ -263,8 +263,8 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 	if a.o.MaxSessions > 0 {
 		hb.MaxSessions = ptr(a.o.MaxSessions)
 	}
-	if a.o.Policy != nil {
-		hb.Sharing = a.o.Policy.Sharing()
+	if a.o.SimulationConfig != nil {
+		hb.Sharing = a.o.SimulationConfig.Sharing()
 	}
 	a.noteService(r)
 	if r.ServiceErr != nil {

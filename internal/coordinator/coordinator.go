@@ -54,12 +54,12 @@ type Coordinator struct {
 	state     *state.KV
 	bookings  *bookings
 	// What operators use over NATS.
-	apiConn  *nats.Conn
-	farm     *state.Farm
-	farmErrs *logging.Throttle
-	ready    readiness
-	quorum   quorum
-	subj     bus.Subjects // the subjects under nats.prefix
+	apiConn     *nats.Conn
+	serversKV   *state.ServersKV
+	serversErrs *logging.Throttle
+	ready       readiness
+	quorum      quorum
+	subj        bus.Subjects // the subjects under nats.prefix
 }
 
 // Start brings the coordinator up; it serves until Stop. It reads top to

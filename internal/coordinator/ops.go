@@ -140,7 +140,7 @@ type farmEntry struct {
 }
 
 // durableSweep is how often the leader deletes durable consumers others
-// made on the farm bucket (state.Farm.SweepDurables).
+// made on the farm bucket (state.ServersKV.SweepDurables).
 const durableSweep = 10 * time.Second
 
 // publishFarm keeps the farm bucket up to date while this member leads:
@@ -166,8 +166,8 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 			}
 			if now.Sub(swept) >= durableSweep {
 				swept = now
-				if n, err := c.farm.SweepDurables(); n > 0 || err != nil {
-					if held, ok := c.farmErrs.Allow("durables", now); ok {
+				if n, err := c.serversKV.SweepDurables(); n > 0 || err != nil {
+					if held, ok := c.serversErrs.Allow("durables", now); ok {
 						c.log.Warn("durable consumers on the farm bucket deleted: watch it with nats kv watch, which needs none",
 							"bucket", bus.ServersBucket, "deleted", n, "error", err, "since_last_line", held)
 					}
@@ -185,8 +185,8 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 					continue
 				}
 				data, _ := json.Marshal(e)
-				if err := c.farm.Put(v.Server, data); err != nil {
-					if held, ok := c.farmErrs.Allow("put", now); ok {
+				if err := c.serversKV.Put(v.Server, data); err != nil {
+					if held, ok := c.serversErrs.Allow("put", now); ok {
 						c.log.Warn("farm bucket not written; will retry", "bucket", bus.ServersBucket, "error", err, "since_last_line", held)
 					}
 					break

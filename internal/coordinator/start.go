@@ -132,10 +132,10 @@ func (c *Coordinator) startState() (err error) {
 		return fmt.Errorf("state store: %w", err)
 	}
 	c.state.KeepManifest(state.ManifestPath(c.storeDir()))
-	if c.farm, err = state.NewFarm(c.stateConn, replicas(members)); err != nil {
+	if c.serversKV, err = state.NewServersKV(c.stateConn, replicas(members)); err != nil {
 		return fmt.Errorf("farm bucket: %w", err)
 	}
-	c.farmErrs = logging.NewThrottle(time.Minute, 4)
+	c.serversErrs = logging.NewThrottle(time.Minute, 4)
 	if cfg.NATS.Cluster != nil {
 		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", replicas(members),
 			"routes", cfg.NATS.Cluster.Routes)

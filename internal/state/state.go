@@ -435,27 +435,27 @@ func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(stri
 	}
 }
 
-// Farm is the bucket of the farm's state (bus.ServersBucket): one key per
+// ServersKV is the bucket of the farm's state (bus.ServersBucket): one key per
 // server node, its latest state, for `nats kv watch simgate-servers`.
 // Written by the coordinators' leader, read by monitors and admins.
-type Farm struct {
+type ServersKV struct {
 	js       jetstream.JetStream
 	replicas int
 	mu       sync.Mutex // guards kv; held across one Put (at most opTimeout)
 	kv       jetstream.KeyValue
 }
 
-// NewFarm returns the farm bucket over nc, with replicas copies.
-func NewFarm(nc *nats.Conn, replicas int) (*Farm, error) {
+// NewServersKV returns the farm bucket over nc, with replicas copies.
+func NewServersKV(nc *nats.Conn, replicas int) (*ServersKV, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	return &Farm{js: js, replicas: max(replicas, 1)}, nil
+	return &ServersKV{js: js, replicas: max(replicas, 1)}, nil
 }
 
 // Put writes one server's state under its node.
-func (f *Farm) Put(server string, value []byte) error {
+func (f *ServersKV) Put(server string, value []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	f.mu.Lock()
@@ -482,7 +482,7 @@ func (f *Farm) Put(server string, value []byte) error {
 // bucket's stream, and returns how many: monitors and admins may watch it
 // (ephemeral consumers, gone with their connection), but 1,000 durable ones
 // made every later `nats kv watch` fail. The coordinators make none there.
-func (f *Farm) SweepDurables() (int, error) {
+func (f *ServersKV) SweepDurables() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	s, err := f.js.Stream(ctx, "KV_"+bus.ServersBucket)

@@ -144,7 +144,7 @@ func TestDurablesOnTheFarmBucketSwept(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	f, err := NewFarm(nc, 1)
+	f, err := NewServersKV(nc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

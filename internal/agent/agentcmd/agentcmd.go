@@ -285,10 +285,10 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 	if err != nil {
 		return nil, nil, fmt.Errorf("NATS %s: %w", o.NATS, err)
 	}
-	var policy *agent.Policy
+	var policy *agent.SimulationConfig
 	if o.SimConfig != "" {
 		log.Info("reading the simulation server's configuration for its repository policy", "file", o.SimConfig)
-		if policy, err = agent.NewPolicy(o.SimConfig, log); err != nil {
+		if policy, err = agent.NewSimulationConfig(o.SimConfig, log); err != nil {
 			nc.Close()
 			return nil, nil, fmt.Errorf("-simulation-config: %w", err)
 		}
@@ -302,7 +302,7 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 	cs := agent.DefaultCollectors(ctx, o.Probe, strings.Split(o.Processes, ","), log)
 	a := agent.New(agent.Options{
 		Server: o.Server, Interval: o.Interval, Collectors: cs, MaxSessions: o.MaxSessions,
-		Subjects: bus.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile, Policy: policy,
+		Subjects: bus.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile, SimulationConfig: policy,
 	})
 	return nc, a, nil
 }

@@ -32,7 +32,7 @@ func TestPolicyFromSimulationConfig(t *testing.T) {
 		}
 	}
 	write(string(seed), 3*time.Hour)
-	p, err := NewPolicy(path, slog.New(slog.DiscardHandler))
+	p, err := NewSimulationConfig(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +56,12 @@ func TestPolicyFromSimulationConfig(t *testing.T) {
 
 	// The heartbeat carries it, and the latest single sample.
 	a := New(Options{Server: "a/2000", Collectors: []Collector{fixed{Reading{Vector: domain.Vector{CPU: ptr(40.0)}, ServiceChecked: true}}},
-		Policy: p, Logger: slog.New(slog.DiscardHandler)})
+		SimulationConfig: p, Logger: slog.New(slog.DiscardHandler)})
 	hb := a.Beat(context.Background())
 	if hb.Sharing != sh || hb.InstantLoad == nil || *hb.InstantLoad != 40 {
 		t.Errorf("heartbeat: sharing %+v, instantLoad %v", hb.Sharing, hb.InstantLoad)
 	}
-	if _, err := NewPolicy(filepath.Join(t.TempDir(), "missing.json"), slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := NewSimulationConfig(filepath.Join(t.TempDir(), "missing.json"), slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a missing file named by the flag was accepted")
 	}
 }

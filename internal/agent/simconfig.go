@@ -11,11 +11,11 @@ import (
 	"github.com/simgate/simgate/internal/bus"
 )
 
-// Policy is the simulation server's own configuration (webots-server's
+// SimulationConfig is the simulation server's own configuration (webots-server's
 // simulation.json), as far as placement needs it (PROTOCOL §1.1): what it
 // runs, and how many sessions it takes. It is read again whenever the file
 // changes; a file that stops parsing keeps the last good policy, said once.
-type Policy struct {
+type SimulationConfig struct {
 	path string
 	log  *slog.Logger
 
@@ -38,20 +38,20 @@ type simulationFile struct {
 	Port                int      `json:"port"`
 }
 
-// NewPolicy reads path; a file that is not there is an error (a flag named
+// NewSimulationConfig reads path; a file that is not there is an error (a flag named
 // it), one that does not parse is said and waited for.
-func NewPolicy(path string, log *slog.Logger) (*Policy, error) {
+func NewSimulationConfig(path string, log *slog.Logger) (*SimulationConfig, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("simulation server configuration: %w", err)
 	}
-	p := &Policy{path: path, log: log}
+	p := &SimulationConfig{path: path, log: log}
 	p.refresh()
 	return p, nil
 }
 
 // Sharing is the policy for the next heartbeat, read again first if the
 // file changed; nil until the file has parsed once.
-func (p *Policy) Sharing() *bus.Sharing {
+func (p *SimulationConfig) Sharing() *bus.Sharing {
 	p.refresh()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -59,10 +59,10 @@ func (p *Policy) Sharing() *bus.Sharing {
 }
 
 // MaxConnections and Port are the file's, 0 when it gives none.
-func (p *Policy) MaxConnections() int { p.mu.Lock(); defer p.mu.Unlock(); return p.maxConn }
-func (p *Policy) Port() int           { p.mu.Lock(); defer p.mu.Unlock(); return p.port }
+func (p *SimulationConfig) MaxConnections() int { p.mu.Lock(); defer p.mu.Unlock(); return p.maxConn }
+func (p *SimulationConfig) Port() int           { p.mu.Lock(); defer p.mu.Unlock(); return p.port }
 
-func (p *Policy) refresh() {
+func (p *SimulationConfig) refresh() {
 	fi, err := os.Stat(p.path)
 	p.mu.Lock()
 	defer p.mu.Unlock()
