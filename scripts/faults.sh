@@ -20,6 +20,7 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     TestNoSessionToADrainedServerAfterRestart
     TestQuorumLossIsLoud
     TestClusterSurvivesAMember          # kill -9 of the leader under load, mails pending, SMTP down
+    TestRollingUpgradeRefusesNoVisitor  # the README's rolling upgrade, visitors sent to ready members
   )
 fi
 logs=$(mktemp -d "${TMPDIR:-/tmp}/simgate-faults-XXXXXX")
@@ -35,7 +36,7 @@ for s in "${scenarios[@]}"; do
     else
       ok=0; fail=$((fail + 1))
     fi
-    figures=$(grep -hoE '(a new leader in [0-9.]+m?s|longest heartbeat gap[^:]*: [0-9.]+m?s|[0-9]+ /session on the survivors during the failover, [0-9]+ refused)' "$out" 2>/dev/null | tr '\n' ';' || true)
+    figures=$(grep -hoE '(a new leader in [0-9.]+m?s|longest heartbeat gap[^:]*: [0-9.]+m?s|[0-9]+ /session on the survivors during the failover, [0-9]+ refused|[0-9]+ visitors during the rolling upgrade, [0-9]+ refused)' "$out" 2>/dev/null | tr '\n' ';' || true)
     [ "$ok" -eq 0 ] || rm -f "$out"
   done
   total_failed=$((total_failed + fail))
