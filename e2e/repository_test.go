@@ -106,3 +106,49 @@ func TestAgentsReadTheirSimulationConfig(t *testing.T) {
 		t.Errorf("maxSessions %d, want the file's maxConnections (20)", s.MaxSessions)
 	}
 }
+
+// TestHeldBookingFollowsTheFarm: PROTOCOL §1, a held booking is answered
+// again only while its server would take that visitor now. An address at
+// its cap (1 here) holds a booking on a server that shares its idle time;
+// that server goes over its shareIdleTime: the visitor is placed afresh on
+// the other; the other then blocks the world: the §1.1 sentence, not a
+// refusal by the server it would have been sent to.
+func TestHeldBookingFollowsTheFarm(t *testing.T) {
+	const a, b = "127.0.0.1:2711", "127.0.0.1:2712"
+	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}, "http": map[string]any{"maxBookingsPerAddress": 1}})
+	p := f.publisher(t, "held-test")
+	beat := func(server string, load int, blocked string) {
+		t.Helper()
+		p.publish(server, []byte(fmt.Sprintf(`{"v":1,"server":%q,"status":"up","load":%d,"interval":60,"maxSessions":100,`+
+			`"sharing":{"blockedRepositories":[%s],"docker":true,"shareIdleTime":50}}`, server, load, blocked)))
+	}
+	beat(a, 10, "")
+	beat(b, 30, "")
+	f.waitState(t, a, 5*time.Second, "up")
+	f.waitState(t, b, 5*time.Second, "up")
+	const world = "https://github.com/someone/robots/blob/main/worlds/arm.wbt"
+	ask := func() string {
+		_, body, err := getAs(f.base+"/session?url="+world, "203.0.113.70")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+	if got := ask(); got != "ws://"+a {
+		t.Fatalf("first answer %q, want ws://%s (the most idle room)", got, a)
+	}
+	beat(a, 60, "") // over its shareIdleTime for this world
+	testutil.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := ask(); got != "ws://"+b {
+			return fmt.Errorf("with %s over its shareIdleTime, the held visitor got %q, want ws://%s", a, got, b)
+		}
+		return nil
+	})
+	beat(b, 30, `"https://github.com/someone/"`)
+	testutil.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := ask(); !strings.HasPrefix(got, "Error: ") || got == "ws://"+b {
+			return fmt.Errorf("with %s blocking the world, the held visitor got %q", b, got)
+		}
+		return nil
+	})
+}
