@@ -170,6 +170,41 @@ func (c *cluster) waitFormed(t *testing.T, live []*farm) *farm {
 	return leader
 }
 
+// startMailCluster is a cluster of n members on servers, mailing the test
+// SMTP server (its CA trusted, no "never heard from" mail, retries every
+// second); mail adds to or overrides the mail keys.
+func startMailCluster(t *testing.T, n int, servers []string, mail map[string]any) (*cluster, *smtptest.Server) {
+	t.Helper()
+	smtp := smtptest.Start(t, "127.0.0.1:0")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, smtp.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(smtp.Addr, ":")
+	var mailPort int
+	fmt.Sscan(port, &mailPort)
+	keys := map[string]any{"caFile": ca, "grace": 3600, "retryMax": 1}
+	for k, v := range mail {
+		keys[k] = v
+	}
+	c := startCluster(t, n, map[string]any{
+		"simulationServers": servers, "administrator": "admin@example.org", "mailServer": host, "mailServerPort": mailPort,
+		"mailSender": "sender@example.org", "mailSenderPassword": smtp.Password, "mail": keys,
+	})
+	return c, smtp
+}
+
+// quietProc is a quiet machine's /proc, for agents on a machine the tests
+// load: "full" means what the test says (gopsutil's HOST_PROC).
+func quietProc(t *testing.T) string {
+	t.Helper()
+	quiet, err := filepath.Abs("../internal/agent/testdata/proc-idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return quiet
+}
+
 func (c *cluster) natsURLs() string {
 	var urls []string
 	for _, f := range c.members {

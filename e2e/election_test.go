@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/simgate/simgate/internal/notify/smtptest"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -21,23 +17,8 @@ import (
 func TestFailureDuringElectionIsMailed(t *testing.T) {
 	servers := []string{"127.0.0.1:2981", "127.0.0.1:2982", "127.0.0.1:2983"}
 	const victim = "127.0.0.1:2982"
-	smtp := smtptest.Start(t, "127.0.0.1:0")
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, smtp.CAPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(smtp.Addr, ":")
-	var mailPort int
-	fmt.Sscan(port, &mailPort)
-	c := startCluster(t, 3, map[string]any{
-		"simulationServers": servers, "administrator": "admin@example.org", "mailServer": host, "mailServerPort": mailPort,
-		"mailSender": "sender@example.org", "mailSenderPassword": smtp.Password,
-		"mail": map[string]any{"caFile": ca, "grace": 3600, "retryMax": 1},
-	})
-	quiet, err := filepath.Abs("../internal/agent/testdata/proc-idle")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, smtp := startMailCluster(t, 3, servers, nil)
+	quiet := quietProc(t)
 	agent := func(s string) *proc {
 		return startEnv(t, "", []string{"HOST_PROC=" + quiet}, c.members[0].agent, "-nats", c.natsURLs(), "-server", s,
 			"-interval", "200ms", "-probe", "off", "-simulation-config", "off")

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/simgate/simgate/internal/notify/smtptest"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -26,23 +22,8 @@ func TestHungMemberCostsNoServer(t *testing.T) {
 		t.Skip("a 20 s fault")
 	}
 	servers := []string{"127.0.0.1:2971", "127.0.0.1:2972", "127.0.0.1:2973"}
-	smtp := smtptest.Start(t, "127.0.0.1:0")
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, smtp.CAPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(smtp.Addr, ":")
-	var mailPort int
-	fmt.Sscan(port, &mailPort)
-	c := startCluster(t, 3, map[string]any{
-		"simulationServers": servers, "administrator": "admin@example.org", "mailServer": host, "mailServerPort": mailPort,
-		"mailSender": "sender@example.org", "mailSenderPassword": smtp.Password,
-		"mail": map[string]any{"caFile": ca, "grace": 3600, "retryMax": 1, "holdOff": 0},
-	})
-	quiet, err := filepath.Abs("../internal/agent/testdata/proc-idle")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, smtp := startMailCluster(t, 3, servers, map[string]any{"holdOff": 0})
+	quiet := quietProc(t)
 	hung := c.members[0]
 	var agents []*proc
 	for _, s := range servers {

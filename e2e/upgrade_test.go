@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,10 +19,7 @@ import (
 func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
 	servers := []string{"127.0.0.1:2991", "127.0.0.1:2992", "127.0.0.1:2993"}
 	c := startCluster(t, 3, map[string]any{"simulationServers": servers, "http": map[string]any{"sessionRate": 0}})
-	quiet, err := filepath.Abs("../internal/agent/testdata/proc-idle")
-	if err != nil {
-		t.Fatal(err)
-	}
+	quiet := quietProc(t)
 	for _, s := range servers {
 		startEnv(t, "", []string{"HOST_PROC=" + quiet}, c.members[0].agent, "-nats", c.natsURLs(), "-server", s,
 			"-interval", "1s", "-probe", "off", "-simulation-config", "off") // a site's heartbeats
