@@ -19,6 +19,7 @@ type quorum struct {
 	configured int // the cluster's members (clusterSize)
 	lost       atomic.Bool
 	seen       atomic.Int64
+	formedAt   atomic.Int64 // Unix ns when a majority first met; 0 before
 }
 
 // needed is a majority of the configured members (1 alone).
@@ -34,6 +35,9 @@ func (c *Coordinator) watchQuorum(ctx context.Context) {
 		seen := c.nats.Members()
 		c.quorum.seen.Store(int64(seen))
 		have := seen >= c.quorum.needed()
+		if have && !formed {
+			c.quorum.formedAt.Store(time.Now().UnixNano())
+		}
 		formed = formed || have
 		switch lost := c.quorum.lost.Load(); {
 		case !have && !lost && (formed || time.Since(c.ready.started) > startGraceQuorum):

@@ -50,7 +50,7 @@ func (c *Coordinator) awaitReady(ctx context.Context) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for !c.tryOpen() {
-		if waited := time.Since(c.ready.started); !c.ready.drains.Load() && waited >= drainWait {
+		if overdue, waited := c.drainsOverdue(); !c.ready.drains.Load() && overdue {
 			c.log.Error("placing visitors without the drains: the state bucket did not give them", "waited", waited.Round(time.Millisecond),
 				"members", c.nats.Members(), "why", "a cluster needs a majority of its members up to read its state",
 				"consequence", "a drained server may get visitors until the drains arrive")
@@ -63,6 +63,25 @@ func (c *Coordinator) awaitReady(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// noQuorumWait is how long a cluster member that never reached a majority
+// waits for its drains before it places anyway.
+const noQuorumWait = 30 * time.Second
+
+// drainsOverdue says whether the drains are overdue: drainWait after the
+// start alone, after the cluster formed (its majority met: members start
+// one after another, and the cluster's state answers only then) in a
+// cluster, noQuorumWait after the start in a cluster that never formed.
+func (c *Coordinator) drainsOverdue() (bool, time.Duration) {
+	waited := time.Since(c.ready.started)
+	if !c.nats.Clustered() {
+		return waited >= drainWait, waited
+	}
+	if formed := c.quorum.formedAt.Load(); formed != 0 {
+		return time.Since(time.Unix(0, formed)) >= drainWait, waited
+	}
+	return waited >= noQuorumWait, waited
 }
 
 // tryOpen opens the registry if the start is ready; it says whether the
