@@ -29,16 +29,19 @@ func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
 			f.waitState(t, s, 15*time.Second, "up")
 		}
 	}
-	// The balancer: a member takes visitors while its /readyz is 200.
+	// The balancer: a member takes visitors while its /readyz is 200. A
+	// restarted member comes back on another HTTP port: the balancer is
+	// told it (bases), and reads nothing else of the farm a restart writes.
 	var mu sync.Mutex
-	ready := map[*farm]bool{}
-	for _, f := range c.members {
-		ready[f] = true
+	bases := make([]string, len(c.members))
+	for i, f := range c.members {
+		bases[i] = f.base
 	}
+	baseOf := func(i int) string { mu.Lock(); defer mu.Unlock(); return bases[i] }
 	var asked, refused atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i, f := range c.members {
+	for i := range c.members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -48,20 +51,17 @@ func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
 					return
 				default:
 				}
-				resp, _, err := get(f.base + "/readyz")
-				ok := err == nil && resp.StatusCode == 200
-				mu.Lock()
-				ready[f] = ok
-				mu.Unlock()
-				if !ok {
+				base := baseOf(i)
+				resp, _, err := get(base + "/readyz")
+				if ok := err == nil && resp.StatusCode == 200; !ok {
 					time.Sleep(20 * time.Millisecond) // the balancer's check period, not a wait for an event
 					continue
 				}
-				_, body, err := getAs(f.base+"/session", fmt.Sprintf("10.9.%d.%d", i, n%250+1))
+				_, body, err := getAs(base+"/session", fmt.Sprintf("10.9.%d.%d", i, n%250+1))
 				asked.Add(1)
 				if err == nil && !strings.HasPrefix(body, "ws://") {
 					if refused.Add(1) < 3 {
-						_, doc, _ := get(f.base + "/api/servers")
+						_, doc, _ := get(base + "/api/servers")
 						t.Logf("member %d refused a visitor while ready (%v): %q\n%s", i, time.Now().Format("15:04:05.000"), body, doc)
 					}
 				}
@@ -77,9 +77,15 @@ func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
 		if code, _ := f.coord.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
 			t.Fatalf("member %d stopped with %d", i, code)
 		}
+		mu.Lock()
+		bases[i] = "http://127.0.0.1:1" // down: nothing listens there
+		mu.Unlock()
 		if err := f.tryLaunch(t); err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
+		bases[i] = f.base
+		mu.Unlock()
 		c.waitFormed(t, c.members)
 		f.waitReady(t)
 	}
