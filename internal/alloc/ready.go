@@ -11,13 +11,6 @@ func (r *Registry) Open() {
 	r.updateAvailable()
 }
 
-// Gated reports whether the registry still waits for Open.
-func (r *Registry) Gated() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.gated
-}
-
 // Unheard lists the configured servers no report has come from since start.
 func (r *Registry) Unheard() []string {
 	r.mu.Lock()

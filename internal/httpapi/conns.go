@@ -51,10 +51,3 @@ func (c *connCap) state(conn net.Conn, s http.ConnState) {
 		_ = victim.Close() // the server sees it closed: StateClosed counts it out
 	}
 }
-
-// Open is how many HTTP connections (not WebSocket clients) are open.
-func (c *connCap) Open() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.open
-}
