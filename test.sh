@@ -9,7 +9,6 @@ cd "$(dirname "$0")"
 # go.mod's toolchain line (go1.26.10) is used even where GOTOOLCHAIN=local
 # is the machine's default: the go command fetches it through the module proxy.
 export GOTOOLCHAIN=auto
-export CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"
 
 # govulncheck reads an offline database built from the golang.org/x/vulndb
 # module at a pinned version: nothing but the module proxy is reached, and a

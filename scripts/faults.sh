@@ -8,7 +8,6 @@
 #   RUNS=3 scripts/faults.sh TestHungMemberCostsNoServer
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"
 export GOTOOLCHAIN=auto
 runs=${RUNS:-10}
 scenarios=("$@")

@@ -7,7 +7,6 @@ secs=${1:-60}
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
 trap 'kill $coord $agent 2>/dev/null || true; rm -rf "$dir"' EXIT
-export CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"
 go build -o "$dir/coordinator" ./cmd/coordinator
 go build -o "$dir/agent" ./cmd/agent
 cat > "$dir/session.json" <<JSON

@@ -4,7 +4,6 @@
 # (go run ./cmd/loadtest -h lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"
 export GOTOOLCHAIN=auto # go.mod's toolchain line, as ./test.sh
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk"

@@ -1,9 +1,9 @@
-//go:build !cgo || !linux
+//go:build !linux || !(amd64 || arm64)
 
 package agent
 
 import "fmt"
 
 func openNVML() (GPUSource, error) {
-	return nil, fmt.Errorf("%w: this agent was built without NVML support (cgo off)", ErrNoGPU)
+	return nil, fmt.Errorf("%w: NVML is read on linux/amd64 and linux/arm64 only", ErrNoGPU)
 }

@@ -1,35 +1,101 @@
-//go:build cgo && linux
+//go:build linux && (amd64 || arm64)
 
 package agent
 
 import (
 	"fmt"
+	"sync"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/ebitengine/purego"
 )
 
-// nvmlSource reads GPUs through NVML, loaded at run time (dlopen of
-// libnvidia-ml.so.1), so the agent starts on machines without a driver.
-type nvmlSource struct{ devices []nvml.Device }
+// nvmlLibrary is the NVIDIA driver's management library, loaded at run
+// time so that the agent starts, and builds, on machines without a driver.
+// Tests point it at a stand-in built from testdata/fakenvml.c.
+var nvmlLibrary = "libnvidia-ml.so.1"
 
-func openNVML() (src GPUSource, err error) {
-	defer func() {
-		if p := recover(); p != nil { // go-nvml panics when the library is missing on some versions
-			src, err = nil, fmt.Errorf("%w: NVML: %v", ErrNoGPU, p)
+// The NVML C structures the agent reads (nvml.h: nvmlUtilization_t and
+// nvmlMemory_t).
+type (
+	nvmlUtilization struct{ GPU, Memory uint32 }
+	nvmlMemory      struct{ Total, Free, Used uint64 }
+)
+
+const nvmlSuccess = 0
+
+// nvmlAPI is the part of NVML the agent calls, bound with purego: no cgo,
+// so the build needs no C compiler and prints none of nvml.h's deprecation
+// warnings.
+type nvmlAPI struct {
+	init        func() int32
+	errorString func(ret int32) string
+	count       func(n *uint32) int32
+	handle      func(i uint32, dev *uintptr) int32
+	utilisation func(dev uintptr, u *nvmlUtilization) int32
+	memory      func(dev uintptr, m *nvmlMemory) int32
+}
+
+var (
+	nvmlOnce  sync.Once
+	nvmlBound *nvmlAPI
+	nvmlErr   error
+)
+
+// bindNVML loads the library and its functions once per process.
+func bindNVML() (*nvmlAPI, error) {
+	nvmlOnce.Do(func() {
+		lib, err := purego.Dlopen(nvmlLibrary, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err != nil {
+			nvmlErr = fmt.Errorf("%w: NVML: %v", ErrNoGPU, err)
+			return
 		}
-	}()
-	if ret := nvml.Init(); ret != nvml.SUCCESS {
-		return nil, fmt.Errorf("%w: NVML: %v", ErrNoGPU, nvml.ErrorString(ret))
+		api := &nvmlAPI{}
+		for _, f := range []struct {
+			fptr any
+			name string
+		}{
+			{&api.init, "nvmlInit_v2"},
+			{&api.errorString, "nvmlErrorString"},
+			{&api.count, "nvmlDeviceGetCount_v2"},
+			{&api.handle, "nvmlDeviceGetHandleByIndex_v2"},
+			{&api.utilisation, "nvmlDeviceGetUtilizationRates"},
+			{&api.memory, "nvmlDeviceGetMemoryInfo"},
+		} {
+			sym, err := purego.Dlsym(lib, f.name)
+			if err != nil {
+				nvmlErr = fmt.Errorf("%w: NVML in %s lacks %s: %v", ErrNoGPU, nvmlLibrary, f.name, err)
+				return
+			}
+			purego.RegisterFunc(f.fptr, sym)
+		}
+		nvmlBound = api
+	})
+	return nvmlBound, nvmlErr
+}
+
+// nvmlSource reads every GPU NVML sees.
+type nvmlSource struct {
+	api     *nvmlAPI
+	devices []uintptr
+}
+
+func openNVML() (GPUSource, error) {
+	api, err := bindNVML()
+	if err != nil {
+		return nil, err
 	}
-	n, ret := nvml.DeviceGetCount()
-	if ret != nvml.SUCCESS {
-		return nil, fmt.Errorf("%w: NVML device count: %v", ErrNoGPU, nvml.ErrorString(ret))
+	if ret := api.init(); ret != nvmlSuccess {
+		return nil, fmt.Errorf("%w: NVML: %s", ErrNoGPU, api.errorString(ret))
 	}
-	s := &nvmlSource{}
-	for i := 0; i < n; i++ {
-		d, ret := nvml.DeviceGetHandleByIndex(i)
-		if ret != nvml.SUCCESS {
-			return nil, fmt.Errorf("NVML device %d: %v", i, nvml.ErrorString(ret))
+	var n uint32
+	if ret := api.count(&n); ret != nvmlSuccess {
+		return nil, fmt.Errorf("%w: NVML device count: %s", ErrNoGPU, api.errorString(ret))
+	}
+	s := &nvmlSource{api: api}
+	for i := uint32(0); i < n; i++ {
+		var d uintptr
+		if ret := api.handle(i, &d); ret != nvmlSuccess {
+			return nil, fmt.Errorf("NVML device %d: %s", i, api.errorString(ret))
 		}
 		s.devices = append(s.devices, d)
 	}
@@ -39,15 +105,15 @@ func openNVML() (src GPUSource, err error) {
 func (s *nvmlSource) Stats() ([]GPUStat, error) {
 	out := make([]GPUStat, 0, len(s.devices))
 	for i, d := range s.devices {
-		u, ret := d.GetUtilizationRates()
-		if ret != nvml.SUCCESS {
-			return nil, fmt.Errorf("NVML utilisation of GPU %d: %v", i, nvml.ErrorString(ret))
+		var u nvmlUtilization
+		if ret := s.api.utilisation(d, &u); ret != nvmlSuccess {
+			return nil, fmt.Errorf("NVML utilisation of GPU %d: %s", i, s.api.errorString(ret))
 		}
-		m, ret := d.GetMemoryInfo()
-		if ret != nvml.SUCCESS {
-			return nil, fmt.Errorf("NVML memory of GPU %d: %v", i, nvml.ErrorString(ret))
+		var m nvmlMemory
+		if ret := s.api.memory(d, &m); ret != nvmlSuccess {
+			return nil, fmt.Errorf("NVML memory of GPU %d: %s", i, s.api.errorString(ret))
 		}
-		out = append(out, GPUStat{Util: float64(u.Gpu), MemUtil: float64(u.Memory), VRAMUsed: m.Used, VRAMTotal: m.Total})
+		out = append(out, GPUStat{Util: float64(u.GPU), MemUtil: float64(u.Memory), VRAMUsed: m.Used, VRAMTotal: m.Total})
 	}
 	return out, nil
 }
