@@ -16,7 +16,7 @@ import (
 )
 
 func TestAgentReconnectsAfterCoordinatorRestart(t *testing.T) {
-	const server = "restart.test:2201"
+	const server = "127.0.0.1:2201"
 	f := startFarm(t, map[string]any{"simulationServers": []string{server}})
 	f.startAgent(t, server)
 	f.waitState(t, server, 5*time.Second, "up", "full")
@@ -88,7 +88,7 @@ func (h *heartbeats) waitStatus(t *testing.T, mark, n int, status string) {
 }
 
 func TestAgentProbeAndDrain(t *testing.T) {
-	const server = "probe.test:2301"
+	const server = "127.0.0.1:2301"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestAgentProbeAndDrain(t *testing.T) {
 	sim := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "0") })}
 	go sim.Serve(ln)
 	f := startFarm(t, map[string]any{"simulationServers": []string{server}})
-	hbs := watch(t, f, "simgate.load.probe_test_2301")
+	hbs := watch(t, f, "simgate.load.127_0_0_1_2301")
 	agent := start(t, f.agent, "-nats", f.nats, "-server", server, "-interval", "200ms", "-probe", "http://"+addr+"/load")
 	f.waitState(t, server, 5*time.Second, "up", "full")
 

@@ -220,8 +220,8 @@ func (c *cluster) natsURLs() string {
 // mail, and the pending mails go exactly once; the member restarted
 // rejoins with the full view; then a follower dies as well.
 func TestClusterSurvivesAMember(t *testing.T) {
-	servers := []string{"c0.test/2000", "c1.test/2000", "c2.test/2000", "c3.test/2000", "c4.test/2000", "c5.test/2000"}
-	const full = "cfull.test/2000"
+	servers := []string{"127.0.0.1/3119", "127.0.0.1/3100", "127.0.0.1/3101", "127.0.0.1/3102", "127.0.0.1/3103", "127.0.0.1/3104"}
+	const full = "127.0.0.1/3105"
 	smtp := smtptest.Start(t, "127.0.0.1:0")
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, smtp.CAPEM, 0o600); err != nil {

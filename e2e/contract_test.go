@@ -68,7 +68,7 @@ func readText(t *testing.T, c *websocket.Conn, within time.Duration) string {
 // TestContract walks every client endpoint of PROTOCOL.md §1 with two real
 // agent processes and one direct publisher on a real coordinator.
 func TestContract(t *testing.T) {
-	const agentA, agentB, direct = "agent-a.test:2101", "agent-b.test/2102", "direct.test:2103"
+	const agentA, agentB, direct = "127.0.0.1:2101", "127.0.0.1/2102", "127.0.0.1:2103"
 	f := startFarm(t, map[string]any{"simulationServers": []string{agentA, agentB, direct}})
 	ws := strings.Replace(f.base, "http://", "ws://", 1)
 
@@ -209,9 +209,9 @@ func TestContract(t *testing.T) {
 }
 
 func TestAPIServersShape(t *testing.T) {
-	f := startFarm(t, map[string]any{"simulationServers": []string{"b.test/1", "a.test/1"}})
-	f.publisher(t, "x").beat("a.test/1", "up", 42.5)
-	f.waitState(t, "a.test/1", 2*time.Second, "up")
+	f := startFarm(t, map[string]any{"simulationServers": []string{"127.0.0.1/3107", "127.0.0.1/3106"}})
+	f.publisher(t, "x").beat("127.0.0.1/3106", "up", 42.5)
+	f.waitState(t, "127.0.0.1/3106", 2*time.Second, "up")
 	resp, body, err := get(f.base + "/api/servers")
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestAPIServersShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	list := doc.Servers
-	if len(list) != 2 || list[0]["server"] != "b.test/1" || list[1]["server"] != "a.test/1" {
+	if len(list) != 2 || list[0]["server"] != "127.0.0.1/3107" || list[1]["server"] != "127.0.0.1/3106" {
 		t.Fatalf("not in configuration order: %s", body)
 	}
 	if list[0]["state"] != "unknown" || list[0]["lastSeen"] != nil {
@@ -264,7 +264,7 @@ func TestVersionFlags(t *testing.T) {
 // books nothing; HEAD books nothing; another visitor is placed past the
 // first one's booking.
 func TestBookingsAreHonest(t *testing.T) {
-	const a, b = "book-a.test/2501", "book-b.test/2502"
+	const a, b = "127.0.0.1/2501", "127.0.0.1/2502"
 	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}, "http": map[string]any{"maxBookingsPerAddress": 1}})
 	p := f.publisher(t, "bookings-test")
 	for _, s := range []string{a, b} {
@@ -304,7 +304,7 @@ func TestBookingsAreHonest(t *testing.T) {
 func TestClassroomBehindOneAddress(t *testing.T) {
 	var servers []string
 	for i := range 10 {
-		servers = append(servers, fmt.Sprintf("class%d.test/%d", i, 2600+i))
+		servers = append(servers, fmt.Sprintf("127.0.0.1/%d", 3200+i))
 	}
 	f := startFarm(t, map[string]any{"simulationServers": servers, "http": map[string]any{"sessionRate": 1000, "sessionBurst": 1000}})
 	p := f.publisher(t, "classroom-test")

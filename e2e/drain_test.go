@@ -21,7 +21,7 @@ import (
 // coordinator restart, and undrains it; the anonymous page has no button,
 // and a monitor user's credentials drain nothing.
 func TestAdminDrainsOnTheMonitorPage(t *testing.T) {
-	const server = "drainme.test/2300"
+	const server = "127.0.0.1/2300"
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{server},
 		"nats": map[string]any{"listen": "127.0.0.1:0", "users": []map[string]any{

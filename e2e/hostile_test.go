@@ -16,7 +16,7 @@ import (
 // coordinator: each is dropped and counted, the registry does not move, and
 // the coordinator keeps serving.
 func TestHostileHeartbeats(t *testing.T) {
-	const target, fence = "target.test/2000", "fence.test/2000"
+	const target, fence = "127.0.0.1/3110", "127.0.0.1/3108"
 	f := startFarm(t, map[string]any{"simulationServers": []string{target, fence}})
 	p := f.publisher(t, "hostile")
 	p.send(target, "up", 42, 60)
@@ -25,7 +25,7 @@ func TestHostileHeartbeats(t *testing.T) {
 
 	deep := strings.Repeat("[", 2000) + strings.Repeat("]", 2000)
 	ok := func(extra string) string {
-		return `{"v":1,"server":"target.test/2000","status":"up","load":1,"interval":1` + extra + `}`
+		return `{"v":1,"server":"127.0.0.1/3110","status":"up","load":1,"interval":1` + extra + `}`
 	}
 	cases := []struct {
 		name, subject, payload, reason string
@@ -35,34 +35,34 @@ func TestHostileHeartbeats(t *testing.T) {
 		{"empty", "", ``, "schema"},
 		{"deep nesting", "", ok(`,"x":` + deep), "schema"},
 		{"deep nesting, no key", "", deep, "schema"},
-		{"load as string", "", `{"v":1,"server":"target.test/2000","status":"up","load":"1","interval":1}`, "schema"},
-		{"v as string", "", `{"v":"1","server":"target.test/2000","status":"up","load":1,"interval":1}`, "schema"},
+		{"load as string", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":"1","interval":1}`, "schema"},
+		{"v as string", "", `{"v":"1","server":"127.0.0.1/3110","status":"up","load":1,"interval":1}`, "schema"},
 		{"server as number", "", `{"v":1,"server":5,"status":"up","load":1,"interval":1}`, "schema"},
-		{"NaN", "", `{"v":1,"server":"target.test/2000","status":"up","load":NaN,"interval":1}`, "schema"},
-		{"Infinity", "", `{"v":1,"server":"target.test/2000","status":"up","load":Infinity,"interval":1}`, "schema"},
-		{"overflowing number", "", `{"v":1,"server":"target.test/2000","status":"up","load":1e999,"interval":1}`, "schema"},
-		{"load above 100", "", `{"v":1,"server":"target.test/2000","status":"up","load":100.5,"interval":1}`, "schema"},
-		{"negative load", "", `{"v":1,"server":"target.test/2000","status":"up","load":-1,"interval":1}`, "schema"},
+		{"NaN", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":NaN,"interval":1}`, "schema"},
+		{"Infinity", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":Infinity,"interval":1}`, "schema"},
+		{"overflowing number", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":1e999,"interval":1}`, "schema"},
+		{"load above 100", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":100.5,"interval":1}`, "schema"},
+		{"negative load", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":-1,"interval":1}`, "schema"},
 		{"cpu above 100", "", ok(`,"cpu":1000`), "schema"},
-		{"interval zero", "", `{"v":1,"server":"target.test/2000","status":"up","load":1,"interval":0}`, "schema"},
-		{"interval too long", "", `{"v":1,"server":"target.test/2000","status":"up","load":1,"interval":61}`, "schema"},
+		{"interval zero", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":1,"interval":0}`, "schema"},
+		{"interval too long", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","load":1,"interval":61}`, "schema"},
 		{"negative sessions", "", ok(`,"sessions":-3`), "schema"},
 		{"fractional sessions", "", ok(`,"sessions":1.5`), "schema"},
-		{"version 2", "", `{"v":2,"server":"target.test/2000","status":"up","load":1,"interval":1}`, "schema"},
-		{"unknown status", "", `{"v":1,"server":"target.test/2000","status":"asleep","load":1,"interval":1}`, "schema"},
-		{"missing load", "", `{"v":1,"server":"target.test/2000","status":"up","interval":1}`, "schema"},
+		{"version 2", "", `{"v":2,"server":"127.0.0.1/3110","status":"up","load":1,"interval":1}`, "schema"},
+		{"unknown status", "", `{"v":1,"server":"127.0.0.1/3110","status":"asleep","load":1,"interval":1}`, "schema"},
+		{"missing load", "", `{"v":1,"server":"127.0.0.1/3110","status":"up","interval":1}`, "schema"},
 		{"bad time", "", ok(`,"time":"yesterday"`), "schema"},
 		{"duplicate key, last out of range", "", ok(`,"load":300`), "schema"},
-		{"invalid UTF-8", "", "{\"v\":1,\"server\":\"target.test/2000\xff\",\"status\":\"up\",\"load\":1,\"interval\":1}", "schema"},
-		{"unknown server", "simgate.load.nobody_test_1", `{"v":1,"server":"nobody.test/1","status":"up","load":1,"interval":1}`, "unknown-server"},
-		{"subject of another node", "simgate.load.fence_test_2000", ok(""), "subject"},
-		{"subject too deep", "simgate.load.target_test_2000.x", ok(""), "subject"},
+		{"invalid UTF-8", "", "{\"v\":1,\"server\":\"127.0.0.1/3110\xff\",\"status\":\"up\",\"load\":1,\"interval\":1}", "schema"},
+		{"unknown server", "simgate.load.127_0_0_1_3109", `{"v":1,"server":"127.0.0.1/3109","status":"up","load":1,"interval":1}`, "unknown-server"},
+		{"subject of another node", "simgate.load.127_0_0_1_3108", ok(""), "subject"},
+		{"subject too deep", "simgate.load.127_0_0_1_3110.x", ok(""), "subject"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			subject := tc.subject
 			if subject == "" {
-				subject = "simgate.load.target_test_2000"
+				subject = "simgate.load.127_0_0_1_3110"
 			}
 			before := f.scrape(t).value("simgate_heartbeats_dropped_total", "reason", tc.reason)
 			if err := p.nc.Publish(subject, []byte(tc.payload)); err != nil {
@@ -101,7 +101,7 @@ func TestHostileHeartbeats(t *testing.T) {
 	}
 	sizeBefore := f.scrape(t).value("simgate_heartbeats_dropped_total", "reason", "size")
 	big := strings.Repeat("x", 5000)
-	fmt.Fprintf(conn, "CONNECT {\"verbose\":false,\"name\":\"hostile-raw\"}\r\nPUB simgate.load.target_test_2000 %d\r\n%s\r\n", len(big), big)
+	fmt.Fprintf(conn, "CONNECT {\"verbose\":false,\"name\":\"hostile-raw\"}\r\nPUB simgate.load.127_0_0_1_3110 %d\r\n%s\r\n", len(big), big)
 	var answer string
 	for !strings.HasPrefix(answer, "-ERR") {
 		if answer, err = r.ReadString('\n'); err != nil {

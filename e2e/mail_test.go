@@ -38,7 +38,7 @@ func waitMail(t *testing.T, srv *smtptest.Server, subject, opening string) {
 }
 
 func TestMailsAndEvents(t *testing.T) {
-	const agentS, direct, pending = "mail-agent.test/2401", "mail-direct.test:2402", "mail-pending.test:2403"
+	const agentS, direct, pending = "127.0.0.1/2401", "127.0.0.1:2402", "127.0.0.1:2403"
 	smtp := smtptest.Start(t, "127.0.0.1:0")
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, smtp.CAPEM, 0o600); err != nil {

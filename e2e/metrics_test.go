@@ -70,7 +70,7 @@ next:
 // TestMetricsMoveWithTraffic sends real heartbeats, /session requests and
 // WebSocket clients, and reads every figure the issue names off /metrics.
 func TestMetricsMoveWithTraffic(t *testing.T) {
-	const a, b = "m1.test/2301", "m2.test/2302"
+	const a, b = "127.0.0.1/3111", "127.0.0.1/2302"
 	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}})
 	before := f.scrape(t)
 	for _, name := range []string{
@@ -85,10 +85,10 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	p := f.publisher(t, "metrics-test")
 	p.send(a, "up", 20, 60) // a long interval: no silence while the test runs
 	p.send(b, "up", 99, 60)
-	if err := p.nc.Publish("simgate.load.m1_test_2301", []byte(`{"v":1,"server":"m1.test/2301"`)); err != nil {
+	if err := p.nc.Publish("simgate.load.127_0_0_1_3111", []byte(`{"v":1,"server":"127.0.0.1/3111"`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.nc.Publish("simgate.load.m1_test_2301", []byte(`{"v":1,"server":"m2.test/2302","status":"up","load":1,"interval":1}`)); err != nil {
+	if err := p.nc.Publish("simgate.load.127_0_0_1_3111", []byte(`{"v":1,"server":"127.0.0.1/2302","status":"up","load":1,"interval":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.nc.Flush(); err != nil {

@@ -86,11 +86,11 @@ func card(server string) string {
 // anywhere but the coordinator, and the page fits a phone's width.
 func TestMonitorInBrowser(t *testing.T) {
 	const (
-		pub   = "pub.test/2201"
-		hot   = "hot.test/2202"
-		drain = "drain.test/2203"
-		agent = "agent.test:2204"
-		never = "never.test/2205"
+		pub   = "127.0.0.1/3112"
+		hot   = "127.0.0.1/2202"
+		drain = "127.0.0.1/2203"
+		agent = "127.0.0.1:2204"
+		never = "127.0.0.1/2205"
 	)
 	all := []string{pub, hot, drain, agent, never}
 	f := startFarm(t, map[string]any{"simulationServers": all})

@@ -19,7 +19,7 @@ import (
 // server (or one silence timeout has passed): before that /readyz is 503
 // and says what it waits for, and /session answers as a busy farm.
 func TestReadyMeansReady(t *testing.T) {
-	const a, b = "ready-a.test/2801", "ready-b.test/2802"
+	const a, b = "127.0.0.1/2801", "127.0.0.1/2802"
 	// heartbeatTimeout 30: the silence timeout a start waits for b at most.
 	g := startFarmNotReady(t, map[string]any{"simulationServers": []string{a, b}, "heartbeatTimeout": 30})
 	p := g.publisher(t, "ready-test")
@@ -53,7 +53,7 @@ func TestReadyMeansReady(t *testing.T) {
 // and no visitor reaches the drained server in the restarted coordinator's
 // first moments, while heartbeats say it is the idlest.
 func TestNoSessionToADrainedServerAfterRestart(t *testing.T) {
-	const idle, busy = "drained-idle.test/2811", "busy.test/2812"
+	const idle, busy = "127.0.0.1/2811", "127.0.0.1/2812"
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{idle, busy},
 		"nats": map[string]any{"listen": "127.0.0.1:0", "users": []map[string]any{

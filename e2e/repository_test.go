@@ -16,7 +16,7 @@ import (
 // it, not encoded) goes to a server that will run the world, and a world no
 // server would ever run gets a sentence that says why.
 func TestRepositoryAwarePlacement(t *testing.T) {
-	const ded, shared = "ded.test/2701", "shared.test/2702"
+	const ded, shared = "127.0.0.1/2701", "127.0.0.1/2702"
 	f := startFarm(t, map[string]any{"simulationServers": []string{ded, shared}})
 	p := f.publisher(t, "policy-test")
 	p.publish(ded, []byte(`{"v":1,"server":"`+ded+`","status":"up","load":40,"interval":60,"maxSessions":100,`+
@@ -76,7 +76,7 @@ func TestRepositoryAwarePlacement(t *testing.T) {
 // URLs by them. Both agents measure this one machine, so both are up or
 // both full: the answers are asserted for either case.
 func TestAgentsReadTheirSimulationConfig(t *testing.T) {
-	const ded, shared = "simcfg-ded.test/2000", "simcfg-shared.test/2000"
+	const ded, shared = "127.0.0.1/3113", "127.0.0.1/3114"
 	dir := t.TempDir()
 	files := map[string]string{
 		ded:    `{"port": 2000, "maxConnections": 20, "allowedRepositories": ["https://github.com/cyberbotics/"], "blockedRepositories": ["https://github.com/evil/"]}`,

@@ -17,7 +17,7 @@ import (
 // the CA, a forged heartbeat refused and counted, a wrong password refused
 // with a log line, and a planned stop still acknowledged under permissions.
 func TestSecureTwoMachineSetup(t *testing.T) {
-	const sim1, sim2 = "sim1.test/2000", "sim2.test/2000"
+	const sim1, sim2 = "127.0.0.1/3115", "127.0.0.1/3116"
 	cert, key := testutil.TLSFiles(t)
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{sim1, sim2},

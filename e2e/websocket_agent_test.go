@@ -17,7 +17,7 @@ import (
 // agent reaches the coordinator through NATS's WebSocket listener, with a
 // path as Apache proxies it (wss://session-host/nats → ws://127.0.0.1:port/nats).
 func TestAgentOverWebSocket(t *testing.T) {
-	const server = "ws-agent.test/2601"
+	const server = "127.0.0.1/2601"
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{server},
 		"nats": map[string]any{"listen": "127.0.0.1:0", "websocket": map[string]any{"listen": "127.0.0.1:0"},
@@ -61,17 +61,17 @@ func TestAgentOverWebSocket(t *testing.T) {
 // -server spelled otherwise than in simulationServers (with the spelling to
 // use), and URLs that cannot work, refused at start.
 func TestAgentToldOfItsMistakes(t *testing.T) {
-	f := startFarm(t, map[string]any{"simulationServers": []string{"typo.test/2000"}})
-	a := start(t, f.agent, "-nats", f.nats, "-server", "typo.test:2000", "-interval", "200ms", "-probe", "off")
+	f := startFarm(t, map[string]any{"simulationServers": []string{"127.0.0.1/3118"}})
+	a := start(t, f.agent, "-nats", f.nats, "-server", "127.0.0.1:3118", "-interval", "200ms", "-probe", "off")
 	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if !strings.Contains(a.out.String(), `is it \"typo.test/2000\"?`) && !strings.Contains(a.out.String(), `is it "typo.test/2000"?`) {
+		if !strings.Contains(a.out.String(), `is it \"127.0.0.1/3118\"?`) && !strings.Contains(a.out.String(), `is it "127.0.0.1/3118"?`) {
 			return errString("the agent did not say the configured spelling")
 		}
 		return nil
 	})
 	for _, args := range [][]string{
-		{"-nats", "htp://127.0.0.1:4222", "-server", "a.test/2000"},
-		{"-probe", "localhost:2000/load", "-server", "a.test/2000"},
+		{"-nats", "htp://127.0.0.1:4222", "-server", "127.0.0.1/3117"},
+		{"-probe", "localhost:2000/load", "-server", "127.0.0.1/3117"},
 	} {
 		out, err := exec.Command(f.agent, args...).CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
