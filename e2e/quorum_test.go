@@ -15,8 +15,19 @@ import (
 // /api/servers (summary.coordinator.quorum false, summary.alerts) and in
 // simgate_cluster_quorum; and in an INFO line once the member is back.
 func TestQuorumLossIsLoud(t *testing.T) {
-	c := startCluster(t, 2, map[string]any{"simulationServers": []string{"127.0.0.1:2961"}})
+	const server = "127.0.0.1:2961"
+	c, smtp := startMailCluster(t, 2, []string{server}, map[string]any{"holdOff": 0})
 	survivor, victim := c.members[0], c.members[1]
+	// The agent on the survivor: what is under test is the cluster's state,
+	// not a failover.
+	startEnv(t, "", []string{"HOST_PROC=" + quietProc(t)}, survivor.agent, "-nats", survivor.nats, "-server", server,
+		"-interval", "1s", "-probe", "off", "-simulation-config", "off")
+	for _, f := range c.members {
+		f.waitState(t, server, 15*time.Second, "up")
+	}
+	load := startVisitors(t, c.members)
+	before := downs(t, []*farm{survivor})
+	mails := len(smtp.Messages())
 	if q := survivor.scrape(t).value("simgate_cluster_quorum"); q != 1 {
 		t.Fatalf("simgate_cluster_quorum %v with both members up", q)
 	}
@@ -40,10 +51,14 @@ func TestQuorumLossIsLoud(t *testing.T) {
 	if err := victim.tryLaunch(t); err != nil {
 		t.Fatal(err)
 	}
+	load.set(1, victim.base)
 	testutil.WaitFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if !strings.Contains(survivor.coord.out.String(), "cluster quorum back") {
 			return errString("the survivor has not said the quorum is back")
 		}
 		return nil
 	})
+	placed, refused, errs := load.halt()
+	mc := countMails(smtp.Messages()[mails:], nil)
+	figures{placed: placed, refused: refused, errors: errs, falseDowns: falseDowns(t, []*farm{survivor}, before, 0), mails: &mc}.report(t)
 }

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The cluster's fault suite (README, High availability): runs each fault
-# scenario RUNS times (default 10) with the real coordinators, agents and
-# test SMTP server, and prints a table: runs passed and failed, and the
-# figures each run logs (election time, longest heartbeat gap, refusals).
-# A failed run's output is kept in the log folder named at the end.
+# scenario RUNS times (default 10) with the real coordinators, agents,
+# test SMTP server and a load of new visitors behind a model of Apache's
+# balancer, and prints a table, one row per scenario, summed over its runs:
+# runs passed/failed; sessions placed, refused by a ready member, answered
+# by no member; false downs; mails expected, delivered, duplicated, lost,
+# unexpected; the election's time (shortest–longest). Each run logs one
+# "fault figures:" line (e2e/faultload_test.go) and fails on any refusal,
+# false down, or lost, duplicated or unexpected mail. A failed run's output
+# is kept in the log folder named at the end.
 #   scripts/faults.sh            # every scenario, 10 times
 #   RUNS=3 scripts/faults.sh TestHungMemberCostsNoServer
 set -uo pipefail
@@ -24,22 +29,35 @@ if [ ${#scenarios[@]} -eq 0 ]; then
 fi
 logs=$(mktemp -d "${TMPDIR:-/tmp}/simgate-faults-XXXXXX")
 go test -c -race -o "$logs/e2e.test" ./e2e || exit 1
-printf '%-42s %6s %6s  %s\n' scenario passed failed "figures (last run)"
+printf '%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s  %s\n' \
+  scenario runs placed refused errors false mails deliv dup lost unexp election
+printf '%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s  %s\n' \
+  '' '' '' '' '' downs exp '' '' '' '' ''
 total_failed=0
 for s in "${scenarios[@]}"; do
-  pass=0 fail=0 figures=""
+  pass=0 fail=0
   for i in $(seq 1 "$runs"); do
     out="$logs/$s-$i.log"
     if (cd e2e && "$logs/e2e.test" -test.run "^$s\$" -test.count 1 -test.v >"$out" 2>&1); then
-      ok=1; pass=$((pass + 1))
+      pass=$((pass + 1))
+      grep -ho 'fault figures: .*' "$out" | head -1 >>"$logs/$s.figures"
+      rm -f "$out"
     else
-      ok=0; fail=$((fail + 1))
+      fail=$((fail + 1))
     fi
-    figures=$(grep -hoE '(a new leader in [0-9.]+m?s|longest heartbeat gap[^:]*: [0-9.]+m?s|[0-9]+ /session on the survivors during the failover, [0-9]+ refused|[0-9]+ visitors during the rolling upgrade, [0-9]+ refused)' "$out" 2>/dev/null | tr '\n' ';' || true)
-    [ "$ok" -eq 0 ] || rm -f "$out"
   done
   total_failed=$((total_failed + fail))
-  printf '%-42s %6d %6d  %s\n' "$s" "$pass" "$fail" "$figures"
+  # Sum the runs' figures; elections as shortest–longest.
+  awk -v name="$s" -v runs="$pass/$((pass + fail))" '
+    function secs(d) { if (d ~ /ms$/) return substr(d, 1, length(d) - 2) / 1000; sub(/s$/, "", d); return d + 0 }
+    { for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2]
+        if (kv[1] == "election") { if (kv[2] != "-") { e = secs(kv[2]); if (n == 0 || e < lo) lo = e; if (n == 0 || e > hi) hi = e; n++ } }
+        else if (kv[2] != "-") sum[kv[1]] += kv[2]; else none[kv[1]] = 1 } }
+    function m(k) { return (k in sum) ? sum[k] : "-" }
+    END { el = n ? sprintf("%.1f-%.1f s", lo, hi) : "-"
+      printf "%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s  %s\n", name, runs, m("placed"), m("refused"), m("errors"),
+        m("false_downs"), m("mails_expected"), m("mails_delivered"), m("mails_duplicated"), m("mails_lost"), m("mails_unexpected"), el }
+  ' "$logs/$s.figures" 2>/dev/null || printf '%-40s %5s\n' "$s" "$pass/$((pass + fail))"
 done
 echo "failed runs: $total_failed (logs of failed runs in $logs)"
 [ "$total_failed" -eq 0 ]
