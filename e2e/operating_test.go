@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,35 +30,45 @@ func natsCLI(t *testing.T) string {
 	return p
 }
 
+var nextHeading = regexp.MustCompile(`\n#{2,6} `)
+
 // readmeCommands returns the commands of the README's section titled
-// heading: every line of its ```sh blocks, continuation lines joined.
+// heading ("Operating" for "## Operating", "### Apache" for a
+// subsection): every line of its ```sh blocks, indented ones in lists
+// included, continuation lines joined, comment lines left out. The
+// section ends at the next heading, a subsection's included.
 func readmeCommands(t *testing.T, heading string) []string {
 	t.Helper()
 	data, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(data), "\n## "+heading+"\n")
-	if !ok {
-		t.Fatalf("README has no section %q", heading)
+	level := "## "
+	if strings.HasPrefix(heading, "#") {
+		level, heading, _ = strings.Cut(heading, " ")
+		level += " "
 	}
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
+	_, section, ok := strings.Cut(string(data), "\n"+level+heading+"\n")
+	if !ok {
+		t.Fatalf("README has no section %q", level+heading)
+	}
+	if loc := nextHeading.FindStringIndex(section); loc != nil {
+		section = section[:loc[0]]
 	}
 	var cmds []string
 	in := false
 	var cur string
 	sc := bufio.NewScanner(strings.NewReader(section))
 	for sc.Scan() {
-		line := sc.Text()
+		line := strings.TrimSpace(sc.Text())
 		switch {
 		case strings.HasPrefix(line, "```sh"):
 			in = true
 		case strings.HasPrefix(line, "```"):
 			in = false
-		case in && strings.TrimSpace(line) != "":
+		case in && line != "" && !strings.HasPrefix(line, "#"):
 			if strings.HasSuffix(line, "\\") {
-				cur += strings.TrimSuffix(line, "\\")
+				cur += strings.TrimSuffix(line, "\\") + " "
 				continue
 			}
 			cmds = append(cmds, strings.TrimSpace(cur+line))
@@ -74,7 +85,10 @@ func readmeCommands(t *testing.T, heading string) []string {
 // monitor's document as "drained by admin".
 func TestOperatingCommands(t *testing.T) {
 	cli := natsCLI(t)
-	const entry, node = "cyberbotics1.epfl.ch/2000", "cyberbotics1_epfl_ch_2000"
+	// The README names the seed's server; here it is a loopback address
+	// (a polled name would be looked up), put in its place in each command.
+	const readmeEntry, readmeNode = "cyberbotics1.epfl.ch/2000", "cyberbotics1_epfl_ch_2000"
+	const entry, node = "127.0.0.1/3401", "127_0_0_1_3401"
 	f := startFarm(t, map[string]any{
 		"simulationServers": []string{entry},
 		"nats": map[string]any{"listen": "127.0.0.1:0", "users": []map[string]any{
@@ -94,7 +108,7 @@ func TestOperatingCommands(t *testing.T) {
 		"PATH="+filepath.Dir(cli)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	// prepare is the README's command as run here: this coordinator, this CLI.
 	prepare := func(ctx context.Context, cmd string) *exec.Cmd {
-		cmd = strings.ReplaceAll(cmd, "nats://session.example.org:4222", f.nats)
+		cmd = strings.NewReplacer("nats://session.example.org:4222", f.nats, readmeEntry, entry, readmeNode, node).Replace(cmd)
 		c := exec.CommandContext(ctx, "sh", "-c", strings.Replace(cmd, "nats ", cli+" ", 1))
 		c.Env = env
 		return c

@@ -82,8 +82,19 @@ func TestOriginalFilesStart(t *testing.T) {
 
 // TestSeedConfigStarts runs the seed's session.json unchanged (it logs to
 // log/session/ under the working directory); only its ports are replaced,
-// by flags, with free ones.
+// by flags, with free ones. The seed names real hosts (a simulation server
+// to poll, a mail server the start tries): the coordinator runs in a
+// network namespace of its own, with only its loopback, so that nothing
+// leaves this machine; the test asks it from inside (nsenter, curl).
 func TestSeedConfigStarts(t *testing.T) {
+	for _, tool := range []string{"unshare", "nsenter", "ip", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: the seed's real hosts must not be reached", tool)
+		}
+	}
+	if out, err := exec.Command("unshare", "--net", "true").CombinedOutput(); err != nil {
+		t.Skipf("no network namespace to keep the seed's real hosts unreached: %v %s", err, out)
+	}
 	dir := t.TempDir()
 	seed, err := os.ReadFile(filepath.Join("testdata", "seed-session.json"))
 	if err != nil {
@@ -93,13 +104,38 @@ func TestSeedConfigStarts(t *testing.T) {
 	if err := os.WriteFile(path, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := newFarm(t, path, dir)
-	f.launch(t, "-port", "0", "-nats-listen", "127.0.0.1:0")
-	expectText(t, f.base+"/session", noServer) // its one server has no agent yet
-	if s := f.servers(t)["cyberbotics1.epfl.ch/2000"]; s.State != "unknown" {
-		t.Errorf("seed server: %+v", s)
+	coord, _ := testutil.Binaries(t)
+	lf := filepath.Join(dir, "listening.json")
+	p := startIn(t, dir, "unshare", "--net", "sh", "-c", `ip link set lo up && exec "$0" "$@"`,
+		coord, "-port", "0", "-nats-listen", "127.0.0.1:0", "-listen-file", lf, path)
+	var l listening
+	testutil.WaitFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if p.exited() {
+			t.Fatalf("the coordinator exited (%v):\n%s", p.err, p.out.String())
+		}
+		data, err := os.ReadFile(lf)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(data, &l)
+	})
+	inside := func(path string) string {
+		out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", p.cmd.Process.Pid),
+			"curl", "-s", fmt.Sprintf("http://127.0.0.1:%d%s", l.HTTPPort, path)).Output()
+		if err != nil {
+			t.Fatalf("curl %s inside the coordinator's namespace: %v", path, err)
+		}
+		return string(out)
 	}
-	if code, _ := f.coord.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+	if got := inside("/session"); got != noServer { // its one server has no agent yet
+		t.Errorf("/session = %q, want %q", got, noServer)
+	}
+	var doc struct{ Servers []apiServer }
+	if err := json.Unmarshal([]byte(inside("/api/servers")), &doc); err != nil || len(doc.Servers) != 1 ||
+		doc.Servers[0].Server != "cyberbotics1.epfl.ch/2000" || doc.Servers[0].State != "unknown" {
+		t.Errorf("seed server: %+v %v", doc.Servers, err)
+	}
+	if code, _ := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d", code)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "log", "session", "output.log")); err != nil {
