@@ -34,10 +34,21 @@ var nextHeading = regexp.MustCompile(`\n#{2,6} `)
 
 // readmeCommands returns the commands of the README's section titled
 // heading ("Operating" for "## Operating", "### Apache" for a
-// subsection): every line of its ```sh blocks, indented ones in lists
-// included, continuation lines joined, comment lines left out. The
-// section ends at the next heading, a subsection's included.
+// subsection): readmeBlocks, one after the other.
 func readmeCommands(t *testing.T, heading string) []string {
+	t.Helper()
+	var cmds []string
+	for _, b := range readmeBlocks(t, heading) {
+		cmds = append(cmds, b...)
+	}
+	return cmds
+}
+
+// readmeBlocks returns the ```sh blocks of the README's section titled
+// heading, each as its commands: indented blocks in lists included,
+// continuation lines joined, comment lines left out. The section ends at
+// the next heading, a subsection's included.
+func readmeBlocks(t *testing.T, heading string) [][]string {
 	t.Helper()
 	data, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -55,7 +66,8 @@ func readmeCommands(t *testing.T, heading string) []string {
 	if loc := nextHeading.FindStringIndex(section); loc != nil {
 		section = section[:loc[0]]
 	}
-	var cmds []string
+	var blocks [][]string
+	var block []string
 	in := false
 	var cur string
 	sc := bufio.NewScanner(strings.NewReader(section))
@@ -63,19 +75,20 @@ func readmeCommands(t *testing.T, heading string) []string {
 		line := strings.TrimSpace(sc.Text())
 		switch {
 		case strings.HasPrefix(line, "```sh"):
-			in = true
-		case strings.HasPrefix(line, "```"):
+			in, block = true, nil
+		case in && strings.HasPrefix(line, "```"):
 			in = false
+			blocks = append(blocks, block)
 		case in && line != "" && !strings.HasPrefix(line, "#"):
 			if strings.HasSuffix(line, "\\") {
 				cur += strings.TrimSuffix(line, "\\") + " "
 				continue
 			}
-			cmds = append(cmds, strings.TrimSpace(cur+line))
+			block = append(block, strings.TrimSpace(cur+line))
 			cur = ""
 		}
 	}
-	return cmds
+	return blocks
 }
 
 // TestOperatingCommands runs every command of the README's "Operating"

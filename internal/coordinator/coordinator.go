@@ -69,6 +69,7 @@ type Coordinator struct {
 func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: bus.Subjects{Prefix: cfg.NATS.Prefix}}
 	c.ready.started, c.ready.silence = time.Now(), silenceTimeout(cfg.HeartbeatTimeout)
+	c.ready.opened = make(chan struct{})
 	defer func() {
 		if err != nil {
 			c.Stop(context.Background())

@@ -28,6 +28,7 @@ type readiness struct {
 	silence time.Duration // a never-heard server stops being awaited after this
 	drains  atomic.Bool   // the drains kept are applied
 	open    atomic.Bool   // the registry places
+	opened  chan struct{} // closed once it does
 	once    sync.Once
 }
 
@@ -101,9 +102,23 @@ func (c *Coordinator) open() {
 	c.ready.once.Do(func() {
 		c.reg.Open()
 		c.ready.open.Store(true)
+		close(c.ready.opened)
 		c.log.Info("ready: placing visitors", "after", time.Since(c.ready.started).Round(time.Millisecond),
 			"unheard", len(c.reg.Unheard()))
 	})
+}
+
+// awaitOpen waits until the registry places or ctx ends, and says which:
+// /session holds a visitor that reaches a member not ready yet (a balancer
+// sends visitors to a restarted member before its check sees it) rather
+// than refusing it.
+func (c *Coordinator) awaitOpen(ctx context.Context) bool {
+	select {
+	case <-c.ready.opened:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // startReady says whether the start has its state back, and what it

@@ -187,6 +187,7 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 		Logger:               c.log,
 		Metrics:              c.metrics,
 		Ready:                c.isReady,
+		AwaitReady:           c.awaitOpen,
 		MaxWebSocketClients:  wsCap(cfg.HTTP.MaxWebSocketClients, c.log),
 		MaxMonitorClients:    cfg.HTTP.MaxMonitorClients,
 		MaxMonitorPerAddress: cfg.HTTP.MaxMonitorPerAddr,

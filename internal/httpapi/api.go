@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,12 @@ type Options struct {
 	// NATS up, its drains loaded, every server heard from or one silence
 	// timeout passed), and why not.
 	Ready func() (ok bool, why string)
+	// AwaitReady, when set, waits until the coordinator places visitors or
+	// ctx ends, and says which: a visitor that reaches a coordinator not
+	// ready yet is held up to ReadyHold (default DefaultReadyHold), then
+	// answered.
+	AwaitReady func(ctx context.Context) bool
+	ReadyHold  time.Duration
 	// MaxWebSocketClients caps concurrent WebSocket clients.
 	MaxWebSocketClients int
 	// MaxMonitorClients caps live /monitor pages (default 1000), and
@@ -135,6 +142,9 @@ func New(o Options) *API {
 	}
 	if o.Ready == nil {
 		o.Ready = func() (bool, string) { return true, "" }
+	}
+	if o.ReadyHold <= 0 {
+		o.ReadyHold = DefaultReadyHold
 	}
 	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory(),
 		placed:  o.Metrics.Sessions.WithLabelValues("placed"),
@@ -238,7 +248,7 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		name, ok = a.o.Registry.Peek(v.URL) // the headers GET would send; HEAD books nothing
 	} else {
-		name, ok = a.o.Registry.Place(v)
+		name, ok = a.place(r.Context(), v)
 	}
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
@@ -254,6 +264,32 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.o.Metrics.SessionLatency.Observe(time.Since(start).Seconds())
+}
+
+// DefaultReadyHold is how long /session holds a visitor while the
+// coordinator is not ready yet (PROTOCOL §1 /readyz): a balancer sends
+// visitors to a member it has not checked since the member restarted,
+// which is ready about a heartbeat later. Under the 5 s timeout of the
+// README's balancer.
+const DefaultReadyHold = 4 * time.Second
+
+// place places v; while the coordinator is not ready, it waits for it, up
+// to Options.ReadyHold, then places or answers as a busy farm. Only a refusal pays
+// for the check: a placement is the hot path.
+func (a *API) place(ctx context.Context, v alloc.Visitor) (string, bool) {
+	name, ok := a.o.Registry.Place(v)
+	if ok || a.o.AwaitReady == nil {
+		return name, ok
+	}
+	if ready, _ := a.o.Ready(); ready {
+		return name, ok
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.o.ReadyHold)
+	defer cancel()
+	if !a.o.AwaitReady(ctx) {
+		return name, ok
+	}
+	return a.o.Registry.Place(v)
 }
 
 // client is the request's client: key is what the rate limiter counts ("" for
@@ -331,15 +367,21 @@ func (a *API) SessionFor(v alloc.Visitor) []byte {
 		a.limited.Inc()
 		return limitedBody
 	}
-	return a.sessionAnswer(v)
+	return a.answer(v, a.o.Registry.Place) // a NATS request is not held: its caller has its own timeout
 }
 
-// sessionAnswer is the body of /session for the WebSocket form.
-func (a *API) sessionAnswer(v alloc.Visitor) []byte {
+// sessionAnswer is the body of /session for the WebSocket form, held as
+// /session is while the coordinator is not ready.
+func (a *API) sessionAnswer(ctx context.Context, v alloc.Visitor) []byte {
+	return a.answer(v, func(v alloc.Visitor) (string, bool) { return a.place(ctx, v) })
+}
+
+// answer places v with place and words the outcome.
+func (a *API) answer(v alloc.Visitor, place func(alloc.Visitor) (string, bool)) []byte {
 	if len(v.URL) > MaxWorldURL {
 		return urlTooLong
 	}
-	name, ok := a.o.Registry.Place(v)
+	name, ok := place(v)
 	if !ok {
 		a.none.Inc()
 		return a.refusal(v.URL, true)

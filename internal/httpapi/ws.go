@@ -109,8 +109,9 @@ func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
+	answer := a.sessionAnswer(r.Context(), v)
 	_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-	if err := conn.WriteMessage(websocket.TextMessage, a.sessionAnswer(v)); err != nil {
+	if err := conn.WriteMessage(websocket.TextMessage, answer); err != nil {
 		return
 	}
 	closeConn(conn, websocket.CloseNormalClosure, "", nil)

@@ -41,7 +41,9 @@ func connectHint(err error, o Options, last string) (what, fix string) {
 	case strings.Contains(msg, "secure connection required"):
 		return "the coordinator requires TLS", "use tls:// (or wss://) in -nats (" + EnvName("nats") + "), with -ca for a private CA"
 	}
-	if last != "" && speaksHTTP(last) {
+	// The HTTP port given for NATS accepts the connection and never greets:
+	// the handshake times out. Only then is the port asked what it speaks.
+	if last != "" && strings.Contains(msg, "timeout") && speaksHTTP(last) {
 		return "that is an HTTP port, not the coordinator's NATS port",
 			"-nats (" + EnvName("nats") + ") names the coordinator's nats.listen port (4222 by default), not its HTTP port (1999); through Apache use wss://host/nats"
 	}
@@ -62,7 +64,9 @@ func lastURL(nc *nats.Conn, list string) string {
 
 // speaksHTTP reports whether the nats:// or tls:// URL's port answers an
 // HTTP request: -nats given the coordinator's HTTP port times out in the
-// NATS handshake, which says nothing by itself.
+// NATS handshake, which says nothing by itself. A NATS server greets first
+// (INFO): then nothing is sent to it, since anything but CONNECT there is
+// an authentication error in its log.
 func speaksHTTP(raw string) bool {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Port() == "" {
@@ -73,10 +77,15 @@ func speaksHTTP(raw string) bool {
 		return false
 	}
 	defer c.Close()
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if greeting, err := r.Peek(4); err == nil || len(greeting) > 0 {
+		return false // it spoke first: NATS (INFO), or something else that is not HTTP
+	}
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("HEAD / HTTP/1.0\r\n\r\n")); err != nil {
 		return false
 	}
-	line, _ := bufio.NewReader(c).ReadString('\n')
+	line, _ := r.ReadString('\n')
 	return strings.HasPrefix(line, "HTTP/")
 }
