@@ -19,6 +19,7 @@ import (
 
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/logging"
@@ -52,14 +53,17 @@ type Coordinator struct {
 	// The cluster's shared state and placements.
 	stateConn *nats.Conn
 	state     *state.KV
-	bookings  *bookings
+	bookings  *cluster.Bookings
 	// What operators use over NATS.
 	apiConn     *nats.Conn
 	serversKV   *state.ServersKV
 	serversErrs *logging.Throttle
 	ready       readiness
-	quorum      quorum
-	subj        bus.Subjects // the subjects under nats.prefix
+	// The cluster, in one place: who leads (every side effect asks it
+	// right before acting), and whether a majority is reached.
+	lead   *cluster.Lead
+	quorum *cluster.Quorum
+	subj   bus.Subjects // the subjects under nats.prefix
 }
 
 // Start brings the coordinator up; it serves until Stop. It reads top to
@@ -120,7 +124,7 @@ func busUsers(users []config.NATSUser) []bus.User {
 // alerts is what an operator must know now (summary.alerts, the monitor).
 func (c *Coordinator) alerts() []string {
 	out := c.mail.alerts()
-	if q := c.quorumAlert(); q != "" {
+	if q := c.quorum.Alert(); q != "" {
 		out = append(out, q)
 	}
 	return out

@@ -27,7 +27,7 @@ func (c *Coordinator) registerGauges() {
 		func() float64 { return float64(c.nats.Members()) })
 	c.metrics.GaugeFunc("simgate_cluster_leader", "1 on the coordinator that sends the mails (the JetStream meta leader; always 1 alone).",
 		func() float64 {
-			if c.nats.Leader() {
+			if c.lead.Holds() {
 				return 1
 			}
 			return 0

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
+	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/notify"
@@ -31,7 +32,7 @@ type mailer struct {
 	store  notify.Store
 	legacy notify.FileStore // files of earlier versions, imported once
 	smtp   *notify.SMTP
-	leader func() bool
+	lead   *cluster.Lead
 	// trouble is why mail cannot be delivered now ("" when it can, or
 	// nothing says otherwise): the start's check and each delivery set it.
 	trouble atomic.Pointer[string]
@@ -116,9 +117,9 @@ func (m *mailer) check(ctx context.Context) {
 }
 
 // startMailer starts the mail queue and policy over store, the
-// coordinators' shared state; only while leader() does this coordinator
-// send (every member runs the policy on the same changes).
-func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store notify.Store, leader func() bool) (*mailer, error) {
+// coordinators' shared state; only while it holds the lead does this
+// coordinator send (every member runs the policy on the same changes).
+func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store notify.Store, lead *cluster.Lead) (*mailer, error) {
 	if why := cfg.MailOff(); why != "" {
 		log.Info("e-mail notifications are off: " + why)
 		return nil, nil
@@ -151,7 +152,7 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store 
 		Transport:   delivering{Transport: mm.smtp, m: mm},
 		Logger:      log.With("component", "mail"),
 		Store:       store,
-		Leader:      leader,
+		Fence:       lead,
 		RetryMax:    cfg.Mail.RetryMax,
 		GiveUp:      cfg.Mail.GiveUp,
 		OnSent:      m.Mails.WithLabelValues("sent").Inc,
@@ -165,16 +166,16 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store 
 	log.Info("e-mail notifications on", "administrator", cfg.Administrator, "server", cfg.MailServer,
 		"port", cfg.MailServerPort, "auth", cfg.MailSenderPassword != "")
 	send := func(subject, body string) {
-		if leader() {
+		if lead.Holds() {
 			q.Enqueue(subject, body)
 		}
 	}
-	mm.queue, mm.grace, mm.log, mm.store, mm.leader = q, cfg.Mail.Grace, log, store, leader
+	mm.queue, mm.grace, mm.log, mm.store, mm.lead = q, cfg.Mail.Grace, log, store, lead
 	mm.legacy = notify.FileStore{Spool: filepath.Join(cfg.LogDir, "session", "pending-mail.json"),
 		StateFile: filepath.Join(cfg.LogDir, "session", "mail-state.json"), Logger: log.With("component", "mail")}
 	mm.policy = notify.NewPolicy(notify.PolicyOptions{Threshold: cfg.LoadThreshold, Hysteresis: cfg.Mail.Hysteresis,
 		HoldOff: cfg.Mail.HoldOff, MonitorURL: cfg.MonitorURL(), Send: send,
-		Store: store, Leader: leader, Logger: log.With("component", "mail")})
+		Store: store, Fence: lead, Logger: log.With("component", "mail")})
 	return mm, nil
 }
 
@@ -239,7 +240,7 @@ func (m *mailer) run(ctx context.Context, reg *alloc.Registry) {
 	imported := m.importLegacy()
 	leading := false
 	follow := func(now time.Time) {
-		switch l := m.leader(); {
+		switch l := m.lead.Holds(); {
 		case l && !leading:
 			// Level-triggered: the new leader mails the difference between
 			// what was told and what is true now.

@@ -160,7 +160,7 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if !c.nats.Leader() {
+			if !c.lead.Holds() {
 				clear(last) // a new leader writes everything again
 				continue
 			}
@@ -185,6 +185,9 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 					continue
 				}
 				data, _ := json.Marshal(e)
+				if !c.lead.Holds() {
+					break // fenced: another member leads now, and writes
+				}
 				if err := c.serversKV.Put(v.Server, data); err != nil {
 					if held, ok := c.serversErrs.Allow("put", now); ok {
 						c.log.Warn("farm bucket not written; will retry", "bucket", bus.ServersBucket, "error", err, "since_last_line", held)

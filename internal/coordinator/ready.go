@@ -79,8 +79,8 @@ func (c *Coordinator) drainsOverdue() (bool, time.Duration) {
 	if !c.nats.Clustered() {
 		return waited >= drainWait, waited
 	}
-	if formed := c.quorum.formedAt.Load(); formed != 0 {
-		return time.Since(time.Unix(0, formed)) >= drainWait, waited
+	if formed := c.quorum.FormedAt(); !formed.IsZero() {
+		return time.Since(formed) >= drainWait, waited
 	}
 	return waited >= noQuorumWait, waited
 }

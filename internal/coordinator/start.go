@@ -14,6 +14,7 @@ import (
 
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/logging"
@@ -51,7 +52,7 @@ func (c *Coordinator) newRegistry() {
 		OnChange: c.onChange,
 		OnBook: func(server string) {
 			if b := c.bookings; b != nil {
-				b.placed(server)
+				b.Placed(server)
 			}
 		},
 	})
@@ -126,21 +127,26 @@ func (c *Coordinator) startState() (err error) {
 	if u := c.nats.ClusterURL(); u != "" {
 		bound, _ = net.ResolveTCPAddr("tcp", strings.TrimPrefix(u, "nats-route://"))
 	}
-	members := clusterSize(cfg.NATS.Cluster, bound)
-	c.quorum.configured = members
-	if c.state, err = state.New(c.stateConn, replicas(members), c.log.With("component", "state")); err != nil {
+	members := 1
+	c.lead = cluster.NewLead(nil)
+	if cl := cfg.NATS.Cluster; cl != nil {
+		members = cluster.Size(cl.Listen, cl.Routes, bound)
+		c.lead = cluster.NewLead(c.nats.Leader)
+	}
+	c.quorum = cluster.NewQuorum(members, c.nats.Members, c.ready.started, c.log, c.metrics.ClusterQuorum)
+	if c.state, err = state.New(c.stateConn, cluster.Replicas(members), c.log.With("component", "state")); err != nil {
 		return fmt.Errorf("state store: %w", err)
 	}
 	c.state.KeepManifest(state.ManifestPath(c.storeDir()))
-	if c.serversKV, err = state.NewServersKV(c.stateConn, replicas(members)); err != nil {
+	if c.serversKV, err = state.NewServersKV(c.stateConn, cluster.Replicas(members)); err != nil {
 		return fmt.Errorf("farm bucket: %w", err)
 	}
 	c.serversErrs = logging.NewThrottle(time.Minute, 4)
 	if cfg.NATS.Cluster != nil {
-		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", replicas(members),
+		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", cluster.Replicas(members),
 			"routes", cfg.NATS.Cluster.Routes)
 	}
-	c.mail, err = startMailer(cfg, c.log, c.metrics, c.state, c.nats.Leader)
+	c.mail, err = startMailer(cfg, c.log, c.metrics, c.state, c.lead)
 	return err
 }
 
@@ -164,12 +170,10 @@ func (c *Coordinator) startIntake() (err error) {
 	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
 		return fmt.Errorf("subscribing to heartbeats: %w", err)
 	}
-	b := &bookings{nc: c.pubConn, subj: c.subj, self: c.nats.Name(), reg: c.reg, metrics: c.metrics,
-		interest: c.nats.Interest, clustered: c.nats.Clustered(), pending: map[string]int{}}
-	if b.clustered {
-		if err := b.subscribe(); err != nil {
-			return fmt.Errorf("subscribing to the other members' bookings: %w", err)
-		}
+	b, err := cluster.NewBookings(cluster.BookingsOptions{Conn: c.pubConn, Subjects: c.subj, Self: c.nats.Name(),
+		Registry: c.reg, Metrics: c.metrics, Interest: c.nats.Interest, Clustered: c.nats.Clustered()})
+	if err != nil {
+		return fmt.Errorf("subscribing to the other members' bookings: %w", err)
 	}
 	c.bookings = b
 	c.registerGauges()
@@ -197,8 +201,8 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 		Started:              c.reg.Started(),
 		Member: func() httpapi.Member {
 			seen := c.nats.Members()
-			return httpapi.Member{Name: c.nats.Name(), Leader: c.nats.Leader(), Members: seen,
-				Quorum: seen >= c.quorum.needed(), Needed: c.quorum.needed()}
+			return httpapi.Member{Name: c.nats.Name(), Leader: c.lead.Holds(), Members: seen,
+				Quorum: c.quorum.Have(seen), Needed: c.quorum.Needed()}
 		},
 		Admin:  adminByPassword(cfg.NATS.Users, guard),
 		Alerts: c.alerts,
@@ -217,12 +221,10 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 	if err := c.startOps(ctx); err != nil {
 		return err
 	}
-	if c.bookings.clustered {
+	if c.bookings.Clustered() {
 		c.wg.Add(2)
-		go func() { defer c.wg.Done(); c.bookings.run(ctx) }()
-		go func() { defer c.wg.Done(); c.watchQuorum(ctx) }()
-	} else {
-		c.metrics.ClusterQuorum.Set(1)
+		go func() { defer c.wg.Done(); c.bookings.Run(ctx) }()
+		go func() { defer c.wg.Done(); c.quorum.Run(ctx) }()
 	}
 	// Servers without an agent are polled as the original polled them;
 	// the in-process agent's own server never needs it.

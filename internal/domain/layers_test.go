@@ -46,6 +46,8 @@ func TestLayers(t *testing.T) {
 			"the cluster's state store keeps mails (notify's) on JetStream (bus's payload limit and names: allowed, it is NATS), nothing of placement or HTTP"},
 		{[]string{"internal/opsapi"}, []string{"internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the NATS service asks its Farm interface, defined where it is consumed"},
+		{[]string{"internal/cluster"}, []string{"internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the cluster (who leads, quorum, size, bookings) knows NATS and asks the registry through its own interface"},
 		{[]string{"internal/poll"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the poller feeds the registry (alloc, allowed) from HTTP /load answers"},
 	}

@@ -31,9 +31,11 @@ type PolicyOptions struct {
 	// (nil keeps them in memory): a coordinator in a crash loop must not
 	// mail "not responding" again at each start.
 	Store Store
-	// Leader, when set, says whether this coordinator writes Store (every
-	// member runs the policy on the same changes; the leader keeps it).
-	Leader func() bool
+	// Fence, when set, says whether this coordinator tells the
+	// administrator and writes Store (every member runs the policy on the
+	// same changes; the cluster's leader mails and keeps it). nil: a lone
+	// coordinator, which always does.
+	Fence  Fence
 	Logger *slog.Logger
 }
 
@@ -91,7 +93,7 @@ func NewPolicy(o PolicyOptions) *Policy {
 		o.Logger = slog.Default()
 	}
 	p := &Policy{o: o, servers: map[string]*serverMail{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1)}
-	p.leading = o.Leader == nil
+	p.leading = o.Fence == nil
 	p.load()
 	return p
 }
@@ -104,7 +106,7 @@ func (p *Policy) Saves() <-chan struct{} { return p.wake }
 // tells reports whether this policy tells the administrator now: it leads
 // and has read what the last leader told. p.mu is held.
 func (p *Policy) tells() bool {
-	return p.leading && p.loaded && (p.o.Leader == nil || p.o.Leader())
+	return p.leading && p.loaded && (p.o.Fence == nil || p.o.Fence.Holds())
 }
 
 // load reads Store's state once; a server this run already has state for
@@ -152,7 +154,7 @@ type Hold struct {
 func (p *Policy) save() {
 	// Fenced: checked right before the write; a member that lost the lead
 	// writes nothing more.
-	if p.o.Store == nil || (p.o.Leader != nil && !p.o.Leader()) {
+	if p.o.Store == nil || (p.o.Fence != nil && !p.o.Fence.Holds()) {
 		return
 	}
 	p.mu.Lock()

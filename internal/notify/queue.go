@@ -40,6 +40,14 @@ type Transport interface {
 	Send(ctx context.Context, m Mail) error
 }
 
+// Fence is the cluster's leadership (cluster.Lead), asked immediately
+// before each side effect: a mail handed to SMTP, a write of the pending
+// mails or of what the administrator was told. A member that lost the
+// lead, or hung while another was elected, does none of them.
+type Fence interface {
+	Holds() bool
+}
+
 // Store keeps what must outlive this coordinator, where the next one (or
 // the member of the cluster that takes over) finds it: the pending mails
 // and the hold-off state. The coordinator's is JetStream's (state.KV);
@@ -62,10 +70,11 @@ type QueueOptions struct {
 	Logger    *slog.Logger
 	// Store keeps pending mails between runs; nil keeps them in memory only.
 	Store Store
-	// Leader, when set, says whether this coordinator sends the mails: a
-	// queue that is not the leader sends nothing and keeps nothing in
-	// memory; one that becomes it takes the pending mails from Store.
-	Leader   func() bool
+	// Fence, when set, says whether this coordinator sends the mails (the
+	// cluster's leader): a queue that is not the leader sends nothing and
+	// keeps nothing in memory; one that becomes it takes the pending mails
+	// from Store. nil: a lone coordinator, which always sends.
+	Fence    Fence
 	FirstTry time.Duration // first retry delay, doubled each time (default 500 ms)
 	RetryMax time.Duration // longest delay between attempts
 	GiveUp   time.Duration // age at which an unsent mail is abandoned
@@ -98,7 +107,7 @@ const startGrace = 30 * time.Second
 const leaderCheck = 250 * time.Millisecond
 
 // NewQueue starts sending; the pending mails are loaded from Store once
-// this queue leads (at once without Leader).
+// this queue leads (at once without a Fence).
 func NewQueue(o QueueOptions) (*Queue, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -120,7 +129,7 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 // Store (and merged with any enqueued meanwhile); on losing it, what is
 // pending is written there for the new leader and forgotten here.
 func (q *Queue) lead() {
-	want := q.o.Leader == nil || q.o.Leader()
+	want := q.o.Fence == nil || q.o.Fence.Holds()
 	q.mu.Lock()
 	leading := q.leading
 	q.mu.Unlock()
@@ -155,7 +164,7 @@ func (q *Queue) lead() {
 		if len(kept) > 0 {
 			q.o.Logger.Info("mails pending from an earlier run or another coordinator", "count", len(kept))
 		}
-		if q.o.Leader != nil {
+		if q.o.Fence != nil {
 			q.o.Logger.Info("this coordinator now sends the mails (cluster leader)", "pending", n)
 		}
 		q.pending()
@@ -277,7 +286,7 @@ func (q *Queue) run(ctx context.Context) {
 			}
 		}
 		q.mu.Lock()
-		retry := q.dirty || (q.o.Leader != nil) || !q.leading
+		retry := q.dirty || (q.o.Fence != nil) || !q.leading
 		q.mu.Unlock()
 		switch {
 		case retry && (next.IsZero() || time.Until(next) > leaderCheck):
@@ -317,7 +326,7 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 		// Fenced: leadership is checked right before the mail is handed to
 		// SMTP; a member that lost it (or hung while another was elected)
 		// sends nothing more.
-		if q.o.Leader != nil && !q.o.Leader() {
+		if q.o.Fence != nil && !q.o.Fence.Holds() {
 			return next
 		}
 		err := q.o.Transport.Send(ctx, m)
@@ -377,7 +386,7 @@ func (q *Queue) persist() {
 	// Fenced like a send: only the leader writes the pending mails (each
 	// is written before its first attempt, so a member that lost the lead
 	// has nothing its successor lacks, and must not overwrite its state).
-	if q.o.Store == nil || (q.o.Leader != nil && !q.o.Leader()) {
+	if q.o.Store == nil || (q.o.Fence != nil && !q.o.Fence.Holds()) {
 		return
 	}
 	q.mu.Lock()

@@ -1,21 +1,50 @@
-package coordinator
+package cluster
 
 import (
 	"context"
 	"encoding/json"
-	"net"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
-	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/metrics"
 )
+
+// Registry is what the bookings need of the registry: counting another
+// member's placements (alloc.Registry.Booked drops those older than a
+// booking's lapse) and knowing a configured server.
+type Registry interface {
+	Booked(server string, n int, at time.Time) bool
+	Known(server string) bool
+}
+
+// BookingsOptions configures Bookings.
+type BookingsOptions struct {
+	Conn      *nats.Conn
+	Subjects  bus.Subjects
+	Self      string // this member's NATS server name
+	Registry  Registry
+	Metrics   *metrics.Metrics
+	Interest  func(subject string) bool // whether anyone listens on a subject
+	Clustered bool                      // send batches to, and count those of, other members
+}
+
+// NewBookings starts counting the other members' batches when clustered.
+func NewBookings(o BookingsOptions) (*Bookings, error) {
+	b := &Bookings{nc: o.Conn, subj: o.Subjects, self: o.Self, reg: o.Registry, metrics: o.Metrics,
+		interest: o.Interest, clustered: o.Clustered, pending: map[string]int{}}
+	if b.clustered {
+		if err := b.subscribe(); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// Clustered reports whether the bookings go to other members (Run sends them).
+func (b *Bookings) Clustered() bool { return b.clustered }
 
 // booking is what a coordinator publishes on <prefix>.booking.<node> for
 // each session it hands out, when anyone listens (operators watch
@@ -38,16 +67,16 @@ type batch struct {
 // other members within about this, however many there are per second.
 const flushEvery = time.Millisecond
 
-// bookings publishes placements: per node for whoever listens, and batched
+// Bookings publishes placements: per node for whoever listens, and batched
 // to the other members of a cluster, who count them (PROTOCOL §1's honest
 // bookings, over the cluster). One message per booking to the members cost
 // a member a third of its /session throughput on the load test's two cores;
 // a batch a millisecond costs nothing measurable.
-type bookings struct {
+type Bookings struct {
 	nc        *nats.Conn
 	subj      bus.Subjects
 	self      string
-	reg       *alloc.Registry
+	reg       Registry
 	metrics   *metrics.Metrics
 	interest  func(subject string) bool
 	clustered bool
@@ -59,9 +88,9 @@ type bookings struct {
 	subjects sync.Map
 }
 
-// placed is told of each session this coordinator hands out; it never
+// Placed is told of each session this coordinator hands out; it never
 // blocks /session (a map increment, and a buffered write when listened to).
-func (b *bookings) placed(server string) {
+func (b *Bookings) Placed(server string) {
 	now := time.Now()
 	if b.clustered {
 		b.mu.Lock()
@@ -83,8 +112,8 @@ func (b *bookings) placed(server string) {
 	}
 }
 
-// run sends the batches until ctx ends.
-func (b *bookings) run(ctx context.Context) {
+// Run sends the batches until ctx ends.
+func (b *Bookings) Run(ctx context.Context) {
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
 	for {
@@ -110,7 +139,7 @@ func (b *bookings) run(ctx context.Context) {
 const maxBatch = 3 << 10
 
 // send publishes pending as batches of at most maxBatch bytes.
-func (b *bookings) send(pending map[string]int, at int64) {
+func (b *Bookings) send(pending map[string]int, at int64) {
 	bt := batch{Member: b.self, At: at, Servers: map[string]int{}}
 	size := len(b.self) + 64
 	flush := func() {
@@ -138,7 +167,7 @@ func (b *bookings) send(pending map[string]int, at int64) {
 }
 
 // subscribe applies the other members' batches to the registry.
-func (b *bookings) subscribe() error {
+func (b *Bookings) subscribe() error {
 	sub, err := b.nc.Subscribe(b.subj.MemberBookings(), func(m *nats.Msg) {
 		var bt batch
 		if json.Unmarshal(m.Data, &bt) != nil || bt.Member == b.self {
@@ -159,60 +188,4 @@ func (b *bookings) subscribe() error {
 		err = sub.SetPendingLimits(1<<16, 64<<20)
 	}
 	return err
-}
-
-// clusterSize is how many coordinators the configured cluster has: the
-// distinct routes, this member's own address (bound, or resolved to one of
-// this machine's addresses on the listen port) counted once. JetStream
-// keeps three copies of the state from three members on.
-func clusterSize(cl *config.Cluster, bound *net.TCPAddr) int {
-	if cl == nil {
-		return 1
-	}
-	local := map[string]bool{}
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				local[ipn.IP.String()] = true
-			}
-		}
-	}
-	listenPort := 0
-	if bound != nil {
-		listenPort = bound.Port
-	}
-	if _, p, err := net.SplitHostPort(cl.Listen); err == nil {
-		if n, _ := strconv.Atoi(p); n != 0 {
-			listenPort = n
-		}
-	}
-	others := map[string]bool{}
-	for _, r := range cl.Routes {
-		u, err := url.Parse(r)
-		if err != nil {
-			continue
-		}
-		port, _ := strconv.Atoi(u.Port())
-		isSelf := false
-		if port == listenPort {
-			ips, _ := net.LookupHost(u.Hostname())
-			for _, ip := range ips {
-				if local[ip] {
-					isSelf = true
-				}
-			}
-		}
-		if !isSelf {
-			others[u.Host] = true
-		}
-	}
-	return len(others) + 1
-}
-
-// replicas is how many copies of the state JetStream keeps.
-func replicas(members int) int {
-	if members >= 3 {
-		return 3
-	}
-	return 1
 }

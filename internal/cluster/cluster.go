@@ -1,0 +1,36 @@
+// Package cluster is the coordinators' cluster in one place: who leads
+// (Lead, the fence every side effect passes), whether a majority is
+// reached (Quorum), how big the configured cluster is (Size, Replicas),
+// and the sessions members tell each other they placed (Bookings). A lone
+// coordinator uses the same pieces: it always leads and always has its
+// quorum.
+//
+// It knows NATS and the domain's words; the registry it books into and the
+// members it counts are interfaces defined here, where they are consumed.
+package cluster
+
+// Lead is the one place leadership is asked. The leader is the JetStream
+// meta leader, elected by RAFT among the members; exactly one member holds
+// it while a majority is up. Every side effect that must happen once for
+// the cluster (a mail handed to SMTP, a write of the pending mails, of
+// what the administrator was told, of the farm bucket, the sweep of its
+// durable consumers) asks Holds immediately before it: a member that lost
+// the lead, or hung while another was elected, does nothing more.
+type Lead struct {
+	leader func() bool // nil: a lone coordinator, which always leads
+}
+
+// NewLead follows leader (bus.Server.Leader); nil for a lone coordinator.
+func NewLead(leader func() bool) *Lead { return &Lead{leader: leader} }
+
+// Holds reports whether this member leads now. A side effect is fenced by
+// asking it immediately before acting, and not acting on false.
+func (l *Lead) Holds() bool {
+	if l == nil || l.leader == nil {
+		return true
+	}
+	return l.leader()
+}
+
+// Clustered reports whether leadership is elected (false: a lone coordinator).
+func (l *Lead) Clustered() bool { return l != nil && l.leader != nil }
