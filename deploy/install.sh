@@ -45,7 +45,7 @@ coordinator)
   # ... or, for several coordinators (nats.cluster), the balancer in front of them.
   install -D -m 644 "$here/apache-simgate-ha.conf" "$root/etc/apache2/simgate-ha.conf"
   unit=simgate-coordinator
-  next="edit /etc/simgate/session.json (coordinator -check /etc/simgate/session.json says what it thinks),
+  next="edit /etc/simgate/session.json (simgate-coordinator -check /etc/simgate/session.json says what it thinks),
 add 'Include /etc/apache2/simgate.conf' inside the VirtualHost of your HTTPS site
 (several coordinators: simgate-ha.conf, with proxy_balancer proxy_hcheck lbmethod_byrequests; watchdog is built into Debian's Apache),
 then: a2enmod proxy proxy_http proxy_wstunnel rewrite && systemctl reload apache2"
