@@ -357,3 +357,34 @@ func TestGraceAndStaleBookings(t *testing.T) {
 		t.Error("a booking 1 s old was not applied")
 	}
 }
+
+// TestGraceServers: the servers whose agents were on a cluster member that
+// is gone get one more timeout from then; the others are judged as ever.
+func TestGraceServers(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"a/1", "b/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	for _, s := range []string{"a/1", "b/1"} {
+		rep := report(s, 10)
+		rep.Sessions, rep.At = 0, now
+		if err := r.Apply(rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2 s later a/1's agent's member is gone; the 3 s timeouts pass.
+	r.GraceServers([]string{"a/1", "unknown/1"}, now.Add(2*time.Second))
+	states := func() map[string]State {
+		m := map[string]State{}
+		for _, v := range r.Snapshot() {
+			m[v.Server] = v.State
+		}
+		return m
+	}
+	r.Sweep(now.Add(4 * time.Second))
+	if got := states(); got["a/1"] != Up || got["b/1"] != Down {
+		t.Errorf("4 s after the last heartbeats: %v, want a/1 up (graced), b/1 down", got)
+	}
+	r.Sweep(now.Add(5100 * time.Millisecond))
+	if got := states(); got["a/1"] != Down {
+		t.Errorf("one timeout after the grace, still silent: %v, want a/1 down", got)
+	}
+}

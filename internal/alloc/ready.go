@@ -38,18 +38,39 @@ func (r *Registry) Known(server string) bool {
 func (r *Registry) Grace(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, s := range r.servers {
-		if r.deadlines[i] == never {
-			continue
-		}
-		to := r.timeout(s)
-		if d := now.Add(to).UnixNano(); d > r.deadlines[i] {
-			r.deadlines[i] = d
-		}
-		if u := now.Add(to); u.After(r.graceUntil) {
+	for _, s := range r.servers {
+		if u := r.extendLocked(s, now); u.After(r.graceUntil) {
 			r.graceUntil = u
 		}
 	}
+}
+
+// GraceServers gives these servers one more timeout from now before their
+// silence is judged: the cluster member that held their agents'
+// connections is gone, and the agents are failing over to another.
+func (r *Registry) GraceServers(names []string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range names {
+		if s := r.byName[name]; s != nil {
+			r.extendLocked(s, now)
+		}
+	}
+}
+
+// extendLocked moves s's silence deadline to one timeout from now, if that
+// is later, and returns that time (zero for a server not watched for
+// silence); r.mu is held.
+func (r *Registry) extendLocked(s *server, now time.Time) time.Time {
+	i := s.idx
+	if r.deadlines[i] == never {
+		return time.Time{}
+	}
+	u := now.Add(r.timeout(s))
+	if d := u.UnixNano(); d > r.deadlines[i] {
+		r.deadlines[i] = d
+	}
+	return u
 }
 
 // StallGap is a gap between two Sweeps (100 ms apart in the coordinator)

@@ -43,7 +43,8 @@ func waitMembers(t *testing.T, n int, servers ...*Server) {
 // TestIntakeInACluster: an agent's connection that closes on a live member
 // marks its server lost on every member; a member that shuts down does
 // not (its agents fail over); connections opened before this member's
-// intake started are learnt from the others.
+// intake started are learnt from the others. The servers whose agents
+// were on the member that shut down are given to MemberGone.
 func TestIntakeInACluster(t *testing.T) {
 	a := startMember(t)
 	b := startMember(t, a)
@@ -53,8 +54,9 @@ func TestIntakeInACluster(t *testing.T) {
 	// Connected to b before a's intake starts: learnt from b's CONNZ.
 	early := dial(t, b, "early.test/1")
 	rec := &recorder{}
+	gone := make(chan []string, 4)
 	in, err := StartIntake(a, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: rec,
-		Logger: slog.New(slog.DiscardHandler), Peers: a.Peers})
+		Logger: slog.New(slog.DiscardHandler), Peers: a.Peers, MemberGone: func(e []string) { gone <- e }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,5 +115,14 @@ func TestIntakeInACluster(t *testing.T) {
 	waitMembers(t, 2, a, b)
 	if _, lost := rec.counts(); len(lost) != len(before) {
 		t.Errorf("a member's shutdown marked its agents lost: %v", lost[len(before):])
+	}
+	// Its agents' servers are told, so that their silence is judged from now.
+	select {
+	case e := <-gone:
+		if len(e) != 1 || e[0] != "c.test/1" {
+			t.Errorf("MemberGone(%q), want c.test/1", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("MemberGone was not called for the member that shut down")
 	}
 }

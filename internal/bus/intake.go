@@ -47,6 +47,11 @@ type IntakeOptions struct {
 	// LostFor is how long a closed connection's name refuses heartbeats
 	// from other connections (default 10 s).
 	LostFor time.Duration
+	// MemberGone, when set, is told the servers whose agents' connections
+	// were on a cluster member that is gone (its shutdown notice, or its
+	// routes): their agents are failing over, and their silence is judged
+	// from now.
+	MemberGone func(entries []string)
 	// Peers, when set, is the set of NATS server IDs reachable now (this
 	// one and the cluster members its routes reach). The connections of a
 	// member that left are forgotten without marking their servers down:
@@ -312,6 +317,7 @@ func (in *Intake) onShutdown(m *nats.Msg) {
 func (in *Intake) forgetServer(id, why string) {
 	in.mu.Lock()
 	n := 0
+	var entries []string
 	for key, name := range in.live {
 		if key.server != id {
 			continue
@@ -320,9 +326,13 @@ func (in *Intake) forgetServer(id, why string) {
 		if in.conns[name]--; in.conns[name] <= 0 {
 			delete(in.conns, name)
 		}
+		entries = append(entries, name)
 		n++
 	}
 	in.mu.Unlock()
+	if len(entries) > 0 && in.o.MemberGone != nil {
+		in.o.MemberGone(entries)
+	}
 	if n > 0 {
 		in.o.Logger.Info("cluster member gone: its agents' connections are given time to fail over", "member", id,
 			"why", why, "connections", n)

@@ -166,6 +166,7 @@ func (c *Coordinator) startIntake() (err error) {
 	}
 	if c.nats.Clustered() {
 		iopts.Peers = c.nats.Peers
+		iopts.MemberGone = func(entries []string) { c.reg.GraceServers(entries, time.Now()) }
 	}
 	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
 		return fmt.Errorf("subscribing to heartbeats: %w", err)
