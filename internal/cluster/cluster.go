@@ -31,6 +31,3 @@ func (l *Lead) Holds() bool {
 	}
 	return l.leader()
 }
-
-// Clustered reports whether leadership is elected (false: a lone coordinator).
-func (l *Lead) Clustered() bool { return l != nil && l.leader != nil }

@@ -37,9 +37,6 @@ func NewQuorum(configured int, members func() int, started time.Time, log *slog.
 // Needed is a majority of the configured members (1 alone).
 func (q *Quorum) Needed() int { return q.configured/2 + 1 }
 
-// Configured is the cluster's size.
-func (q *Quorum) Configured() int { return q.configured }
-
 // Have reports whether seen members make a majority.
 func (q *Quorum) Have(seen int) bool { return seen >= q.Needed() }
 
