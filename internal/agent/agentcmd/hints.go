@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -42,8 +43,10 @@ func connectHint(err error, o Options, last string) (what, fix string) {
 		return "the coordinator requires TLS", "use tls:// (or wss://) in -nats (" + EnvName("nats") + "), with -ca for a private CA"
 	}
 	// The HTTP port given for NATS accepts the connection and never greets:
-	// the handshake times out. Only then is the port asked what it speaks.
-	if last != "" && strings.Contains(msg, "timeout") && speaksHTTP(last) {
+	// the handshake times out, or the HTTP server, waiting no longer for a
+	// request than the agent waits for INFO (both 5 s), closes it first
+	// (EOF). Only then is the port asked what it speaks.
+	if last != "" && (strings.Contains(msg, "timeout") || errors.Is(err, io.EOF)) && speaksHTTP(last) {
 		return "that is an HTTP port, not the coordinator's NATS port",
 			"-nats (" + EnvName("nats") + ") names the coordinator's nats.listen port (4222 by default), not its HTTP port (1999); through Apache use wss://host/nats"
 	}

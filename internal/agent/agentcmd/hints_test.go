@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // speaksHTTP asks a port what it speaks only when it does not greet first:
@@ -72,4 +74,34 @@ func greeter(t *testing.T, greeting string) (addr string, wrote <-chan string) {
 		}
 	}()
 	return ln.Addr().String(), ch
+}
+
+// An agent given the coordinator's HTTP port for NATS is told so whichever
+// side gives up first: its own handshake timeout, or the HTTP server's
+// header timeout closing the silent connection (EOF).
+func TestConnectHintHTTPPort(t *testing.T) {
+	web := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	web.Config.ReadHeaderTimeout = 2 * time.Second // longer than speaksHTTP waits for a greeting
+	web.Start()
+	t.Cleanup(web.Close)
+	url := strings.Replace(web.URL, "http://", "tls://", 1)
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"the agent's timeout", nats.ErrTimeout},
+		{"the HTTP server's timeout", io.EOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			what, fix := connectHint(tc.err, Options{Server: "127.0.0.1:2901"}, url)
+			if !strings.Contains(what, "HTTP port") || !strings.Contains(fix, "nats.listen") {
+				t.Errorf("connectHint(%v) = %q, %q; want the HTTP port named", tc.err, what, fix)
+			}
+		})
+	}
+	// The same errors from a port that is not HTTP say nothing of HTTP.
+	silent, _ := greeter(t, "")
+	if what, _ := connectHint(io.EOF, Options{}, "tls://"+silent); strings.Contains(what, "HTTP") {
+		t.Errorf("a silent port was called HTTP: %q", what)
+	}
 }
