@@ -259,13 +259,15 @@ func TestVersionFlags(t *testing.T) {
 	}
 }
 
-// TestBookingsAreHonest: PROTOCOL §1. An address at its cap of unconfirmed
-// bookings (1 here, http.maxBookingsPerAddress) gets one of them again and
-// books nothing; HEAD books nothing; another visitor is placed past the
-// first one's booking.
+// TestBookingsAreHonest: PROTOCOL §1. With the waiting room off, an
+// address at its cap of unconfirmed bookings (1 here,
+// http.maxBookingsPerAddress) gets one of them again and books nothing
+// (with it on, the address waits in line: TestClassWaitsItsTurn); HEAD
+// books nothing; another visitor is placed past the first one's booking.
 func TestBookingsAreHonest(t *testing.T) {
 	const a, b = "127.0.0.1/2501", "127.0.0.1/2502"
-	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}, "http": map[string]any{"maxBookingsPerAddress": 1}})
+	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}, "http": map[string]any{"maxBookingsPerAddress": 1},
+		"queue": map[string]any{"enabled": false}})
 	p := f.publisher(t, "bookings-test")
 	for _, s := range []string{a, b} {
 		p.send(s, "up", 10, 60) // equal loads; a long interval keeps every booking unconfirmed

@@ -71,7 +71,9 @@ next:
 // WebSocket clients, and reads every figure the issue names off /metrics.
 func TestMetricsMoveWithTraffic(t *testing.T) {
 	const a, b = "127.0.0.1/3111", "127.0.0.1/2302"
-	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}})
+	// The waiting room off: a full farm's "none" answer is counted here
+	// (the room's own figures: TestWaitingRoom).
+	f := startFarm(t, map[string]any{"simulationServers": []string{a, b}, "queue": map[string]any{"enabled": false}})
 	before := f.scrape(t)
 	for _, name := range []string{
 		"simgate_heartbeats_received_total", "simgate_session_requests_total", "simgate_session_duration_seconds",

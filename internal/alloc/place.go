@@ -13,18 +13,41 @@ import (
 // An address holds up to its cap of unconfirmed bookings; past it, v gets
 // booked (visitors.go).
 func (r *Registry) Place(v Visitor) (name string, ok bool) {
+	name, out := r.Admit(v, false)
+	return name, out == Placed
+}
+
+// Outcome is what Admit did with a visitor.
+type Outcome uint8
+
+// Outcomes of Admit.
+const (
+	Placed   Outcome = iota // booked on a server (or, not waiting, answered from a held booking)
+	NoRoom                  // no server would take the visitor now
+	AtCap                   // the visitor's address holds its cap of unconfirmed bookings (waiting visitors only)
+	NotReady                // the registry is gated: the coordinator has not its state back
+)
+
+// Admit is Place for a visitor that may wait in line (PROTOCOL §1.2): with
+// wait set, an address at its cap of unconfirmed bookings is told AtCap
+// instead of being answered from a booking it holds, and books nothing.
+func (r *Registry) Admit(v Visitor, wait bool) (name string, out Outcome) {
 	v.URL = normalURL(v.URL)
 	r.mu.Lock()
 	if r.gated {
 		r.noServer++
 		r.mu.Unlock()
-		return "", false
+		return "", NotReady
 	}
 	if v.Addr != "" {
-		if s, atCap := r.held(v); atCap {
+		if s, atCap := r.held(v, wait); atCap {
+			if wait {
+				r.mu.Unlock()
+				return "", AtCap
+			}
 			r.repeated++
 			r.mu.Unlock()
-			return s.name, true
+			return s.name, Placed
 		}
 	}
 	var s *server
@@ -37,7 +60,7 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 	if s == nil {
 		r.noServer++
 		r.mu.Unlock()
-		return "", false
+		return "", NoRoom
 	}
 	s.byTier[tier]++
 	r.byTier[tier]++
@@ -46,7 +69,44 @@ func (r *Registry) Place(v Visitor) (name string, ok bool) {
 	if r.o.OnBook != nil {
 		r.o.OnBook(s.name)
 	}
-	return s.name, true
+	return s.name, Placed
+}
+
+// Waitable reports whether a visitor asking for url may wait for a seat
+// (PROTOCOL §1.2): at least one server that would take it (its sharing
+// policy accepting url) is up, merely full or fully booked. Draining, down
+// and never-heard servers free no seat. It scans the servers (O(n)): the
+// refusal path only.
+func (r *Registry) Waitable(url string) bool {
+	url = normalURL(url)
+	repo := IsRepositoryURL(url)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gated {
+		return false
+	}
+	for _, s := range r.servers {
+		if s.state != Up && s.state != Full {
+			continue
+		}
+		sh := s.report.Sharing
+		if !repo || sh == nil || sh.dedicated(url) || sh.shares(url) {
+			return true
+		}
+	}
+	return false
+}
+
+// Generation moves whenever a server's state or load may have freed room
+// (a report, a lapse, a state change, another member's bookings): a line
+// of waiting visitors is looked at again only when it moved.
+// It takes no lock: /session asks it while visitors wait.
+func (r *Registry) Generation() uint64 { return r.genSeen.Load() }
+
+// bumpGen moves the generation; r.mu is held.
+func (r *Registry) bumpGen() {
+	r.gen++
+	r.genSeen.Store(r.gen)
 }
 
 // Booked applies n bookings another coordinator of the cluster made on
@@ -72,7 +132,7 @@ func (r *Registry) Booked(server string, n int, at time.Time) bool {
 		s.res.add(now, s.report.Sessions)
 	}
 	s.eff = s.res.effective(s.report)
-	r.gen++
+	r.bumpGen()
 	if s.heapIdx >= 0 {
 		r.heap.fix(s.heapIdx)
 	}

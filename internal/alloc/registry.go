@@ -168,6 +168,7 @@ type Registry struct {
 	// bookings, which handedOut counts), ticks the Sweeps: holds and the
 	// farm's free room are looked at again only when these moved.
 	gen, ticks uint64
+	genSeen    atomic.Uint64 // gen, for readers that take no lock (Generation)
 	// The farm's free room as last measured (visitors.go's freeRoom): at
 	// generation roomGen and tick roomTick, when handedOut was roomHanded.
 	room              float64
@@ -204,6 +205,7 @@ type server struct {
 	agentAt   time.Time        // the last agent heartbeat; zero: none since start
 	agentTO   time.Duration    // that agent's silence timeout
 	res       reservations
+	lengths   lengths // how long its sessions last (lengths.go)
 	eff       float64 // report.Load + reservations
 	tie       uint64
 	heapIdx   int // -1 when not in the heap

@@ -46,6 +46,7 @@ func (r *Registry) Apply(rep Report) error {
 	s.seen = true
 	s.lastAt = rep.At
 	s.res.observe(prev, rep, r.sessionsPrior(rep))
+	s.lengths.observe(rep, s.handed)
 	to := r.stateFor(s, rep)
 	var changes []Change
 	if to != s.state {
@@ -226,13 +227,13 @@ func (r *Registry) transition(s *server, to State, reason string, at time.Time) 
 	c := Change{Server: s.name, From: s.state, To: to, Reason: reason, At: at,
 		Load: s.report.Load, Vector: s.report.Vector, Reported: s.seen}
 	s.state, s.reason, s.since = to, reason, at
-	r.gen++
+	r.bumpGen()
 	return c
 }
 
 // reheap puts s in or out of the placement heap after a change; r.mu is held.
 func (r *Registry) reheap(s *server) {
-	r.gen++
+	r.bumpGen()
 	r.setDeadline(s)
 	if s.state == Up {
 		s.eff = s.res.effective(s.report)

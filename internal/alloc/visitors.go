@@ -113,8 +113,9 @@ func (r *Registry) maxPerAddr() int {
 
 // held answers v from the bookings its address holds when it is at its
 // cap: the server to repeat, with atCap. Not atCap: v is placed afresh.
-// r.mu is held.
-func (r *Registry) held(v Visitor) (s *server, atCap bool) {
+// With wait, an address at its cap is only told so (its visitor waits in
+// line for its bookings to confirm, PROTOCOL §1.2). r.mu is held.
+func (r *Registry) held(v Visitor, wait bool) (s *server, atCap bool) {
 	a := r.holds[v.Addr]
 	if a == nil {
 		return nil, false
@@ -132,6 +133,9 @@ func (r *Registry) held(v Visitor) (s *server, atCap bool) {
 	}
 	if len(a.list) < r.capFor(len(a.list)) {
 		return nil, false
+	}
+	if wait {
+		return nil, true
 	}
 	for range len(a.list) {
 		h := &a.list[a.next]

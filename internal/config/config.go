@@ -39,6 +39,7 @@ type Config struct {
 	LocalAgent       string        // entry an in-process agent speaks for; empty: none
 	Mail             Mail
 	HTTP             HTTP
+	Queue            Queue
 
 	// Path is the file the configuration came from; empty for the built-in default.
 	Path string
@@ -110,6 +111,20 @@ type HTTP struct {
 	AllowedOrigins      []string // WebSocket origins allowed; empty: all, as the original
 }
 
+// Queue is the waiting room (PROTOCOL §1.2): visitors a full farm cannot
+// seat now wait in line for the next free seat.
+type Queue struct {
+	Enabled bool          // off: a full farm answers the original's sentence
+	Max     int           // visitors waiting at most (tickets not yet opened included)
+	MaxWait time.Duration // a visitor waiting this long is told to try later
+	// MaxPerAddress bounds the tickets one client address holds at once
+	// (a large class behind a school's address).
+	MaxPerAddress int
+}
+
+// DefaultQueue is the waiting room's default: on, 1,000 visitors, 30 minutes.
+var DefaultQueue = Queue{Enabled: true, Max: 1000, MaxWait: 30 * time.Minute, MaxPerAddress: 200}
+
 // Default returns the configuration used for every key a file leaves out:
 // the original session server's defaults, and simgate's own.
 func Default() Config {
@@ -135,9 +150,12 @@ func Default() Config {
 			MaxMonitorPerAddr:   10,
 			MaxBookingsPerAddr:  40,
 			SessionRate:         20,
-			SessionBurst:        40,
-			TrustedProxies:      []string{"127.0.0.1", "::1"},
+			// A class of 100 behind one school address asking within a
+			// second is not answered 429 (issue 29).
+			SessionBurst:   120,
+			TrustedProxies: []string{"127.0.0.1", "::1"},
 		},
+		Queue: DefaultQueue,
 	}
 }
 
@@ -275,6 +293,12 @@ func Parse(data []byte) (Config, error) {
 			{"trustedProxies", stringsVal(&c.HTTP.TrustedProxies)},
 			{"allowedOrigins", stringsVal(&c.HTTP.AllowedOrigins)},
 		})},
+		{"queue", objectVal([]field{
+			{"enabled", boolVal(&c.Queue.Enabled)},
+			{"max", intVal(&c.Queue.Max)},
+			{"maxWait", secondsVal(&c.Queue.MaxWait)},
+			{"maxPerAddress", intVal(&c.Queue.MaxPerAddress)},
+		})},
 	}
 	if rest, ok := bytes.CutPrefix(data, []byte("\xEF\xBB\xBF")); ok {
 		data = rest
@@ -406,6 +430,16 @@ func (c *Config) validateMailAndHTTP() error {
 			}
 		}
 	}
+	if c.Queue.Max < 1 || c.Queue.Max > 100000 {
+		return bad("queue.max", "must be between 1 and 100000 visitors waiting (default 1000), not %d", c.Queue.Max)
+	}
+	if c.Queue.MaxWait <= 0 {
+		return bad("queue.maxWait", "must be a positive number of seconds (default 1800)")
+	}
+	if c.Queue.MaxPerAddress < 1 {
+		return bad("queue.maxPerAddress", "must be at least 1 (default 200: a large class behind one address), not %d", c.Queue.MaxPerAddress)
+	}
+	c.Queue.MaxPerAddress = min(c.Queue.MaxPerAddress, c.Queue.Max) // one address never holds more than the line
 	return nil
 }
 

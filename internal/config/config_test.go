@@ -46,6 +46,19 @@ func TestDefaults(t *testing.T) {
 	if c.MailOff() == "" {
 		t.Error("mail must be off without administrator")
 	}
+	if !c.Queue.Enabled || c.Queue.Max != 1000 || c.Queue.MaxWait != 30*time.Minute || c.Queue.MaxPerAddress != 200 {
+		t.Errorf("queue defaults (PROTOCOL §3): %+v", c.Queue)
+	}
+}
+
+func TestQueueKeys(t *testing.T) {
+	c, err := Parse([]byte(`{"queue": {"enabled": false, "max": 50, "maxWait": 90.5}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.Enabled || c.Queue.Max != 50 || c.Queue.MaxWait != 90500*time.Millisecond || c.Queue.MaxPerAddress != 50 {
+		t.Errorf("%+v (tickets per address at most the line)", c.Queue)
+	}
 }
 
 func TestGoodValues(t *testing.T) {
@@ -93,6 +106,10 @@ func TestBadConfigs(t *testing.T) {
 		{"nats websocket without users", `{"nats": {"websocket": {"listen": "127.0.0.1:4223"}}}`, "nats.websocket.listen", "nats.users"},
 		{"local agent unlisted", `{"simulationServers": ["a/1"], "localAgent": "b/2"}`, "localAgent", "not one of"},
 		{"trusted proxy", `{"http": {"trustedProxies": ["apache"]}}`, "http.trustedProxies", "neither an IP"},
+		{"queue max zero", `{"queue": {"max": 0}}`, "queue.max", "between 1 and 100000"},
+		{"queue maxWait zero", `{"queue": {"maxWait": 0}}`, "queue.maxWait", "positive"},
+		{"queue enabled string", `{"queue": {"enabled": "yes"}}`, "queue.enabled", "boolean"},
+		{"queue unknown key", `{"queue": {"maxwait": 60}}`, "queue.maxwait", `"maxWait"`},
 		{"nats users not array", `{"nats": {"users": {}}}`, "nats.users", "array of objects"},
 		{"nats user unknown key", `{"nats": {"users": [{"user": "a", "pasword": "x"}]}}`, "nats.users[0].pasword", `did you mean "password"`},
 		{"nats user two secrets", `{"nats": {"users": [{"user": "a", "password": "x", "token": "0123456789abcdef", "role": "monitor"}]}}`, "nats.users[0]", "exactly one of"},

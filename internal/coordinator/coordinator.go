@@ -26,6 +26,7 @@ import (
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
+	"github.com/simgate/simgate/internal/waitroom"
 )
 
 // sweepEvery is how often silent servers are looked for; small against the
@@ -43,6 +44,7 @@ type Coordinator struct {
 	pubConn *nats.Conn
 	pub     *bus.Publisher
 	api     *httpapi.API
+	line    *waitroom.Line // the waiting room; nil when queue.enabled is false
 	http    *http.Server
 	httpLn  net.Listener
 	stop    context.CancelFunc

@@ -22,6 +22,7 @@ import (
 	"github.com/simgate/simgate/internal/poll"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
+	"github.com/simgate/simgate/internal/waitroom"
 )
 
 // The phases of Start, in order.
@@ -181,9 +182,35 @@ func (c *Coordinator) startIntake() (err error) {
 	return nil
 }
 
+// newLine builds the waiting room's line (PROTOCOL §1.2), nil when
+// queue.enabled is false.
+func (c *Coordinator) newLine() {
+	q := c.cfg.Queue
+	if !q.Enabled {
+		return
+	}
+	if c.cfg.NATS.Cluster != nil {
+		// A ticket is known to the member that gave it only, and a balancer
+		// may send its socket to another: off rather than a visitor told
+		// its ticket is not valid (README, Waiting room).
+		c.log.Info("waiting room off: its line is not shared between a cluster's members yet; a full farm answers as the original did", "key", "queue.enabled")
+		return
+	}
+	m := c.metrics
+	c.line = waitroom.New(waitroom.Options{Seats: c.reg, Max: q.Max, PerAddress: q.MaxPerAddress, MaxWait: q.MaxWait,
+		Seated: func(wait time.Duration) { m.QueueSeated.Inc(); m.QueueWait.Observe(wait.Seconds()) },
+		Left:   func(why waitroom.Reason, _ time.Duration) { m.QueueLeft.WithLabelValues(why.String()).Inc() },
+	})
+}
+
 // newAPI builds the HTTP API and its server.
 func (c *Coordinator) newAPI(guard *login.Guard) {
 	cfg := c.cfg
+	c.newLine()
+	var line httpapi.Line
+	if c.line != nil {
+		line = c.line // a nil *Line must not become a non-nil interface
+	}
 	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
 	limiter := httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
 	c.api = httpapi.New(httpapi.Options{
@@ -205,9 +232,13 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 			return httpapi.Member{Name: c.nats.Name(), Leader: c.lead.Holds(), Members: seen,
 				Quorum: c.quorum.Have(seen), Needed: c.quorum.Needed()}
 		},
-		Admin:  adminByPassword(cfg.NATS.Users, guard),
-		Alerts: c.alerts,
-		Drain:  c.drain,
+		Admin:       adminByPassword(cfg.NATS.Users, guard),
+		Alerts:      c.alerts,
+		Drain:       c.drain,
+		Line:        line,
+		Server:      cfg.Server,
+		Port:        cfg.Port,
+		PortRewrite: cfg.PortRewrite,
 	})
 	limits := httpapi.DefaultLimits()
 	limits.MaxConns = connCap()
@@ -235,6 +266,10 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 			Logger: c.log.With("component", "poll")})
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); p.Run(ctx) }()
+	}
+	if c.line != nil {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.line.Run(ctx.Done(), sweepEvery) }()
 	}
 	c.wg.Add(5)
 	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()

@@ -48,6 +48,8 @@ func TestLayers(t *testing.T) {
 			"the NATS service asks its Farm interface, defined where it is consumed"},
 		{[]string{"internal/cluster"}, []string{"internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the cluster (who leads, quorum, size, bookings) knows NATS and asks the registry through its own interface"},
+		{[]string{"internal/waitroom"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the line knows visitors, tickets and places and asks the registry (alloc, allowed) for seats; the sockets are HTTP's"},
 		{[]string{"internal/poll"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the poller feeds the registry (alloc, allowed) from HTTP /load answers"},
 	}

@@ -27,6 +27,8 @@ import (
 // Registry is what the handlers need of the server registry.
 type Registry interface {
 	Place(v alloc.Visitor) (name string, ok bool)
+	Admit(v alloc.Visitor, wait bool) (name string, out alloc.Outcome)
+	Waitable(url string) bool
 	Peek(url string) (name string, ok bool)
 	Why(url string) alloc.Refusal
 	Placed(t alloc.Tier) uint64
@@ -80,6 +82,13 @@ type Options struct {
 	Admin func(addr, user, password string) string
 	// Drain drains (on) or undrains server on the word of by.
 	Drain func(server, by string, on bool) error
+	// Line, when set, is the waiting room (PROTOCOL §1.2): a visitor no
+	// server would take now, while one that would is up, is given a place
+	// in it. Server, Port and PortRewrite write its URLs.
+	Line        Line
+	Server      string
+	Port        int
+	PortRewrite bool
 }
 
 // API is the coordinator's HTTP handler.
@@ -101,7 +110,7 @@ type API struct {
 	monitors monitorSlots
 	refusals *logging.Throttle
 	// The /session counters, looked up once: the hot path only adds.
-	placed, none, limited prometheus.Counter
+	placed, none, limited, waiting prometheus.Counter
 }
 
 // Response pieces shared by every answer; header values are never mutated.
@@ -149,7 +158,8 @@ func New(o Options) *API {
 	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory(),
 		placed:  o.Metrics.Sessions.WithLabelValues("placed"),
 		none:    o.Metrics.Sessions.WithLabelValues("none"),
-		limited: o.Metrics.Sessions.WithLabelValues("limited")}
+		limited: o.Metrics.Sessions.WithLabelValues("limited"),
+		waiting: o.Metrics.Sessions.WithLabelValues("waiting")}
 	a.scheme = []byte("wss://")
 	if !o.SSL {
 		a.scheme = []byte("ws://")
@@ -177,9 +187,24 @@ func New(o Options) *API {
 	a.mux.Handle("/metrics", o.Metrics.Handler())
 	a.mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, []byte("ok")) })
 	a.mux.HandleFunc("/readyz", a.readyz)
+	a.mux.HandleFunc("/wait/{ticket}", a.wait)
+	a.mux.HandleFunc("/wait/{ticket}/client", a.wait)
 	o.Metrics.GaugeFunc("simgate_sessions_handed_out", "Sessions handed out since start.", func() float64 {
 		h, _ := o.Registry.Counts()
 		return float64(h)
+	})
+	o.Metrics.GaugeFunc("simgate_queue_waiting", "Visitors waiting in the waiting room's line (tickets not opened yet included).", func() float64 {
+		if o.Line == nil {
+			return 0
+		}
+		return float64(o.Line.Len())
+	})
+	o.Metrics.GaugeFunc("simgate_queue_oldest_wait_seconds", "How long the visitor first in line has waited.", func() float64 {
+		if o.Line == nil {
+			return 0
+		}
+		_, oldest := o.Line.Stats()
+		return oldest.Seconds()
 	})
 	for _, t := range []alloc.Tier{alloc.TierAny, alloc.TierDedicated, alloc.TierShared} {
 		o.Metrics.CounterFunc("simgate_placements_total", "Sessions placed, by tier (PROTOCOL §1.1): any (no repository URL or no policy), dedicated, shared idle time.",
@@ -245,16 +270,19 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	}
 	var name string
 	var ok bool
+	out := alloc.Placed
 	if r.Method == http.MethodHead {
 		name, ok = a.o.Registry.Peek(v.URL) // the headers GET would send; HEAD books nothing
 	} else {
-		name, ok = a.place(r.Context(), v)
+		name, out = a.place(r.Context(), v)
+		ok = out == alloc.Placed
 	}
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
-		_, _ = w.Write(a.refusal(v.URL, r.Method != http.MethodHead))
-		if r.Method != http.MethodHead {
-			a.none.Inc()
+		if r.Method == http.MethodHead {
+			_, _ = w.Write(a.refusal(v.URL, false))
+		} else {
+			_, _ = w.Write(a.unplaced(r, v, out))
 		}
 	} else {
 		_, _ = w.Write(a.scheme)
@@ -275,21 +303,43 @@ const DefaultReadyHold = 4 * time.Second
 
 // place places v; while the coordinator is not ready, it waits for it, up
 // to Options.ReadyHold, then places or answers as a busy farm. Only a refusal pays
-// for the check: a placement is the hot path.
-func (a *API) place(ctx context.Context, v alloc.Visitor) (string, bool) {
-	name, ok := a.o.Registry.Place(v)
-	if ok || a.o.AwaitReady == nil {
-		return name, ok
+// for the check: a placement is the hot path. With a waiting room, the
+// visitors in line are seated first, and an address at its cap is told so
+// (its visitor waits in line) rather than answered from its bookings.
+func (a *API) place(ctx context.Context, v alloc.Visitor) (string, alloc.Outcome) {
+	wait := a.o.Line != nil
+	if wait && a.o.Line.Len() > 0 {
+		a.o.Line.Pass(false) // first come, first served: those in line before v
 	}
-	if ready, _ := a.o.Ready(); ready {
-		return name, ok
+	name, out := a.o.Registry.Admit(v, wait)
+	if out != alloc.NotReady || a.o.AwaitReady == nil {
+		return name, out
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.o.ReadyHold)
 	defer cancel()
 	if !a.o.AwaitReady(ctx) {
-		return name, ok
+		return name, out
 	}
-	return a.o.Registry.Place(v)
+	return a.o.Registry.Admit(v, wait)
+}
+
+// unplaced is /session's answer to a visitor out could not place, counted:
+// a place in the waiting room when it may wait (PROTOCOL §1.2), else the
+// original's sentence or why no server ever would; an address at its cap
+// that gets no ticket is answered from the bookings it holds.
+func (a *API) unplaced(r *http.Request, v alloc.Visitor, out alloc.Outcome) []byte {
+	if body, ok := a.ticket(r, v, out); ok {
+		a.waiting.Inc()
+		return body
+	}
+	if out == alloc.AtCap {
+		if name, ok := a.o.Registry.Place(v); ok {
+			a.placed.Inc()
+			return append(append([]byte(nil), a.scheme...), name...)
+		}
+	}
+	a.none.Inc()
+	return a.refusal(v.URL, true)
 }
 
 // client is the request's client: key is what the rate limiter counts ("" for
@@ -367,24 +417,29 @@ func (a *API) SessionFor(v alloc.Visitor) []byte {
 		a.limited.Inc()
 		return limitedBody
 	}
-	return a.answer(v, a.o.Registry.Place) // a NATS request is not held: its caller has its own timeout
+	// A NATS request is not held (its caller has its own timeout) and
+	// gets no waiting room: it has no socket to wait on.
+	if len(v.URL) > MaxWorldURL {
+		return urlTooLong
+	}
+	name, ok := a.o.Registry.Place(v)
+	if !ok {
+		a.none.Inc()
+		return a.refusal(v.URL, true)
+	}
+	a.placed.Inc()
+	return append(append([]byte(nil), a.scheme...), name...)
 }
 
 // sessionAnswer is the body of /session for the WebSocket form, held as
 // /session is while the coordinator is not ready.
-func (a *API) sessionAnswer(ctx context.Context, v alloc.Visitor) []byte {
-	return a.answer(v, func(v alloc.Visitor) (string, bool) { return a.place(ctx, v) })
-}
-
-// answer places v with place and words the outcome.
-func (a *API) answer(v alloc.Visitor, place func(alloc.Visitor) (string, bool)) []byte {
+func (a *API) sessionAnswer(r *http.Request, v alloc.Visitor) []byte {
 	if len(v.URL) > MaxWorldURL {
 		return urlTooLong
 	}
-	name, ok := place(v)
-	if !ok {
-		a.none.Inc()
-		return a.refusal(v.URL, true)
+	name, out := a.place(r.Context(), v)
+	if out != alloc.Placed {
+		return a.unplaced(r, v, out)
 	}
 	a.placed.Inc()
 	return append(append([]byte(nil), a.scheme...), name...)

@@ -75,6 +75,16 @@ type Member struct {
 type serversJSON struct {
 	Servers []serverJSON `json:"servers"`
 	Summary summaryJSON  `json:"summary"`
+	Queue   queueJSON    `json:"queue"`
+}
+
+// queueJSON is the waiting room's line (PROTOCOL §1.2): how many wait and
+// for how long the oldest has (whole seconds); enabled is false with the
+// room off (queue.enabled).
+type queueJSON struct {
+	Enabled    bool  `json:"enabled"`
+	Waiting    int   `json:"waiting"`
+	OldestWait int64 `json:"oldestWaitSeconds"`
 }
 
 // link is a server's own monitor page, built as the original built it.
@@ -134,6 +144,10 @@ func (a *API) serversDoc() serversJSON {
 	}
 	if mean, ok := a.o.Registry.MeanLoad(); ok {
 		doc.Summary.MeanLoad = &mean
+	}
+	if a.o.Line != nil {
+		n, oldest := a.o.Line.Stats()
+		doc.Queue = queueJSON{Enabled: true, Waiting: n, OldestWait: int64(oldest / time.Second)}
 	}
 	doc.Summary.Alerts = []string{}
 	if a.o.Alerts != nil {

@@ -109,7 +109,7 @@ func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	answer := a.sessionAnswer(r.Context(), v)
+	answer := a.sessionAnswer(r, v)
 	_ = conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
 	if err := conn.WriteMessage(websocket.TextMessage, answer); err != nil {
 		return

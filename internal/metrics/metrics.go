@@ -32,6 +32,16 @@ type Metrics struct {
 	ClusterQuorum      prometheus.Gauge
 	Stalls             prometheus.Counter
 	BookingPropagation prometheus.Histogram
+	// The waiting room (PROTOCOL §1.2); simgate_queue_waiting is a gauge
+	// read from the line at scrape time.
+	QueueTickets prometheus.Counter     // places given by /session
+	QueueRefused prometheus.Counter     // visitors who could have waited but found the line (or their address's tickets) full
+	QueueForged  prometheus.Counter     // sockets that brought an unknown, lapsed or used ticket
+	QueueSeated  prometheus.Counter     // seats given from the line
+	QueueWait    prometheus.Histogram   // how long a seated visitor waited
+	QueueLeft    *prometheus.CounterVec // visitors who left the line unseated, by why
+	Relayed      prometheus.Gauge       // sessions relayed now
+	RelaysEnded  *prometheus.CounterVec // relayed sessions ended, by which side
 }
 
 // New registers every metric, plus the Go and process collectors.
@@ -45,7 +55,7 @@ func New() *Metrics {
 		HeartbeatsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_heartbeats_dropped_total", Help: "Heartbeats dropped, by reason."}, []string{"reason"}),
 		Sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "simgate_session_requests_total", Help: "/session requests, by result (placed, none, limited)."}, []string{"result"}),
+			Name: "simgate_session_requests_total", Help: "/session requests, by result (placed, none, limited, waiting: given a place in the waiting room)."}, []string{"result"}),
 		SessionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "simgate_session_duration_seconds", Help: "Time to answer /session over HTTP.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05}}),
@@ -74,7 +84,32 @@ func New() *Metrics {
 		BookingPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "simgate_booking_propagation_seconds", Help: "From a placement on another member to its booking here (the oldest of each batch).",
 			Buckets: []float64{.00025, .0005, .001, .0015, .002, .003, .005, .0075, .01, .025, .1}}),
+		QueueTickets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_queue_tickets_total", Help: "Places in the waiting room given by /session."}),
+		QueueRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_queue_refused_total", Help: "Visitors who could have waited but found the line full (queue.max) or their address holding its tickets (queue.maxPerAddress)."}),
+		QueueForged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_queue_bad_tickets_total", Help: "Waiting-room sockets that brought an unknown, lapsed or already used ticket."}),
+		QueueSeated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "simgate_queue_seated_total", Help: "Seats given from the waiting room's line."}),
+		QueueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "simgate_queue_wait_seconds", Help: "How long a visitor seated from the line waited.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}}),
+		QueueLeft: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_queue_left_total", Help: "Visitors who left the line without a seat, by why: closed (its page), max-wait, no-server (none that would take it is up), lapsed (its socket never came), unreachable (its seats could not be reached)."}, []string{"reason"}),
+		Relayed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "simgate_relayed_sessions", Help: "Sessions the waiting room relays now (they end with this process)."}),
+		RelaysEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_relayed_sessions_ended_total", Help: "Relayed sessions ended, by who ended them: visitor, server, stop (this coordinator stopped)."}, []string{"by"}),
 	}
+	f(m.QueueTickets)
+	f(m.QueueRefused)
+	f(m.QueueForged)
+	f(m.QueueSeated)
+	f(m.QueueWait)
+	f(m.QueueLeft)
+	f(m.Relayed)
+	f(m.RelaysEnded)
 	f(m.BookingsApplied)
 	f(m.BookingsLost)
 	f(m.BookingsStale)
@@ -93,11 +128,17 @@ func New() *Metrics {
 	f(m.StateChanges)
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, s := range []string{"placed", "none", "limited"} {
+	for _, s := range []string{"placed", "none", "limited", "waiting"} {
 		m.Sessions.WithLabelValues(s)
 	}
 	for _, r := range []string{"busy", "blocked", "not-shared"} {
 		m.Refusals.WithLabelValues(r)
+	}
+	for _, r := range []string{"closed", "max-wait", "no-server", "lapsed", "unreachable"} {
+		m.QueueLeft.WithLabelValues(r)
+	}
+	for _, b := range []string{"visitor", "server", "stop"} {
+		m.RelaysEnded.WithLabelValues(b)
 	}
 	return m
 }

@@ -82,6 +82,10 @@
     el("s-mean").textContent = m.meanLoad == null ? "N/A" : m.meanLoad.toFixed(1) + "%";
     el("s-handed").textContent = m.handedOut;
     el("s-none").textContent = m.noServer;
+    var q = doc.queue || { enabled: false, waiting: 0, oldestWaitSeconds: 0 };
+    el("s-queue").textContent = q.enabled ? q.waiting : "off";
+    el("s-queue-note").textContent = !q.enabled ? "waiting room" : q.waiting > 0 ?
+      "waiting in line, the first for " + Math.floor(q.oldestWaitSeconds / 60) + " min " + (q.oldestWaitSeconds % 60) + " s" : "waiting in line";
     el("started").textContent = new Date(m.started).toLocaleString();
     el("alerts").innerHTML = (m.alerts || []).map(function (a) { return "<p>" + esc(a) + "</p>"; }).join("");
     el("servers").innerHTML = doc.servers.map(card).join("");
