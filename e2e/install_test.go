@@ -70,6 +70,13 @@ func TestInstallScript(t *testing.T) {
 	if err := exec.Command("cp", "-r", "/lib/systemd/system", filepath.Join(root, "usr", "lib", "systemd")).Run(); err != nil {
 		t.Fatalf("copying the system's units: %v", err)
 	}
+	// …and the commands the units run that the system brings (ExecReload's kill).
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("cp", "/bin/kill", filepath.Join(root, "bin", "kill")).Run(); err != nil {
+		t.Fatalf("copying /bin/kill: %v", err)
+	}
 	dropin, err := os.ReadFile(filepath.Join(root, "etc", "systemd", "system", "simgate-agent.service.d", "simulation-config.conf"))
 	if err != nil {
 		t.Fatalf("the agent's unit was not let read the simulation server's configuration: %v", err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -483,4 +484,73 @@ func TestClassWaitsItsTurn(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWaitingRoomAcrossACluster: one line across a 3-member cluster. Each
+// visitor asks /session on one member and opens its socket on another;
+// their places are the order they came in; one seat frees and exactly the
+// first in line is seated, wherever its socket is; a member that goes
+// takes its waiters out of the line, and the ones behind move up.
+func TestWaitingRoomAcrossACluster(t *testing.T) {
+	sim := newSimStub(t)
+	c := startCluster(t, 3, map[string]any{"simulationServers": []string{sim.entry}})
+	p := c.members[0].publisher(t, "waitroom-cluster")
+	beat := func(load float64, sessions int) {
+		p.publish(sim.entry, []byte(fmt.Sprintf(`{"v":1,"server":%q,"status":"up","load":%g,"sessions":%d,"maxSessions":20,"interval":60}`, sim.entry, load, sessions)))
+	}
+	beat(99, 0)
+	for _, m := range c.members {
+		m.waitState(t, sim.entry, 5*time.Second, "full")
+	}
+	var vs []*visitor
+	for i := range 4 {
+		asked, opened := c.members[i%3], c.members[(i+1)%3]
+		_, answer, err := getAs(asked.base+"/session", fmt.Sprintf("198.51.100.%d", 60+i))
+		if err != nil || !strings.Contains(answer, "/wait/") {
+			t.Fatalf("visitor %d: %q, %v", i+1, answer, err)
+		}
+		_, ticket, _ := strings.Cut(answer, "/wait/")
+		v := openClient(t, strings.Replace(opened.base, "http://", "ws://", 1)+"/wait/"+ticket, "")
+		if got := v.expect("queue: ", 3*time.Second); got != fmt.Sprintf("queue: %d", i+1) {
+			t.Fatalf("visitor %d (asked member %d, socket on member %d) told %q", i+1, i%3, (i+1)%3, got)
+		}
+		vs = append(vs, v)
+	}
+	// The first leaves: everyone moves up, on every member.
+	vs[0].c.Close()
+	for i, v := range vs[1:] {
+		if got := v.expect("queue: ", 2*time.Second); got != fmt.Sprintf("queue: %d", i+1) {
+			t.Errorf("visitor %d told %q after the first left", i+2, got)
+		}
+	}
+	// One seat: exactly the first in line (its socket on member 2).
+	beat(90, 0)
+	select {
+	case start := <-sim.arrived:
+		if start != vs[1].start {
+			t.Fatalf("seated %q, want the first in line's start %q", start, vs[1].start)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nobody seated within 5 s of a seat freeing")
+	}
+	vs[1].expect("webots:", 2*time.Second)
+	select {
+	case s := <-sim.arrived:
+		t.Fatalf("a second visitor seated on one free seat: %q", s)
+	case <-time.After(300 * time.Millisecond):
+	}
+	for i, v := range vs[2:] {
+		if got := v.expect("queue: ", 2*time.Second); got != fmt.Sprintf("queue: %d", i+1) {
+			t.Errorf("visitor %d told %q once the first was seated", i+3, got)
+		}
+	}
+	// Visitor 3's socket is on member 0, visitor 4's on member 1: member 0
+	// goes, and visitor 4 is first in line within a few seconds.
+	_, _ = c.members[0].coord.stop(t, syscall.SIGKILL, 10*time.Second)
+	vs[2].closedWithin(2 * time.Second)
+	begin := time.Now()
+	for got := ""; got != "queue: 1"; {
+		got = vs[3].expect("queue: ", 15*time.Second-time.Since(begin)) // its place again every 10 s meanwhile
+	}
+	t.Logf("a member killed: its waiters out of the line in %v", time.Since(begin).Round(time.Millisecond))
 }

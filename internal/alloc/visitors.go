@@ -197,3 +197,21 @@ func (r *Registry) pruneHolds(full bool) {
 		r.holdBytes = 0
 	}
 }
+
+// Capped reports whether addr holds its cap of unconfirmed bookings now
+// (a visitor of it would wait in line). It changes nothing.
+func (r *Registry) Capped(addr string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.holds[addr]
+	if a == nil {
+		return false
+	}
+	live := 0
+	for i := range a.list {
+		if a.list[i].live() {
+			live++
+		}
+	}
+	return live > 0 && live >= r.capFor(live)
+}

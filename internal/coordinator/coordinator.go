@@ -45,6 +45,7 @@ type Coordinator struct {
 	pub     *bus.Publisher
 	api     *httpapi.API
 	line    *waitroom.Line // the waiting room; nil when queue.enabled is false
+	lineKV  *state.LineKV  // its store in a cluster
 	http    *http.Server
 	httpLn  net.Listener
 	stop    context.CancelFunc
@@ -63,9 +64,21 @@ type Coordinator struct {
 	ready       readiness
 	// The cluster, in one place: who leads (every side effect asks it
 	// right before acting), and whether a majority is reached.
-	lead   *cluster.Lead
-	quorum *cluster.Quorum
-	subj   bus.Subjects // the subjects under nats.prefix
+	lead    *cluster.Lead
+	quorum  *cluster.Quorum
+	members int          // the cluster's configured size (1 alone)
+	subj    bus.Subjects // the subjects under nats.prefix
+	from    Inherited    // what it took over from the process it replaces
+}
+
+// Inherited is what a coordinator takes over from the process it replaces
+// (systemctl reload, a new binary): the HTTP listener, so that no visitor
+// is refused meanwhile; Parent says that process still holds the NATS port
+// and the state store, which it lets go of once this one is up to take
+// them.
+type Inherited struct {
+	HTTP   net.Listener
+	Parent bool
 }
 
 // Start brings the coordinator up; it serves until Stop. It reads top to
@@ -73,7 +86,12 @@ type Coordinator struct {
 // registry, the NATS server and its store, the cluster's state and mail,
 // the heartbeat intake, the HTTP API, then the loops.
 func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
-	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: bus.Subjects{Prefix: cfg.NATS.Prefix}}
+	return StartFrom(cfg, log, Inherited{})
+}
+
+// StartFrom is Start for a coordinator that replaces another (from).
+func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordinator, err error) {
+	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: bus.Subjects{Prefix: cfg.NATS.Prefix}, from: from}
 	c.ready.started, c.ready.silence = time.Now(), silenceTimeout(cfg.HeartbeatTimeout)
 	c.ready.opened = make(chan struct{})
 	defer func() {
@@ -96,6 +114,9 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 		return c, err
 	}
 	if err = c.startIntake(); err != nil {
+		return c, err
+	}
+	if err = c.newLine(); err != nil {
 		return c, err
 	}
 	c.newAPI(guard)
@@ -230,7 +251,23 @@ func stalled(last, now time.Time) (gap, clock time.Duration, ok bool) {
 
 // Stop shuts down gracefully: the in-process agent says it is leaving,
 // HTTP stops accepting, WebSocket clients get a close frame, NATS drains.
-func (c *Coordinator) Stop(ctx context.Context) {
+func (c *Coordinator) Stop(ctx context.Context) { c.shutdown(ctx, false) }
+
+// Yield hands over to the process that replaces this one (systemctl
+// reload): it stops as Stop does, letting go of the HTTP port (the new
+// process has its own copy), NATS and the state store, but for the
+// sessions the waiting room relays, and returns once those have ended or
+// ctx ends.
+func (c *Coordinator) Yield(ctx context.Context) {
+	c.shutdown(ctx, true)
+	if c.api != nil {
+		n := c.api.Relays()
+		c.log.Info("handed over to the new process; relayed sessions go on here until they end", "relayed", n)
+		c.api.WaitRelays(ctx)
+	}
+}
+
+func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 	c.stopped.Do(func() {
 		if c.local != nil {
 			c.local.stop()
@@ -244,6 +281,9 @@ func (c *Coordinator) Stop(ctx context.Context) {
 			_ = c.httpLn.Close() // a start that failed before serving still frees its port
 		}
 		if c.api != nil {
+			if keepRelays {
+				c.api.KeepRelays()
+			}
 			c.api.Close(3 * time.Second)
 		}
 		if c.stop != nil {
@@ -264,6 +304,10 @@ func (c *Coordinator) Stop(ctx context.Context) {
 		}
 		if c.nats != nil {
 			c.nats.Shutdown()
+		}
+		if keepRelays {
+			c.log.Info("session server handed over")
+			return
 		}
 		c.log.Info("session server stopped")
 	})

@@ -3,6 +3,8 @@ package coordinator
 import (
 	"log/slog"
 	"syscall"
+
+	"github.com/simgate/simgate/internal/config"
 )
 
 // wsCap is the WebSocket client cap the process can hold: the file limit
@@ -41,7 +43,13 @@ func capFor(configured int, fileLimit uint64, log *slog.Logger) int {
 	if uint64(configured) <= allowed {
 		return configured
 	}
-	log.Warn("http.maxWebSocketClients lowered to what the file limit allows",
+	// The default is a ceiling, not a wish: lowering it is news only when
+	// an operator asked for that many.
+	say := log.Warn
+	if configured == config.Default().HTTP.MaxWebSocketClients {
+		say = log.Info
+	}
+	say("http.maxWebSocketClients lowered to what the file limit allows",
 		"configured", configured, "cap", allowed, "file_limit", fileLimit,
 		"next", "raise LimitNOFILE in the unit to allow more")
 	return int(allowed)

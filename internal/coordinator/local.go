@@ -24,10 +24,20 @@ func startLocalAgent(c *Coordinator, entry string) (*localAgent, error) {
 	// Without a configuration file the probe only advises, so that a first
 	// run answers /session before any simulation server is installed.
 	advisory := c.cfg.Path == ""
+	var collectors []agent.Collector
+	if !advisory {
+		collectors = agent.DefaultCollectors(context.Background(), agent.DefaultProbeURL(entry), agent.DefaultProcessNames, c.log)
+	} else {
+		// A demonstration, not a measurement: a busy machine (a CI job, a
+		// desktop) must not make the first visitor's farm full.
+		collectors = []agent.Collector{agent.Fixed{Load: 0}, agent.NewProcesses("/proc", agent.DefaultProcessNames),
+			agent.NewProbe(agent.DefaultProbeURL(entry), 2*time.Second)}
+		c.log.Info("config-free start: the in-process agent reports a fixed load of 0 % (a demonstration); a configuration file with localAgent measures this machine", "server", entry)
+	}
 	a := agent.New(agent.Options{
 		Server:      entry,
 		Interval:    time.Second,
-		Collectors:  agent.DefaultCollectors(context.Background(), agent.DefaultProbeURL(entry), agent.DefaultProcessNames, c.log),
+		Collectors:  collectors,
 		MaxSessions: 100,
 		Subjects:    bus.Subjects{Prefix: c.cfg.NATS.Prefix},
 		Logger:      c.log.With("component", "local-agent"),

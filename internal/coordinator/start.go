@@ -27,14 +27,49 @@ import (
 
 // The phases of Start, in order.
 
+// handoverWait is how long a coordinator that replaces another (systemctl
+// reload) waits for it to let go of the NATS port and the state store.
+const handoverWait = 30 * time.Second
+
 // listenHTTP takes the HTTP port first: a busy port fails the start at
 // once, naming it, and port 0 becomes the port links and e-mails name.
+// A listener handed over by the process this one replaces is used as it is.
 func (c *Coordinator) listenHTTP() (err error) {
-	if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(c.cfg.Port)); err != nil {
+	if c.from.HTTP != nil {
+		c.httpLn = c.from.HTTP
+	} else if c.httpLn, err = net.Listen("tcp", ":"+strconv.Itoa(c.cfg.Port)); err != nil {
 		return fmt.Errorf("HTTP port %d (key \"port\", flag -port): %w", c.cfg.Port, err)
 	}
 	c.cfg.Port = c.httpLn.Addr().(*net.TCPAddr).Port
 	return nil
+}
+
+// awaitPorts waits until the process this one replaces has let go of the
+// NATS ports (it does once this one said it is ready: a moment later), at
+// most handoverWait: NATS would log each failed bind as an error.
+func (c *Coordinator) awaitPorts(so bus.ServerOptions) {
+	addrs := []string{so.Listen, so.Websocket}
+	if so.Cluster != nil {
+		addrs = append(addrs, so.Cluster.Listen)
+	}
+	deadline := time.Now().Add(handoverWait)
+	for _, addr := range addrs {
+		if addr == "" || strings.HasSuffix(addr, ":0") {
+			continue
+		}
+		for {
+			ln, err := net.Listen("tcp", addr)
+			if err == nil {
+				_ = ln.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				c.log.Warn("reload: the previous process still holds a NATS port", "address", addr, "error", err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // the previous process is stopping
+		}
+	}
 }
 
 // newRegistry builds the registry of servers, closed to placement until
@@ -101,6 +136,9 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 	if err != nil {
 		return err
 	}
+	if c.from.Parent {
+		c.awaitPorts(so)
+	}
 	c.nats, err = bus.StartServer(so)
 	if errors.Is(err, bus.ErrStore) {
 		if err = store.Failed(err); err == nil {
@@ -134,6 +172,7 @@ func (c *Coordinator) startState() (err error) {
 		members = cluster.Size(cl.Listen, cl.Routes, bound)
 		c.lead = cluster.NewLead(c.nats.Leader)
 	}
+	c.members = members
 	c.quorum = cluster.NewQuorum(members, c.nats.Members, c.ready.started, c.log, c.metrics.ClusterQuorum)
 	if c.state, err = state.New(c.stateConn, cluster.Replicas(members), c.log.With("component", "state")); err != nil {
 		return fmt.Errorf("state store: %w", err)
@@ -183,30 +222,34 @@ func (c *Coordinator) startIntake() (err error) {
 }
 
 // newLine builds the waiting room's line (PROTOCOL §1.2), nil when
-// queue.enabled is false.
-func (c *Coordinator) newLine() {
+// queue.enabled is false: in memory alone, in the cluster's line bucket
+// (one line, every ticket valid on every member) in a cluster, where the
+// member that leads seats the visitors.
+func (c *Coordinator) newLine() error {
 	q := c.cfg.Queue
 	if !q.Enabled {
-		return
-	}
-	if c.cfg.NATS.Cluster != nil {
-		// A ticket is known to the member that gave it only, and a balancer
-		// may send its socket to another: off rather than a visitor told
-		// its ticket is not valid (README, Waiting room).
-		c.log.Info("waiting room off: its line is not shared between a cluster's members yet; a full farm answers as the original did", "key", "queue.enabled")
-		return
+		return nil
 	}
 	m := c.metrics
-	c.line = waitroom.New(waitroom.Options{Seats: c.reg, Max: q.Max, PerAddress: q.MaxPerAddress, MaxWait: q.MaxWait,
+	o := waitroom.Options{Seats: c.reg, Max: q.Max, PerAddress: q.MaxPerAddress, MaxWait: q.MaxWait,
 		Seated: func(wait time.Duration) { m.QueueSeated.Inc(); m.QueueWait.Observe(wait.Seconds()) },
-		Left:   func(why waitroom.Reason, _ time.Duration) { m.QueueLeft.WithLabelValues(why.String()).Inc() },
-	})
+		Left:   func(why waitroom.Reason) { m.QueueLeft.WithLabelValues(why.String()).Inc() },
+		Logger: c.log.With("component", "waitroom"),
+	}
+	if c.nats.Clustered() {
+		var err error
+		if c.lineKV, err = state.NewLineKV(c.stateConn, cluster.Replicas(c.members), q.MaxWait+10*time.Minute, o.Logger); err != nil {
+			return fmt.Errorf("waiting room's line: %w", err)
+		}
+		o.Store, o.Self, o.Lead, o.Members = c.lineKV, c.nats.ID(), c.lead.Holds, c.nats.Peers
+	}
+	c.line = waitroom.New(o)
+	return nil
 }
 
 // newAPI builds the HTTP API and its server.
 func (c *Coordinator) newAPI(guard *login.Guard) {
 	cfg := c.cfg
-	c.newLine()
 	var line httpapi.Line
 	if c.line != nil {
 		line = c.line // a nil *Line must not become a non-nil interface
@@ -270,6 +313,10 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 	if c.line != nil {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.line.Run(ctx.Done(), sweepEvery) }()
+		if c.lineKV != nil {
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.lineKV.Watch(ctx, c.line) }()
+		}
 	}
 	c.wg.Add(5)
 	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()

@@ -100,15 +100,20 @@ type API struct {
 	closing  chan struct{}
 	// wsMu orders admitting WebSocket clients (wsWG.Add) before Close's
 	// wait: a WaitGroup must not grow from zero while it is waited on.
-	wsMu     sync.Mutex
-	closed   bool
-	loops    sync.WaitGroup // the history and feed goroutines
-	wsWG     sync.WaitGroup
-	wsCount  atomic.Int64
-	history  *history
-	feed     *feed
-	monitors monitorSlots
-	refusals *logging.Throttle
+	wsMu    sync.Mutex
+	closed  bool
+	loops   sync.WaitGroup // the history and feed goroutines
+	wsWG    sync.WaitGroup
+	wsCount atomic.Int64
+	// keepRelays: Close leaves the waiting room's relayed sessions running
+	// (a reload hands over to a new process); relays counts them.
+	keepRelays atomic.Bool
+	relays     sync.WaitGroup
+	relayCount atomic.Int64
+	history    *history
+	feed       *feed
+	monitors   monitorSlots
+	refusals   *logging.Throttle
 	// The /session counters, looked up once: the hot path only adds.
 	placed, none, limited, waiting prometheus.Counter
 }
@@ -310,6 +315,9 @@ func (a *API) place(ctx context.Context, v alloc.Visitor) (string, alloc.Outcome
 	wait := a.o.Line != nil
 	if wait && a.o.Line.Len() > 0 {
 		a.o.Line.Pass(false) // first come, first served: those in line before v
+		if a.o.Line.Blocks() {
+			return "", alloc.NoRoom // a member that does not seat: v goes to the back
+		}
 	}
 	name, out := a.o.Registry.Admit(v, wait)
 	if out != alloc.NotReady || a.o.AwaitReady == nil {

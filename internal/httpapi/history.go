@@ -15,17 +15,29 @@ const (
 )
 
 type history struct {
-	mu    sync.Mutex // guards rings (a leaf)
+	mu    sync.Mutex // guards rings and waits (a leaf)
 	rings map[string][]float64
+	// waits is the waiting room's first visitor's wait (seconds) at each
+	// point, for the monitor's plot of the line.
+	waits []float64
 }
 
 func newHistory() *history { return &history{rings: map[string][]float64{}} }
 
-// record appends one point per server; a server never heard from gets none.
+// record appends one point per server (a server never heard from gets
+// none) and one of the waiting room's oldest wait.
 func (h *history) record(a *API) {
 	views := a.o.Registry.Snapshot()
+	oldest := -1.0 // no waiting room: a gap
+	if a.o.Line != nil {
+		_, o := a.o.Line.Stats()
+		oldest = o.Seconds()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.waits = append(h.waits, oldest); len(h.waits) > historyLen {
+		h.waits = append(h.waits[:0], h.waits[len(h.waits)-historyLen:]...)
+	}
 	for _, v := range views {
 		if v.LastSeen.IsZero() {
 			continue
@@ -44,6 +56,13 @@ func historyPoint(v alloc.View) float64 {
 		return -1
 	}
 	return v.Load
+}
+
+// waited copies the waiting room's ring.
+func (h *history) waited() []float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]float64{}, h.waits...)
 }
 
 // get copies every ring.

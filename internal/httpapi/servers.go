@@ -85,6 +85,9 @@ type queueJSON struct {
 	Enabled    bool  `json:"enabled"`
 	Waiting    int   `json:"waiting"`
 	OldestWait int64 `json:"oldestWaitSeconds"`
+	// History is the first visitor's wait (seconds) every 5 s over the
+	// last 10 minutes, for the monitor's plot.
+	History []float64 `json:"history"`
 }
 
 // link is a server's own monitor page, built as the original built it.
@@ -147,7 +150,7 @@ func (a *API) serversDoc() serversJSON {
 	}
 	if a.o.Line != nil {
 		n, oldest := a.o.Line.Stats()
-		doc.Queue = queueJSON{Enabled: true, Waiting: n, OldestWait: int64(oldest / time.Second)}
+		doc.Queue = queueJSON{Enabled: true, Waiting: n, OldestWait: int64(oldest / time.Second), History: a.history.waited()}
 	}
 	doc.Summary.Alerts = []string{}
 	if a.o.Alerts != nil {

@@ -31,7 +31,9 @@ type Line interface {
 	Open(ticket string) (*waitroom.Waiter, bool)
 	Start(w *waitroom.Waiter)
 	Leave(w *waitroom.Waiter)
+	Taken(w *waitroom.Waiter)
 	Requeue(w *waitroom.Waiter) bool
+	Blocks() bool
 	Position(w *waitroom.Waiter) (place int, wait time.Duration, known bool)
 	Stats() (waiting int, oldest time.Duration)
 }
@@ -207,7 +209,10 @@ func (a *API) relayReader(conn *websocket.Conn, in chan<- message, done chan<- s
 		select {
 		case in <- message{kind, data}:
 		case <-a.closing:
-			return
+			if !a.keepRelays.Load() {
+				return
+			}
+			in <- message{kind, data} // a relay outlives a reload
 		}
 	}
 }
@@ -236,6 +241,7 @@ func (a *API) waitForSeat(conn *websocket.Conn, waiter *waitroom.Waiter, start m
 	for {
 		select {
 		case server := <-waiter.Seat():
+			a.o.Line.Taken(waiter)
 			if !a.relay(conn, waiter, server, start, early, in, readerDone) {
 				return
 			}
@@ -344,8 +350,21 @@ func (a *API) relay(conn *websocket.Conn, waiter *waitroom.Waiter, server string
 	}
 	defer up.Close()
 	up.SetReadLimit(relayReadLimit)
+	a.wsMu.Lock()
+	if a.closed { // stopping: no new session here (WaitRelays may be waiting)
+		a.wsMu.Unlock()
+		a.closeBoth(conn, up, readerDone)
+		return false
+	}
+	a.relays.Add(1)
+	a.wsMu.Unlock()
+	a.relayCount.Add(1)
 	a.o.Metrics.Relayed.Inc()
-	defer a.o.Metrics.Relayed.Dec()
+	defer func() {
+		a.o.Metrics.Relayed.Dec()
+		a.relayCount.Add(-1)
+		a.relays.Done()
+	}()
 	for _, m := range append([]message{start}, early...) {
 		_ = up.SetWriteDeadline(time.Now().Add(wsWriteWait))
 		if err := up.WriteMessage(m.kind, m.data); err != nil {
@@ -371,6 +390,7 @@ func (a *API) relay(conn *websocket.Conn, waiter *waitroom.Waiter, server string
 			}
 		}
 	}()
+	closing := a.closing
 	for {
 		select {
 		case <-ping.C:
@@ -394,7 +414,11 @@ func (a *API) relay(conn *websocket.Conn, waiter *waitroom.Waiter, server string
 			closeConn(conn, websocket.CloseNormalClosure, "", readerDone)
 			a.o.Metrics.RelaysEnded.WithLabelValues("server").Inc()
 			return false
-		case <-a.closing:
+		case <-closing:
+			if a.keepRelays.Load() {
+				closing = nil // handed over: this session runs on here until it ends
+				continue
+			}
 			a.closeBoth(conn, up, readerDone)
 			<-upDone
 			a.o.Metrics.RelaysEnded.WithLabelValues("stop").Inc()

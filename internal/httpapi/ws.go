@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"slices"
@@ -200,10 +201,31 @@ func (a *API) Close(wait time.Duration) {
 	a.loops.Wait() // they end at closing, within a tick
 	ch := make(chan struct{})
 	go func() { a.wsWG.Wait(); close(ch) }()
+	if a.keepRelays.Load() {
+		return // the relays go on; WaitRelays waits for them
+	}
 	select {
 	case <-ch:
 	case <-time.After(wait):
 		a.o.Logger.Warn("WebSocket clients still open at shutdown deadline")
+	}
+}
+
+// KeepRelays makes Close leave the waiting room's relayed sessions
+// running: this process hands over to a new one (systemctl reload) and
+// exits once they have ended (WaitRelays).
+func (a *API) KeepRelays() { a.keepRelays.Store(true) }
+
+// Relays is how many sessions the waiting room relays now.
+func (a *API) Relays() int { return int(a.relayCount.Load()) }
+
+// WaitRelays returns once every relayed session has ended, or ctx ends.
+func (a *API) WaitRelays(ctx context.Context) {
+	ch := make(chan struct{})
+	go func() { a.relays.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-ctx.Done():
 	}
 }
 

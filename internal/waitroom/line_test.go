@@ -14,19 +14,19 @@ type farm struct {
 	now time.Time
 }
 
-const entry = "127.0.0.1:2000"
+const server1 = "127.0.0.1:2000"
 
 func newFarm(t *testing.T) *farm {
 	t.Helper()
 	f := &farm{now: time.Unix(1_800_000_000, 0)}
-	f.reg = alloc.New(alloc.Options{Servers: []string{entry}, Threshold: 95, Seed: 1, Now: func() time.Time { return f.now }})
+	f.reg = alloc.New(alloc.Options{Servers: []string{server1}, Threshold: 95, Seed: 1, Now: func() time.Time { return f.now }})
 	f.report(99, 0)
 	return f
 }
 
 // report is a heartbeat: 5 % a session (maxSessions 20).
 func (f *farm) report(load float64, sessions int) {
-	if err := f.reg.Apply(alloc.Report{Server: entry, Status: alloc.StatusUp, Load: load, Sessions: sessions,
+	if err := f.reg.Apply(alloc.Report{Server: server1, Status: alloc.StatusUp, Load: load, Sessions: sessions,
 		MaxSessions: 20, Interval: time.Second, At: f.now}); err != nil {
 		panic(err)
 	}
@@ -89,7 +89,7 @@ func TestFirstComeFirstServed(t *testing.T) {
 	}
 	f.report(90, 0) // one seat
 	l.Pass(false)
-	if s := seated(b); s != entry {
+	if s := seated(b); s != server1 {
 		t.Fatalf("the first in line was not seated (%q)", s)
 	}
 	if s := seated(c); s != "" {
@@ -107,7 +107,7 @@ func TestNotStartedIsPassedOver(t *testing.T) {
 	b := join(t, l, "b")
 	f.report(90, 0)
 	l.Pass(false)
-	if seated(b) != entry {
+	if seated(b) != server1 {
 		t.Fatal("a waiter that started was held behind one whose socket has not come")
 	}
 	if _, ok := l.Open(ticket); !ok {
@@ -168,7 +168,7 @@ func TestSweep(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFarm(t)
 			var left []Reason
-			l := f.line(Options{MaxWait: time.Minute, Left: func(r Reason, _ time.Duration) { left = append(left, r) }})
+			l := f.line(Options{MaxWait: time.Minute, Left: func(r Reason) { left = append(left, r) }})
 			ticket, _ := l.Issue(alloc.Visitor{Addr: "a"})
 			var w *Waiter
 			if tc.open {
@@ -177,7 +177,7 @@ func TestSweep(t *testing.T) {
 			}
 			f.now = f.now.Add(tc.after)
 			if tc.down {
-				if err := f.reg.Apply(alloc.Report{Server: entry, Status: alloc.StatusLeaving, Interval: time.Second, At: f.now}); err != nil {
+				if err := f.reg.Apply(alloc.Report{Server: server1, Status: alloc.StatusLeaving, Interval: time.Second, At: f.now}); err != nil {
 					t.Fatal(err)
 				}
 			} else {
@@ -204,8 +204,12 @@ func TestRequeueKeepsThePlace(t *testing.T) {
 	b := join(t, l, "b")
 	f.report(90, 0)
 	l.Pass(false)
-	if seated(a) != entry {
+	if seated(a) != server1 {
 		t.Fatal("a not seated")
+	}
+	l.Taken(a)
+	if l.Len() != 1 {
+		t.Fatalf("%d waiting once a took its seat", l.Len())
 	}
 	if !l.Requeue(a) {
 		t.Fatal("requeue refused")

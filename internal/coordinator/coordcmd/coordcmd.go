@@ -144,7 +144,22 @@ func serve(o options, stdout, stderr io.Writer) int {
 	// gracefully, not kill it by the default action.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	c, err := coordinator.Start(cfg, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	h := newHandover(log)
+	defer h.stop()
+	ln, err := h.listen(cfg.Port)
+	if err == nil {
+		if h.replaces() {
+			log.Info("reload: taking over from the previous process")
+		}
+		err = h.ready() // the previous process lets go of NATS and the store
+	}
+	var c *coordinator.Coordinator
+	if err == nil {
+		c, err = coordinator.StartFrom(cfg, log, coordinator.Inherited{HTTP: ln, Parent: h.replaces()})
+	}
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		fmt.Fprintln(stderr, "coordinator:", err)
@@ -158,8 +173,19 @@ func serve(o options, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	<-ctx.Done()
-	log.Info("stopping on signal")
-	c.Stop(context.Background())
-	return 0
+	notifyReady(log)
+	for {
+		select {
+		case <-hup:
+			go h.upgrade()
+		case <-h.exit():
+			log.Info("reload: the new process serves; handing over")
+			c.Yield(ctx) // until the sessions relayed here end, or SIGTERM
+			return 0
+		case <-ctx.Done():
+			log.Info("stopping on signal")
+			c.Stop(context.Background())
+			return 0
+		}
+	}
 }

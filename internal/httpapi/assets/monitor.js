@@ -86,6 +86,10 @@
     el("s-queue").textContent = q.enabled ? q.waiting : "off";
     el("s-queue-note").textContent = !q.enabled ? "waiting room" : q.waiting > 0 ?
       "waiting in line, the first for " + Math.floor(q.oldestWaitSeconds / 60) + " min " + (q.oldestWaitSeconds % 60) + " s" : "waiting in line";
+    // The first visitor's wait over 10 minutes, scaled to its longest (a minute at least).
+    var top = Math.max(60, Math.max.apply(null, (q.history || [0]).concat([0])));
+    el("s-queue-plot").innerHTML = q.enabled ? spark((q.history || []).map(function (w) { return w < 0 ? -1 : 100 * w / top; }), 100)
+      .replace("load, last 10 minutes", "the first visitor's wait, last 10 minutes (top: " + Math.round(top / 60) + " min)") : "";
     el("started").textContent = new Date(m.started).toLocaleString();
     el("alerts").innerHTML = (m.alerts || []).map(function (a) { return "<p>" + esc(a) + "</p>"; }).join("");
     el("servers").innerHTML = doc.servers.map(card).join("");
