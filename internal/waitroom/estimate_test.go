@@ -13,8 +13,8 @@ import (
 
 // replay runs a busy afternoon on simulated time through the real registry
 // and line: servers with room for 10 sessions each, visitors arriving
-// faster than sessions end (Poisson), session lengths log-normal around
-// meanLength. Every visitor who waits is told an expected wait when it
+// (Poisson) at a rate that swings 40 % above and below what the farm
+// serves over each hour, session lengths log-normal around meanLength. Every visitor who waits is told an expected wait when it
 // joins; replay returns, for each one seated with an estimate, the error
 // of that estimate relative to the wait it had.
 func replay(seed uint64, servers int, meanLength time.Duration, visitors int) (errs []float64, waited, estimated int) {
@@ -47,8 +47,13 @@ func replay(seed uint64, servers int, meanLength time.Duration, visitors int) (e
 	length := func() time.Duration {
 		return time.Duration(math.Exp(mu+sigma*rng.NormFloat64()) * float64(time.Second))
 	}
-	// Arrivals 30 % above what the farm ends: the line grows and is served.
-	rate := 1.3 * float64(servers*10) / meanLength.Seconds()
+	// Arrivals around what the farm ends, 40 % above and below it over an
+	// hour: lines form in the busy half and drain in the calm one.
+	capacity := float64(servers*10) / meanLength.Seconds()
+	start := now
+	rate := func() float64 {
+		return capacity * (1 + 0.4*math.Sin(2*math.Pi*now.Sub(start).Hours()))
+	}
 	next := now
 	type wait struct {
 		w    *Waiter
@@ -58,12 +63,17 @@ func replay(seed uint64, servers int, meanLength time.Duration, visitors int) (e
 	var line []wait
 	arrived := 0
 	report()
+	// Steps of 100 ms: a report from every server each second (the
+	// agents' interval), a pass over the line at each step (the
+	// coordinator's tick).
 	for step := 0; arrived < visitors || len(line) > 0; step++ {
-		now = now.Add(time.Second)
-		report()
+		now = now.Add(100 * time.Millisecond)
+		if step%10 == 0 {
+			report()
+		}
 		for arrived < visitors && !next.After(now) {
 			arrived++
-			next = next.Add(time.Duration(rng.ExpFloat64() / rate * float64(time.Second)))
+			next = next.Add(time.Duration(rng.ExpFloat64() / rate() * float64(time.Second)))
 			v := alloc.Visitor{Addr: fmt.Sprintf("v%d", arrived)}
 			if s, out := reg.Admit(v, true); out == alloc.Placed {
 				ends[s] = append(ends[s], now.Add(length()))
@@ -91,7 +101,7 @@ func replay(seed uint64, servers int, meanLength time.Duration, visitors int) (e
 				return false
 			}
 		})
-		if step > 1_000_000 {
+		if step > 10_000_000 {
 			panic("the line never emptied")
 		}
 	}
