@@ -224,9 +224,12 @@ func (f *farm) waitReady(t *testing.T) {
 func (f *farm) startAgent(t *testing.T, server string, args ...string) *proc {
 	t.Helper()
 	// No simulation config unless a test names one (a later flag wins): a
-	// developer's own ~/webots-server must not change the tests.
-	return start(t, f.agent, append([]string{"-nats", f.nats, "-server", server, "-interval", "200ms", "-probe", "off",
-		"-simulation-config", "off"}, args...)...)
+	// developer's own ~/webots-server must not change the tests. The
+	// machine it measures is a quiet one from testdata (gopsutil's
+	// HOST_PROC): CI runs beside other jobs, and a busy machine would make
+	// its server full.
+	return startEnv(t, "", []string{"HOST_PROC=" + quietProc(t)}, f.agent, append([]string{"-nats", f.nats, "-server", server,
+		"-interval", "200ms", "-probe", "off", "-simulation-config", "off"}, args...)...)
 }
 
 func get(url string) (*http.Response, string, error) {
