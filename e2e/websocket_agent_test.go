@@ -84,3 +84,28 @@ func TestAgentToldOfItsMistakes(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestAgentOverWebSocketWithTLS: issue 32. With nats.tls set, the
+// WebSocket listener on loopback stays plain: the local Apache terminates
+// TLS for wss://host/nats and proxies ws:// to it, as the README's snippet
+// does. An agent over that path gets in.
+func TestAgentOverWebSocketWithTLS(t *testing.T) {
+	const server = "127.0.0.1/2602"
+	cert, key := testutil.TLSFiles(t)
+	f := startFarm(t, map[string]any{
+		"simulationServers": []string{server},
+		"nats": map[string]any{"listen": "127.0.0.1:0", "websocket": map[string]any{"listen": "127.0.0.1:0"},
+			"tls":   map[string]any{"cert": cert, "key": key},
+			"users": []map[string]any{{"user": "ws-agent", "password": "ws-agent-secret", "role": "agent", "servers": []string{server}}}},
+	})
+	if !strings.HasPrefix(f.nats, "tls://") {
+		t.Fatalf("the TCP listener %s: want tls://", f.nats)
+	}
+	ws := f.bound.NATSWebsocketURL
+	if !strings.HasPrefix(ws, "ws://") {
+		t.Fatalf("listen file: websocket URL %q, want ws:// on loopback", ws)
+	}
+	start(t, f.agent, "-nats", ws+"/nats", "-server", server, "-interval", "200ms", "-probe", "off",
+		"-user", "ws-agent", "-password", "ws-agent-secret")
+	f.waitState(t, server, 10*time.Second, "up", "full")
+}

@@ -217,8 +217,14 @@ func serverOptions(o ServerOptions, name, host string, port int, auth *authentic
 		}
 		opts.Websocket.Host, opts.Websocket.Port = wsHost, wsPort
 		opts.Websocket.HandshakeTimeout = 5 * time.Second
+		// On loopback the listener is the local Apache's, which terminates
+		// TLS for wss://host/nats and proxies plain ws:// to it: plain there
+		// even with nats.tls (issue 32: agents over wss://…/nats failed).
+		// Beyond loopback it takes TLS when nats.tls is set.
 		opts.Websocket.TLSConfig = opts.TLSConfig
-		opts.Websocket.NoTLS = opts.TLSConfig == nil
+		if opts.TLSConfig == nil || isLoopback(wsHost) {
+			opts.Websocket.TLSConfig, opts.Websocket.NoTLS = nil, true
+		}
 		// Agents send no Origin (nats-server accepts that); a browser always
 		// does, and no page of anyone's has business on this listener: an
 		// origin no browser can have refuses them all.
@@ -556,3 +562,13 @@ func (n natsLogger) Errorf(f string, v ...any) {
 }
 func (n natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n natsLogger) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+
+// isLoopback reports whether host (an address or "localhost") is this
+// machine's loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
