@@ -166,6 +166,17 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 			}
 			if now.Sub(swept) >= durableSweep {
 				swept = now
+				keep := map[string]bool{}
+				for _, v := range c.reg.Snapshot() {
+					keep[bus.Node(v.Server)] = true
+				}
+				if n, err := c.serversKV.Prune(keep); n > 0 {
+					c.log.Info("servers no longer configured removed from the farm bucket", "bucket", bus.ServersBucket, "removed", n)
+				} else if err != nil {
+					if held, ok := c.serversErrs.Allow("prune", now); ok {
+						c.log.Warn("farm bucket not pruned; will retry", "bucket", bus.ServersBucket, "error", err, "since_last_line", held)
+					}
+				}
 				if n, err := c.serversKV.SweepDurables(); n > 0 || err != nil {
 					if held, ok := c.serversErrs.Allow("durables", now); ok {
 						c.log.Warn("durable consumers on the farm bucket deleted: watch it with nats kv watch, which needs none",

@@ -478,6 +478,39 @@ func (f *ServersKV) Put(server string, value []byte) error {
 	return err
 }
 
+// Prune deletes the entries of servers not in keep (their nodes): a
+// server removed from the configuration leaves the farm bucket at the
+// next sweep instead of showing its last state for ever. It returns how
+// many went.
+func (f *ServersKV) Prune(keep map[string]bool) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	f.mu.Lock()
+	kv := f.kv
+	f.mu.Unlock()
+	if kv == nil {
+		return 0, nil // nothing written yet by this member
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var stale []string
+	for k := range lister.Keys() {
+		if !keep[k] {
+			stale = append(stale, k)
+		}
+	}
+	_ = lister.Stop()
+	n := 0
+	for _, k := range stale {
+		if err := kv.Delete(ctx, k); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // SweepDurables deletes the durable consumers others made on the farm
 // bucket's stream, and returns how many: monitors and admins may watch it
 // (ephemeral consumers, gone with their connection), but 1,000 durable ones
