@@ -83,7 +83,15 @@ func (p *SimulationConfig) refresh() {
 	if err != nil {
 		if msg := err.Error(); msg != p.failing {
 			p.failing = msg
-			p.log.Warn("simulation server configuration unreadable: the last good policy stays", "file", p.path, "error", err)
+			if p.sharing != nil {
+				p.log.Warn("simulation server configuration unreadable: the last good policy stays", "file", p.path, "error", err)
+			} else {
+				// At start: heartbeats carry no policy, so the coordinator
+				// sends this server every world (issue 32: it said nothing).
+				p.log.Error("cannot read the simulation server's configuration: heartbeats carry no repository policy (the coordinator sends this server every world) until it can be read",
+					"file", p.path, "error", err,
+					"fix", "let this agent's user read the file (the unit reads it through its drop-in's BindReadOnlyPaths), fix its JSON, or give -simulation-config off")
+			}
 		}
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +64,28 @@ func TestPolicyFromSimulationConfig(t *testing.T) {
 	}
 	if _, err := NewSimulationConfig(filepath.Join(t.TempDir(), "missing.json"), slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a missing file named by the flag was accepted")
+	}
+}
+
+// TestUnreadableSimulationConfigAtStart: issue 32. A file the agent cannot
+// parse at start gives no policy and one ERROR line that says so, naming
+// the file and the fix.
+func TestUnreadableSimulationConfigAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "simulation.json")
+	if err := os.WriteFile(path, []byte(`{"allowedRepositories": [`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	p, err := NewSimulationConfig(path, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Sharing() != nil {
+		t.Error("a policy from a file that does not parse")
+	}
+	got := out.String()
+	if strings.Count(got, "level=ERROR") != 1 || !strings.Contains(got, "no repository policy") || !strings.Contains(got, path) || !strings.Contains(got, "fix=") {
+		t.Errorf("log:\n%s", got)
 	}
 }
