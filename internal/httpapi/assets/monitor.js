@@ -101,7 +101,7 @@
     if (polling) return;
     polling = setInterval(function () {
       fetch(location.pathname + "?feed=json", { cache: "no-store" }).then(function (r) { return r.json(); })
-        .then(function (d) { update(d); live(true, "polling"); }).catch(function () { live(false, "offline"); });
+        .then(function (d) { update(d); live(true, "polling: no WebSocket"); el("live").title = "This page's WebSocket did not open, so it asks for the farm every second: the proxy in front passes no WebSocket on /monitor (the README's Apache rules)."; }).catch(function () { live(false, "offline"); });
     }, 1000);
   }
   function connect() {
