@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,4 +152,54 @@ func TestHeldBookingFollowsTheFarm(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// validRequestURI reports whether s can stand in a request line as is.
+func validRequestURI(s string) bool {
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// TestBlockedSpellings: issue 31. A repository blocked on the only server
+// that shares its idle time, spelled otherwise, is still refused.
+func TestBlockedSpellings(t *testing.T) {
+	const shared = "127.0.0.1/2703"
+	f := startFarm(t, map[string]any{"simulationServers": []string{shared}})
+	p := f.publisher(t, "spelling-test")
+	p.publish(shared, []byte(`{"v":1,"server":"`+shared+`","status":"up","load":10,"interval":60,"maxSessions":100,"instantLoad":12,`+
+		`"sharing":{"blockedRepositories":["https://github.com/evil/"],"docker":true,"shareIdleTime":50}}`))
+	f.waitState(t, shared, 5*time.Second, "up")
+	// Issue 31: the blocked repository spelled otherwise is still refused,
+	// sent as the Webots client sends a URL or percent-encoded.
+	const refused = "Error: this project is blocked on every simulation server."
+	for _, spelling := range []string{
+		"https://github.com./evil/thing/blob/main/worlds/x.wbt",
+		"https://github.com.:443/evil/thing/blob/main/worlds/x.wbt",
+		"https://github.com:0443/evil/thing/blob/main/worlds/x.wbt",
+		"https://%67ithub.com/evil/thing/blob/main/worlds/x.wbt",
+		"https://ｇｉｔｈｕｂ.ｃｏｍ/evil/thing/blob/main/worlds/x.wbt",
+		"https://github。com/evil/thing/blob/main/worlds/x.wbt",
+		"https://www.github.com/evil/thing/blob/main/worlds/x.wbt",
+		"http://github.com/evil/thing/blob/main/worlds/x.wbt",
+		"https:/github.com/evil/thing/blob/main/worlds/x.wbt",
+		`https:\\github.com\evil\thing/blob/main/worlds/x.wbt`,
+		" https://github.com/evil/thing/blob/main/worlds/x.wbt",
+		"\thttps://github.com/evil/thing/blob/main/worlds/x.wbt",
+	} {
+		for _, sent := range []string{spelling, url.QueryEscape(spelling)} {
+			if !validRequestURI(sent) {
+				continue // not sendable unencoded
+			}
+			if _, body, err := getAs(f.base+"/session?url="+sent, "203.0.113.51"); err != nil || body != refused {
+				t.Errorf("/session?url=%s = %q, %v; want it refused", sent, body, err)
+			}
+		}
+	}
+	if _, body, _ := getAs(f.base+"/session?url=https://github.com/good/thing/blob/main/worlds/x.wbt", "203.0.113.52"); body != "ws://"+shared {
+		t.Errorf("a repository not blocked: %q", body)
+	}
 }

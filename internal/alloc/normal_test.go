@@ -16,6 +16,21 @@ func TestNormalURL(t *testing.T) {
 		{"https://example.org:8443/A/B", "https://example.org:8443/A/B"},
 		{"webots://x/y", "webots://x/y"},
 		{"", ""},
+		// Issue 31's spellings of the same repository.
+		{"https://github.com./cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://github.com.:443/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://github.com:0443/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://%67ithub.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://ｇｉｔｈｕｂ.ｃｏｍ/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://github。com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://www.github.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"http://github.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https:/github.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https:github.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{`https:\\github.com\cyberbotics\webots/blob/R2025a/projects/w.wbt`, base},
+		{" https://github.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"\thttps://github.com/cyberbotics/webots/blob/R2025a/projects/w.wbt", base},
+		{"https://github.com:99999/cyberbotics/webots", "unreadable:https://github.com:99999/cyberbotics/webots"},
 	} {
 		if got := normalURL(tc.in); got != tc.want {
 			t.Errorf("normalURL(%q) = %q, want %q", tc.in, got, tc.want)
@@ -42,6 +57,21 @@ func TestBlockedMatchesAsTheServerReads(t *testing.T) {
 		"https://github.com/evil%2Frobots/blob/main/w.wbt",
 		"https://github.com//evil/robots/blob/main/w.wbt",
 		"https://github.com/cyberbotics/../evil/robots/blob/main/w.wbt",
+		// Issue 31: each of these was placed past the block.
+		"https://github.com./evil/robots/blob/main/w.wbt",
+		"https://github.com.:443/evil/robots/blob/main/w.wbt",
+		"https://github.com:0443/evil/robots/blob/main/w.wbt",
+		"https://%67ithub.com/evil/robots/blob/main/w.wbt",
+		"https://ｇｉｔｈｕｂ.ｃｏｍ/evil/robots/blob/main/w.wbt",
+		"https://github。com/evil/robots/blob/main/w.wbt",
+		"https://www.github.com/evil/robots/blob/main/w.wbt",
+		"http://github.com/evil/robots/blob/main/w.wbt",
+		"https:/github.com/evil/robots/blob/main/w.wbt",
+		`https:\\github.com\evil\robots/blob/main/w.wbt`,
+		" https://github.com/evil/robots/blob/main/w.wbt",
+		"\thttps://github.com/evil/robots/blob/main/w.wbt",
+		// One that cannot be read at all is blocked where anything is.
+		"https://github.com:99999/evil/robots/blob/main/w.wbt",
 	} {
 		if got, ok := r.Place(Visitor{URL: u}); ok {
 			t.Errorf("%s placed on %s past the block", u, got)

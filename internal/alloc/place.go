@@ -157,7 +157,9 @@ func (r *Registry) book(s *server, v Visitor) {
 // IsRepositoryURL reports whether url names a world in a repository, the
 // form PROTOCOL §1.1 places by: https://github.com/… . Anything else
 // (webots://, file://, nothing) is placed as without a URL.
-func IsRepositoryURL(url string) bool { return strings.HasPrefix(url, "https://github.com/") }
+func IsRepositoryURL(url string) bool {
+	return strings.HasPrefix(url, "https://github.com/") || isUnreadable(url)
+}
 
 // pickFor chooses a server for a repository's world (PROTOCOL §1.1); r.mu
 // is held. First the available servers dedicated to it (an
@@ -250,7 +252,7 @@ func (r *Registry) Why(url string) Refusal {
 		if sh == nil || sh.dedicated(url) || sh.shares(url) {
 			return Busy
 		}
-		if !hasPrefix(url, sh.Blocked) {
+		if !sh.blocks(url) {
 			blocked = false
 		}
 	}

@@ -72,9 +72,15 @@ type Sharing struct {
 // dedicated reports whether the server runs url at any load.
 func (sh *Sharing) dedicated(url string) bool { return hasPrefix(url, sh.Allowed) }
 
-// shares reports whether the server may run url on its idle time.
+// shares reports whether the server may run url on its idle time. A URL
+// normalURL could not read is blocked wherever anything is.
 func (sh *Sharing) shares(url string) bool {
-	return sh.Docker && sh.ShareIdle > 0 && !hasPrefix(url, sh.Blocked)
+	return sh.Docker && sh.ShareIdle > 0 && !sh.blocks(url)
+}
+
+// blocks reports whether the server's blockedRepositories refuse url.
+func (sh *Sharing) blocks(url string) bool {
+	return hasPrefix(url, sh.Blocked) || (len(sh.Blocked) > 0 && isUnreadable(url))
 }
 
 func hasPrefix(url string, prefixes []string) bool {

@@ -382,12 +382,21 @@ func worldURL(rawQuery string) string {
 			return ""
 		}
 	}
-	if strings.HasPrefix(v, "https%3A") || strings.HasPrefix(v, "https%3a") {
+	// The Webots client writes it as is; anything else that is encoded
+	// (https%3A…, %20https…, http%3A…) is decoded, so that placement reads
+	// what a simulation server would.
+	if strings.IndexByte(v, '%') >= 0 && !hasWebScheme(v) {
 		if d, err := url.QueryUnescape(v); err == nil {
 			return d
 		}
 	}
 	return v
+}
+
+// hasWebScheme reports whether v begins with http:// or https://, in any case.
+func hasWebScheme(v string) bool {
+	n := min(len(v), 8)
+	return strings.EqualFold(v[:min(n, 7)], "http://") || strings.EqualFold(v[:n], "https://")
 }
 
 // refusal is the answer when no server takes url: the original's sentence
