@@ -285,6 +285,7 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 	})
 	limits := httpapi.DefaultLimits()
 	limits.MaxConns = connCap()
+	limits.Exempt = limiter.TrustedHost // the local Apache's pool
 	c.http = httpapi.NewServer(c.api, limits, c.log)
 }
 

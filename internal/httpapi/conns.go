@@ -11,43 +11,129 @@ import (
 // (those have their own cap): ~500 idle keep-alive connections beside a
 // full WebSocket cap took the last file descriptors, and /session timed out
 // for 43 s. Past the cap, the connection idle the longest is closed to make
-// room; with none idle, the newcomer is.
+// room; with none idle, the one silent the longest (opened, no request
+// yet: 600 silent connections shut visitors out, issue 31); only with
+// neither, the newcomer. One address holds at most silentPerAddr silent
+// connections: past it its oldest silent one is closed (a trusted proxy,
+// the local Apache, is exempt: it opens connections for everyone).
 type connCap struct {
-	max  int
-	mu   sync.Mutex // guards open and idle
-	open int
-	idle map[net.Conn]time.Time
+	max     int
+	perAddr int
+	exempt  func(host string) bool
+	mu      sync.Mutex // guards open, idle, silent and byAddr
+	open    int
+	idle    map[net.Conn]time.Time
+	silent  map[net.Conn]silentConn
+	byAddr  map[string]int
 }
 
-func newConnCap(max int) *connCap { return &connCap{max: max, idle: map[net.Conn]time.Time{}} }
+// silentConn is a connection that has sent no request yet.
+type silentConn struct {
+	at   time.Time
+	addr string
+}
+
+// silentPerAddr is how many connections one address may hold open
+// without sending a request: a browser opens six, a proxy's pool is
+// exempt.
+const silentPerAddr = 16
+
+func newConnCap(max int, exempt func(host string) bool) *connCap {
+	return &connCap{max: max, perAddr: silentPerAddr, exempt: exempt,
+		idle: map[net.Conn]time.Time{}, silent: map[net.Conn]silentConn{}, byAddr: map[string]int{}}
+}
 
 // state is the http.Server's ConnState hook.
 func (c *connCap) state(conn net.Conn, s http.ConnState) {
-	var victim net.Conn
+	var victims []net.Conn
 	c.mu.Lock()
 	switch s {
 	case http.StateNew:
 		c.open++
-		if c.open > c.max {
-			victim = conn
-			var oldest time.Time
-			for ic, at := range c.idle {
-				if victim == conn || at.Before(oldest) {
-					victim, oldest = ic, at
-				}
+		addr := remoteHost(conn)
+		c.silent[conn] = silentConn{at: time.Now(), addr: addr}
+		c.byAddr[addr]++
+		if c.byAddr[addr] > c.perAddr && (c.exempt == nil || !c.exempt(addr)) {
+			if v := c.oldestSilent(addr); v != nil {
+				victims = append(victims, v)
+				c.forgetSilent(v)
 			}
-			delete(c.idle, victim)
+		}
+		if c.open-len(victims) > c.max {
+			if v := c.oldestIdle(); v != nil {
+				delete(c.idle, v)
+				victims = append(victims, v)
+			} else if v := c.oldestSilent(""); v != nil && v != conn {
+				c.forgetSilent(v)
+				victims = append(victims, v)
+			} else {
+				c.forgetSilent(conn)
+				victims = append(victims, conn)
+			}
 		}
 	case http.StateIdle:
+		c.forgetSilent(conn)
 		c.idle[conn] = time.Now()
 	case http.StateActive:
+		c.forgetSilent(conn)
 		delete(c.idle, conn)
 	case http.StateHijacked, http.StateClosed:
+		c.forgetSilent(conn)
 		delete(c.idle, conn)
 		c.open--
 	}
 	c.mu.Unlock()
-	if victim != nil {
-		_ = victim.Close() // the server sees it closed: StateClosed counts it out
+	for _, v := range victims {
+		_ = v.Close() // the server sees it closed: StateClosed counts it out
 	}
+}
+
+// oldestIdle is the connection idle the longest; c.mu is held.
+func (c *connCap) oldestIdle() net.Conn {
+	var victim net.Conn
+	var oldest time.Time
+	for ic, at := range c.idle {
+		if victim == nil || at.Before(oldest) {
+			victim, oldest = ic, at
+		}
+	}
+	return victim
+}
+
+// oldestSilent is the connection of addr ("": any) silent the longest;
+// c.mu is held.
+func (c *connCap) oldestSilent(addr string) net.Conn {
+	var victim net.Conn
+	var oldest time.Time
+	for sc, s := range c.silent {
+		if (addr == "" || s.addr == addr) && (victim == nil || s.at.Before(oldest)) {
+			victim, oldest = sc, s.at
+		}
+	}
+	return victim
+}
+
+// forgetSilent takes conn out of the silent ones; c.mu is held.
+func (c *connCap) forgetSilent(conn net.Conn) {
+	s, ok := c.silent[conn]
+	if !ok {
+		return
+	}
+	delete(c.silent, conn)
+	if c.byAddr[s.addr]--; c.byAddr[s.addr] <= 0 {
+		delete(c.byAddr, s.addr)
+	}
+}
+
+// remoteHost is the host part of conn's peer.
+func remoteHost(conn net.Conn) string {
+	a := conn.RemoteAddr()
+	if a == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }

@@ -377,3 +377,54 @@ func TestIdleConnectionsCapped(t *testing.T) {
 		t.Errorf("%d keep-alive connections still open, want at most 10", alive)
 	}
 }
+
+// TestSilentConnectionsShutNoOneOut: issue 31. 600 connections that send
+// nothing shut visitors out once past the cap (the newcomer was closed).
+// Now the oldest silent one makes room, and one address holds at most
+// silentPerAddr of them: a visitor after them is answered at once.
+func TestSilentConnectionsShutNoOneOut(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		exempt func(string) bool
+	}{
+		{"one address", nil}, // its own silent ones go first
+		{"past the cap", func(string) bool { return true }}, // the cap's oldest silent one goes
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := DefaultLimits()
+			l.MaxConns, l.Exempt = 100, tc.exempt
+			addr, _ := serve(t, l, Options{})
+			var silent []net.Conn
+			defer func() {
+				for _, c := range silent {
+					c.Close()
+				}
+			}()
+			for range 600 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				silent = append(silent, c)
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, "GET /session HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("a visitor after 600 silent connections: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.HasPrefix(string(body), "ws://a.test/2000") {
+				t.Errorf("answered %q", body)
+			}
+		})
+	}
+}

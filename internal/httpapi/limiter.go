@@ -121,6 +121,12 @@ func peerHost(r *http.Request) string {
 	return r.RemoteAddr
 }
 
+// TrustedHost reports whether host (a peer's address) is a trusted proxy.
+func (l *Limiter) TrustedHost(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && l.isTrusted(ip)
+}
+
 func (l *Limiter) isTrusted(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	for _, n := range l.trusted {

@@ -16,12 +16,17 @@ type Limits struct {
 	// MaxConns bounds the open HTTP connections that are not WebSocket
 	// clients (keep-alive ones included; conns.go); 0: no bound.
 	MaxConns int
+	// Exempt, when set, says which peers may hold any number of silent
+	// connections (the trusted proxies: the local Apache's pool).
+	Exempt func(host string) bool
 }
 
 // DefaultLimits suit a public session server: requests are tiny, answers short.
 func DefaultLimits() Limits {
 	return Limits{
-		ReadHeader:     5 * time.Second,
+		// Well under the README balancer's 5 s timeout: a connection that
+		// says nothing is let go before Apache gives up on it.
+		ReadHeader:     2 * time.Second,
 		Read:           10 * time.Second,
 		Write:          10 * time.Second,
 		Idle:           60 * time.Second,
@@ -42,7 +47,7 @@ func NewServer(h http.Handler, l Limits, log *slog.Logger) *http.Server {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if l.MaxConns > 0 {
-		srv.ConnState = newConnCap(l.MaxConns).state
+		srv.ConnState = newConnCap(l.MaxConns, l.Exempt).state
 	}
 	return srv
 }
