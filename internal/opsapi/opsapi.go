@@ -61,8 +61,13 @@ func Start(o Options) (micro.Service, error) {
 	err = errors.Join(
 		add("servers", o.Subjects.API("servers"), func(r micro.Request) { servers(o, r) }),
 		add("session", o.Subjects.API("session"), func(r micro.Request) {
+			who, ok := caller(r)
+			if !ok {
+				_ = r.Error("400", forgedInfo, nil)
+				return
+			}
 			url := strings.TrimPrefix(strings.TrimSpace(string(r.Data())), "?url=")
-			_ = r.Respond(o.Farm.Session(caller(r), url))
+			_ = r.Respond(o.Farm.Session(who, url))
 		}),
 		add("drain", o.Subjects.API("drain.*"), func(r micro.Request) { drain(o, r, true) }),
 		add("undrain", o.Subjects.API("undrain.*"), func(r micro.Request) { drain(o, r, false) }),
@@ -114,29 +119,52 @@ type requestInfo struct {
 	Host    string `json:"host"`
 }
 
-func info(r micro.Request) requestInfo {
+// forgedInfo answers a request whose header block holds the server's
+// Nats-Request-Info more than once.
+const forgedInfo = "the request's headers hold Nats-Request-Info more than once: one of them is not the server's"
+
+// info is the server's Nats-Request-Info of r; ok is false when the header
+// comes more than once. The server replaces a client's copy on a line of
+// its own, but one after a bare LF (a line break only some parsers see)
+// got past it and came first: 300 forged requests of a monitor placed 300
+// sessions as as many users (issue 31). Only the server's, alone, is read.
+func info(r micro.Request) (requestInfo, bool) {
 	var info requestInfo
-	if h := r.Headers().Get("Nats-Request-Info"); h != "" {
-		_ = json.Unmarshal([]byte(h), &info)
+	vals := r.Headers().Values("Nats-Request-Info")
+	if len(vals) > 1 {
+		return info, false
 	}
-	return info
+	if len(vals) == 1 {
+		if strings.ContainsAny(vals[0], "\r\n") || json.Unmarshal([]byte(vals[0]), &info) != nil {
+			return requestInfo{}, false
+		}
+	}
+	return info, true
 }
 
 // caller is who asks for a session, as a visitor: the NATS user, or for an
 // anonymous local client, its address (the server vouches for both in
-// Nats-Request-Info, which no client can set).
-func caller(r micro.Request) string {
-	switch i := info(r); {
+// Nats-Request-Info, which no client can set); ok is false for a request
+// whose header was forged.
+func caller(r micro.Request) (string, bool) {
+	i, ok := info(r)
+	switch {
+	case !ok:
+		return "", false
 	case i.User != "":
-		return "nats-user:" + i.User
+		return "nats-user:" + i.User, true
 	case i.Host != "":
-		return "nats-host:" + i.Host
+		return "nats-host:" + i.Host, true
 	}
-	return "nats"
+	return "nats", true
 }
 
 func drain(o Options, r micro.Request, on bool) {
-	info := info(r)
+	info, ok := info(r)
+	if !ok {
+		_ = r.Error("400", forgedInfo, nil)
+		return
+	}
 	admin := ""
 	if o.Admin != nil && info.User != "" {
 		admin = o.Admin(info.User)
