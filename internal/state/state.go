@@ -511,10 +511,15 @@ func (f *ServersKV) Prune(keep map[string]bool) (int, error) {
 	return n, nil
 }
 
-// SweepDurables deletes the durable consumers others made on the farm
-// bucket's stream, and returns how many: monitors and admins may watch it
-// (ephemeral consumers, gone with their connection), but 1,000 durable ones
-// made every later `nats kv watch` fail. The coordinators make none there.
+// SweepDurables deletes the consumers others made on the farm bucket's
+// stream that outlive their use, and returns how many: monitors and admins
+// may watch it (an ordered consumer, push-bound or pulling, gone soon after
+// its client), but 1,000 durable ones made every later `nats kv watch`
+// fail, and so did 1,000 ephemeral pull consumers with an hour of
+// inactivity allowed (issue 31). Swept: every durable one, and every
+// ephemeral one that no subscription is bound to, has no pull waiting and
+// may sit idle longer than an ordered consumer's five minutes. The
+// coordinators make none there.
 func (f *ServersKV) SweepDurables() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -525,21 +530,25 @@ func (f *ServersKV) SweepDurables() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var durable []string
+	var stale []string
 	l := s.ListConsumers(ctx)
 	for info := range l.Info() {
-		if info.Config.Durable != "" {
-			durable = append(durable, info.Name)
+		lingering := info.Config.InactiveThreshold == 0 || info.Config.InactiveThreshold > orderedIdle
+		if info.Config.Durable != "" || (!info.PushBound && info.NumWaiting == 0 && lingering) {
+			stale = append(stale, info.Name)
 		}
 	}
 	if err := l.Err(); err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, name := range durable {
+	for _, name := range stale {
 		if err := s.DeleteConsumer(ctx, name); err == nil {
 			n++
 		}
 	}
 	return n, nil
 }
+
+// orderedIdle is the inactivity an ordered consumer (a watch) is allowed.
+const orderedIdle = 5 * time.Minute

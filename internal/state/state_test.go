@@ -165,14 +165,20 @@ func TestDurablesOnTheFarmBucketSwept(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Issue 31: ephemeral pull consumers allowed an hour of inactivity.
+	for range 20 {
+		if _, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{InactiveThreshold: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := f.SweepDurables(); n != 3 || err != nil {
-		t.Errorf("swept %d durable consumers (%v), want 3", n, err)
+	if n, err := f.SweepDurables(); n != 23 || err != nil {
+		t.Errorf("swept %d consumers (%v), want the 3 durable and the 20 lingering ones", n, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil || info.State.Consumers != 1 {
-		t.Errorf("%d consumers left (%v), want the ephemeral one", info.State.Consumers, err)
+		t.Errorf("%d consumers left (%v), want the ordered one (a watch)", info.State.Consumers, err)
 	}
 }
