@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/simgate/simgate/internal/agent/agentcmd"
+	"github.com/simgate/simgate/internal/exitcode"
 	"github.com/simgate/simgate/internal/version"
 )
 
@@ -27,7 +28,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "agent:", err)
-		return 2
+		return exitcode.Config() // 78 under the unit, which restarts everything else
 	}
 	if opts.Version {
 		fmt.Fprintln(stdout, "simgate agent", version.String())

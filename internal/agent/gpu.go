@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 )
 
 // GPUStat is one NVIDIA GPU's utilisation, as NVML reports it.
@@ -61,18 +63,77 @@ func vramPct(s GPUStat) float64 {
 }
 
 // DetectGPU returns NVML when a driver and at least one GPU answer, else
-// nil and the reason.
+// nil and the reason. A driver that does not answer within gpuDeadline is
+// no GPU (issue 31: an nvmlInit that never returned kept the agent from
+// ever beating, and from stopping on SIGTERM).
 func DetectGPU() (GPUSource, error) {
-	src, err := openNVML()
-	if err != nil {
-		return nil, err
-	}
-	stats, err := src.Stats()
-	if err != nil {
-		return nil, err
-	}
-	if len(stats) == 0 {
-		return nil, fmt.Errorf("%w: NVML sees no device", ErrNoGPU)
-	}
-	return src, nil
+	return detectWithin(openNVML, gpuDeadline)
 }
+
+// gpuDeadline bounds every call into the GPU's driver.
+const gpuDeadline = time.Second
+
+// ErrGPUHung says the GPU's driver did not answer in time.
+var ErrGPUHung = errors.New("the GPU's driver does not answer")
+
+// detectWithin opens a GPU source with open and reads it once, within d.
+func detectWithin(open func() (GPUSource, error), d time.Duration) (GPUSource, error) {
+	type result struct {
+		src GPUSource
+		err error
+	}
+	done := make(chan result, 1) // the call may outlive us: it never blocks on sending
+	go func() {
+		src, err := open()
+		if err == nil {
+			var stats []GPUStat
+			if stats, err = src.Stats(); err == nil && len(stats) == 0 {
+				err = fmt.Errorf("%w: NVML sees no device", ErrNoGPU)
+			}
+		}
+		done <- result{src, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &deadlined{src: r.src, d: d}, nil
+	case <-time.After(d):
+		return nil, fmt.Errorf("%w: %w within %v: GPU unknown, heartbeats go without it", ErrNoGPU, ErrGPUHung, d)
+	}
+}
+
+// deadlined reads src within d; while a call that timed out has not
+// returned, the next ones fail at once rather than pile up.
+type deadlined struct {
+	src  GPUSource
+	d    time.Duration
+	busy atomic.Bool
+}
+
+func (g *deadlined) Stats() ([]GPUStat, error) {
+	if !g.busy.CompareAndSwap(false, true) {
+		return nil, errGPUUnknown // the last call still waits
+	}
+	type result struct {
+		stats []GPUStat
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		stats, err := g.src.Stats()
+		g.busy.Store(false)
+		done <- result{stats, err}
+	}()
+	select {
+	case r := <-done:
+		return r.stats, r.err
+	case <-time.After(g.d):
+		return nil, errGPUUnknown
+	}
+}
+
+// errGPUUnknown is one error for every call a hung driver fails: the
+// agent logs a collector's failure once, and again only when it changes.
+var errGPUUnknown = fmt.Errorf("%w: GPU unknown until it does", ErrGPUHung)

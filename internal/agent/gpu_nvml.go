@@ -73,6 +73,9 @@ func bindNVML() (*nvmlAPI, error) {
 	return nvmlBound, nvmlErr
 }
 
+// maxGPUs bounds the devices read: no machine holds more.
+const maxGPUs = 64
+
 // nvmlSource reads every GPU NVML sees.
 type nvmlSource struct {
 	api     *nvmlAPI
@@ -90,6 +93,11 @@ func openNVML() (GPUSource, error) {
 	var n uint32
 	if ret := api.count(&n); ret != nvmlSuccess {
 		return nil, fmt.Errorf("%w: NVML device count: %s", ErrNoGPU, api.errorString(ret))
+	}
+	if n > maxGPUs {
+		// A broken driver's count (issue 31: an absurd one ran the agent
+		// out of memory): read the first maxGPUs, which no machine exceeds.
+		n = maxGPUs
 	}
 	s := &nvmlSource{api: api}
 	for i := uint32(0); i < n; i++ {

@@ -12,26 +12,18 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/coordinator"
+	"github.com/simgate/simgate/internal/exitcode"
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/version"
 )
 
-// configErrorStatus is the exit status for a configuration the coordinator
-// cannot run with: 2 (PROTOCOL §3), or what SIMGATE_CONFIG_ERROR_STATUS
-// says. The unit sets 78 (sysexits' EX_CONFIG, systemd's convention) and
-// prevents restarts on it alone: Go exits 2 for any panic or out-of-memory
-// death too, and those must be restarted.
-func configErrorStatus() int {
-	if n, err := strconv.Atoi(os.Getenv("SIMGATE_CONFIG_ERROR_STATUS")); err == nil && n > 0 && n < 126 {
-		return n
-	}
-	return 2
-}
+// configErrorStatus is the exit status for a configuration the
+// coordinator cannot run with (exitcode.Config: 2, 78 under the unit).
+func configErrorStatus() int { return exitcode.Config() }
 
 // Run is the coordinator's command line: it parses args, loads the
 // configuration and serves until SIGINT or SIGTERM; it returns the exit
