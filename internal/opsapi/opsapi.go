@@ -55,11 +55,12 @@ func Start(o Options) (micro.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	pages := &pager{}
 	add := func(name, subject string, h micro.HandlerFunc) error {
 		return svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject))
 	}
 	err = errors.Join(
-		add("servers", o.Subjects.API("servers"), func(r micro.Request) { servers(o, r) }),
+		add("servers", o.Subjects.API("servers"), func(r micro.Request) { servers(o, pages, r) }),
 		add("session", o.Subjects.API("session"), func(r micro.Request) {
 			who, ok := caller(r)
 			if !ok {
@@ -90,7 +91,7 @@ const replyLimit = bus.MaxHeartbeat - 512
 
 // servers answers the servers document, in pages when it is over the
 // payload limit (pages.go); nothing is dropped silently.
-func servers(o Options, r micro.Request) {
+func servers(o Options, pages *pager, r micro.Request) {
 	var req pageRequest
 	if d := strings.TrimSpace(string(r.Data())); d != "" && d != "''" {
 		if err := json.Unmarshal([]byte(d), &req); err != nil {
@@ -98,7 +99,7 @@ func servers(o Options, r micro.Request) {
 			return
 		}
 	}
-	data, n, err := page(o.Farm.ServersDoc(), replyLimit, max(req.Page, 1))
+	data, n, err := pages.page(o.Farm.ServersDoc(), replyLimit, max(req.Page, 1))
 	if err != nil {
 		_ = r.Error("404", err.Error(), nil)
 		return

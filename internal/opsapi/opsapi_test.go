@@ -137,6 +137,8 @@ func TestServersInPages(t *testing.T) {
 		t.Fatalf("the test document (%d bytes) fits in one answer", len(doc))
 	}
 	seen := map[string]bool{}
+	p := &pager{}
+	page := p.page
 	first, n, err := page(doc, replyLimit, 1)
 	if err != nil || n < 2 {
 		t.Fatalf("page 1: %d pages, %v", n, err)
@@ -149,15 +151,15 @@ func TestServersInPages(t *testing.T) {
 		if len(data) > replyLimit {
 			t.Errorf("page %d is %d bytes, over %d", k, len(data), replyLimit)
 		}
-		var p struct {
+		var pg struct {
 			Servers []struct{ Server string } `json:"servers"`
 			Page    int                       `json:"page"`
 			Pages   int                       `json:"pages"`
 		}
-		if err := json.Unmarshal(data, &p); err != nil || p.Page != k || p.Pages != n {
+		if err := json.Unmarshal(data, &pg); err != nil || pg.Page != k || pg.Pages != n {
 			t.Fatalf("page %d: %v %s", k, err, data)
 		}
-		for _, s := range p.Servers {
+		for _, s := range pg.Servers {
 			if seen[s.Server] {
 				t.Errorf("%s on two pages", s.Server)
 			}
@@ -173,6 +175,10 @@ func TestServersInPages(t *testing.T) {
 	small := []byte(`{"servers":[]}`)
 	if data, n, _ := page(small, replyLimit, 1); string(data) != string(small) || n != 1 {
 		t.Errorf("a small document: %s in %d pages", data, n)
+	}
+	// Issue 31: the same document is split once, whatever the pages asked.
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = page(doc, replyLimit, 2) }); n > 0 {
+		t.Errorf("a page of a document already split allocates %v times", n)
 	}
 }
 
