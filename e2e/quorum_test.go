@@ -41,10 +41,14 @@ func TestQuorumLossIsLoud(t *testing.T) {
 		}
 		return nil
 	})
-	_, body, err := get(survivor.base + "/api/servers")
-	if err != nil || !strings.Contains(body, `"quorum":false`) || !strings.Contains(body, "reaches 1 of the cluster's 2 members, 2 needed") {
-		t.Errorf("/api/servers during the loss: %v %s", err, body)
-	}
+	// The document is at most one refresh (250 ms) old.
+	testutil.WaitFor(t, 2*time.Second, 20*time.Millisecond, func() error {
+		_, body, err := get(survivor.base + "/api/servers")
+		if err != nil || !strings.Contains(body, `"quorum":false`) || !strings.Contains(body, "reaches 1 of the cluster's 2 members, 2 needed") {
+			return fmt.Errorf("/api/servers during the loss: %v %s", err, body)
+		}
+		return nil
+	})
 	if q := survivor.scrape(t).value("simgate_cluster_quorum"); q != 0 {
 		t.Errorf("simgate_cluster_quorum %v during the loss", q)
 	}
