@@ -80,7 +80,7 @@ step tidy go mod tidy -diff
 step vulncheck vulncheck
 step tests go test -race -count=1 -timeout 10m ./...
 # Each fuzz target for a few seconds (FUZZTIME=5m for a real session).
-for target in "FuzzDecode ./internal/bus" "FuzzParse ./internal/config"; do
+for target in "FuzzDecode ./internal/schema" "FuzzParse ./internal/config"; do
   set -- $target
   step "fuzz $1" go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-5s}" "$2"
 done

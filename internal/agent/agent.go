@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/domain"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Options configures an Agent.
@@ -23,7 +23,7 @@ type Options struct {
 	Interval    time.Duration // between heartbeats
 	Collectors  []Collector
 	MaxSessions int // capacity of the simulation server (its maxConnections)
-	Subjects    bus.Subjects
+	Subjects    schema.Subjects
 	Logger      *slog.Logger
 	// DrainFile, when set, puts the server in draining while the file exists.
 	DrainFile string
@@ -46,7 +46,7 @@ type Agent struct {
 	failing  map[string]string // collector → last error logged
 	service  string            // last probe error logged, "" when answering
 	gpuNoted bool
-	lastHB   atomic.Pointer[bus.Heartbeat] // for the leaving message
+	lastHB   atomic.Pointer[schema.Heartbeat] // for the leaving message
 }
 
 // New builds an agent.
@@ -58,7 +58,7 @@ func New(o Options) *Agent {
 		o.Interval = time.Second
 	}
 	if o.Subjects.Prefix == "" {
-		o.Subjects.Prefix = bus.DefaultPrefix
+		o.Subjects.Prefix = schema.DefaultPrefix
 	}
 	return &Agent{o: o, failing: map[string]string{}}
 }
@@ -152,7 +152,7 @@ func (a *Agent) leave(nc *nats.Conn, subject string) {
 		return
 	}
 	hb := a.last()
-	hb.Status = bus.StatusLeaving
+	hb.Status = schema.StatusLeaving
 	data, err := hb.Encode()
 	if err != nil {
 		a.o.Logger.Warn("leaving heartbeat not built", "server", a.o.Server, "error", err)
@@ -178,7 +178,7 @@ func (a *Agent) leave(nc *nats.Conn, subject string) {
 // acknowledgement says whether it applied the heartbeat or dropped it, and
 // a drop is said once, clearly, with what to change. A coordinator that
 // does not answer is not an error: the heartbeats go on either way.
-func (a *Agent) check(nc *nats.Conn, subject string, hb bus.Heartbeat) {
+func (a *Agent) check(nc *nats.Conn, subject string, hb schema.Heartbeat) {
 	data, err := hb.Encode()
 	if err != nil {
 		return
@@ -206,7 +206,7 @@ func (a *Agent) check(nc *nats.Conn, subject string, hb bus.Heartbeat) {
 			return
 		}
 		hint := "see the coordinator's log"
-		if reason == bus.DropUnknown {
+		if reason == schema.DropUnknown {
 			hint = fmt.Sprintf("-server must be written exactly as in the coordinator's simulationServers (is it %q?)", otherSpelling(a.o.Server))
 		}
 		a.o.Logger.Error("the coordinator drops this agent's heartbeats", "server", a.o.Server, "reason", reason, "next", hint)
@@ -227,7 +227,7 @@ func otherSpelling(entry string) string {
 	return entry[:i] + sep + entry[i+1:]
 }
 
-func (a *Agent) publish(nc *nats.Conn, subject string, hb bus.Heartbeat) {
+func (a *Agent) publish(nc *nats.Conn, subject string, hb schema.Heartbeat) {
 	if !nc.IsConnected() {
 		return // a stale heartbeat replayed after a reconnect would mislead placement
 	}
@@ -241,7 +241,7 @@ func (a *Agent) publish(nc *nats.Conn, subject string, hb bus.Heartbeat) {
 }
 
 // Beat takes one sample of every collector and builds the heartbeat.
-func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
+func (a *Agent) Beat(ctx context.Context) schema.Heartbeat {
 	var r Reading
 	probeTimeout := min(a.o.Interval/2, 2*time.Second)
 	for _, c := range a.o.Collectors {
@@ -252,9 +252,9 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 	}
 	load := a.win.add(r)
 	instant := round(sampleLoad(r))
-	hb := bus.Heartbeat{
+	hb := schema.Heartbeat{
 		InstantLoad: &instant,
-		V:           1, Server: a.o.Server, Status: bus.StatusUp, Load: round(load),
+		V:           1, Server: a.o.Server, Status: schema.StatusUp, Load: round(load),
 		Vector: domain.Vector{CPU: roundp(r.CPU), Memory: roundp(r.Memory), Swap: roundp(r.Swap),
 			GPU: roundp(r.GPU), GPUMemory: roundp(r.GPUMemory), VRAM: roundp(r.VRAM)},
 		Sessions: r.Sessions, Interval: a.o.Interval.Seconds(),
@@ -272,19 +272,19 @@ func (a *Agent) Beat(ctx context.Context) bus.Heartbeat {
 	}
 	switch {
 	case r.ServiceErr != nil && !a.o.Advisory:
-		hb.Status = bus.StatusServiceDown
+		hb.Status = schema.StatusServiceDown
 	case a.Draining():
-		hb.Status = bus.StatusDraining
+		hb.Status = schema.StatusDraining
 	}
 	a.lastHB.Store(&hb)
 	return hb
 }
 
-func (a *Agent) last() bus.Heartbeat {
+func (a *Agent) last() schema.Heartbeat {
 	if p := a.lastHB.Load(); p != nil {
 		return *p
 	}
-	return bus.Heartbeat{V: 1, Server: a.o.Server, Interval: a.o.Interval.Seconds(),
+	return schema.Heartbeat{V: 1, Server: a.o.Server, Interval: a.o.Interval.Seconds(),
 		Time: time.Now().UTC().Format(time.RFC3339Nano)}
 }
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/shirou/gopsutil/v4/common"
 
-	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/domain"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 func procCtx(dir string) context.Context {
@@ -161,11 +161,11 @@ func TestBeat(t *testing.T) {
 	up := Reading{Vector: domain.Vector{CPU: f(40), Memory: f(30), Swap: f(0)}}
 	a := New(Options{Server: "a/1", Collectors: []Collector{fixed{up}}, MaxSessions: 10, Logger: quiet})
 	hb := a.Beat(context.Background())
-	if hb.Status != bus.StatusUp || hb.Load != 40 || hb.GPU != nil || hb.VRAM != nil || *hb.MaxSessions != 10 {
+	if hb.Status != schema.StatusUp || hb.Load != 40 || hb.GPU != nil || hb.VRAM != nil || *hb.MaxSessions != 10 {
 		t.Errorf("%+v", hb)
 	}
 	data, _ := hb.Encode()
-	if _, err := bus.Decode(data); err != nil {
+	if _, err := schema.Decode(data); err != nil {
 		t.Errorf("an agent's heartbeat must pass the coordinator's checks: %v", err)
 	}
 	var raw map[string]any
@@ -179,46 +179,46 @@ func TestBeat(t *testing.T) {
 	down := up
 	down.ServiceChecked, down.ServiceErr = true, errors.New("connection refused")
 	a = New(Options{Server: "a/1", Collectors: []Collector{fixed{down}}, Logger: quiet})
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusServiceDown || hb.Probe == "" {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusServiceDown || hb.Probe == "" {
 		t.Errorf("failing probe: %+v", hb)
 	}
 	a = New(Options{Server: "a/1", Collectors: []Collector{fixed{down}}, Logger: quiet, Advisory: true})
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp || hb.Probe == "" {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusUp || hb.Probe == "" {
 		t.Errorf("advisory probe: %+v", hb)
 	}
 
 	drain := filepath.Join(t.TempDir(), "drain")
 	a = New(Options{Server: "a/1", Collectors: []Collector{fixed{up}}, Logger: quiet, DrainFile: drain})
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusUp {
 		t.Errorf("no drain file: %s", hb.Status)
 	}
 	_ = os.WriteFile(drain, nil, 0o600)
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusDraining {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusDraining {
 		t.Errorf("drain file: %s", hb.Status)
 	}
 	// USR2 undrains although the file is still there: the latest event wins.
 	a.SetDraining(false)
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusUp {
 		t.Errorf("SetDraining(false) with the drain file present: %s", hb.Status)
 	}
 	_ = os.Remove(drain)
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusUp {
 		t.Errorf("drain file removed: %s", hb.Status)
 	}
 	a.SetDraining(true)
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusDraining {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusDraining {
 		t.Errorf("SetDraining: %s", hb.Status)
 	}
 	_ = os.WriteFile(drain, nil, 0o600)
 	_ = a.Beat(context.Background())
 	_ = os.Remove(drain)
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusUp {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusUp {
 		t.Errorf("removing the file undrains, whatever drained it: %s", hb.Status)
 	}
 	// A file present at start drains.
 	_ = os.WriteFile(drain, nil, 0o600)
 	a = New(Options{Server: "a/1", Collectors: []Collector{fixed{up}}, Logger: quiet, DrainFile: drain})
-	if hb := a.Beat(context.Background()); hb.Status != bus.StatusDraining {
+	if hb := a.Beat(context.Background()); hb.Status != schema.StatusDraining {
 		t.Errorf("drain file at start: %s", hb.Status)
 	}
 }

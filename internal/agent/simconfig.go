@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // SimulationConfig is the simulation server's own configuration (webots-server's
@@ -22,7 +22,7 @@ type SimulationConfig struct {
 	mu      sync.Mutex // guards mtime, size, sharing and maxConn (a leaf)
 	mtime   time.Time
 	size    int64
-	sharing *bus.Sharing
+	sharing *schema.Sharing
 	maxConn int    // maxConnections; 0: not given
 	port    int    // port; 0: not given
 	failing string // the last error said, "" when the file reads
@@ -51,7 +51,7 @@ func NewSimulationConfig(path string, log *slog.Logger) (*SimulationConfig, erro
 
 // Sharing is the policy for the next heartbeat, read again first if the
 // file changed; nil until the file has parsed once.
-func (p *SimulationConfig) Sharing() *bus.Sharing {
+func (p *SimulationConfig) Sharing() *schema.Sharing {
 	p.refresh()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -95,7 +95,7 @@ func (p *SimulationConfig) refresh() {
 		}
 		return
 	}
-	sh := &bus.Sharing{AllowedRepositories: f.AllowedRepositories, BlockedRepositories: f.BlockedRepositories,
+	sh := &schema.Sharing{AllowedRepositories: f.AllowedRepositories, BlockedRepositories: f.BlockedRepositories,
 		Docker: f.Docker, ShareIdleTime: f.ShareIdleTime}
 	if len(sh.AllowedRepositories) == 0 {
 		sh.AllowedRepositories = nil

@@ -14,6 +14,7 @@ import (
 	"github.com/simgate/simgate/internal/domain"
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/login"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Roles a NATS user can have (domain's).
@@ -24,10 +25,6 @@ const (
 	RoleSystem  = domain.RoleSystem
 )
 
-// ServersBucket is the key-value bucket of the farm's state, one key per
-// server: written by the coordinators, read by monitors and admins.
-const ServersBucket = "simgate-servers"
-
 // CoordinatorInbox is the inbox prefix of the coordinator's own
 // connections: no user may subscribe under it (their replies carry the
 // coordinators' state).
@@ -36,8 +33,8 @@ const CoordinatorInbox = "_SIMGATE_INBOX"
 // readPermissions is what a monitor may do, and an admin, and an anonymous
 // local client: read every simgate subject, ask the farm's NATS service
 // (servers, session; drain only for admin), read the servers bucket.
-func readPermissions(subj Subjects, admin bool) *server.Permissions {
-	kv := "KV_" + ServersBucket
+func readPermissions(subj schema.Subjects, admin bool) *server.Permissions {
+	kv := "KV_" + schema.ServersBucket
 	pub := []string{subj.API("servers"), subj.API("session"), "$SRV.>", "_INBOX.>",
 		"$JS.API.INFO", "$JS.API.STREAM.INFO." + kv, "$JS.API.STREAM.NAMES",
 		"$JS.API.CONSUMER.CREATE." + kv, "$JS.API.CONSUMER.CREATE." + kv + ".>",
@@ -75,11 +72,6 @@ func (u *User) label() string {
 	}
 	return "token user"
 }
-
-// AgentInbox is the inbox prefix of the agent of entry: its request replies
-// (the acknowledgement of its leaving heartbeat) arrive under it, and an
-// agent user may subscribe there and nowhere else.
-func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }
 
 // internalSubjects are JetStream's and the servers' own: no configured or
 // anonymous user may read them (the coordinators' state is there).
@@ -165,7 +157,7 @@ func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal m
 			for _, s := range u.Servers {
 				a.claimed[s] = true
 				perms.Publish.Allow = append(perms.Publish.Allow, subj.Load(s))
-				perms.Subscribe.Allow = append(perms.Subscribe.Allow, AgentInbox(s)+".>")
+				perms.Subscribe.Allow = append(perms.Subscribe.Allow, schema.AgentInbox(s)+".>")
 			}
 		case RoleMonitor, RoleAdmin:
 			perms = readPermissions(subj, u.Role == RoleAdmin)

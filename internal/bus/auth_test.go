@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/simgate/simgate/internal/login"
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -45,7 +46,7 @@ func startAuthServer(t *testing.T) *authFarm {
 	}
 	f := &authFarm{ca: cert, nkey: kp, denied: make(chan string, 16)}
 	f.srv, err = StartServer(ServerOptions{
-		Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"},
+		Listen: "127.0.0.1:0", Subjects: schema.Subjects{Prefix: "simgate"},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Servers: []string{serverA, serverB, serverC},
 		TLSCert: cert, TLSKey: key,
@@ -174,7 +175,7 @@ func wantErr(t *testing.T, ch chan error, what string) {
 
 func TestAuthPermissions(t *testing.T) {
 	f := startAuthServer(t)
-	subj := Subjects{Prefix: "simgate"}
+	subj := schema.Subjects{Prefix: "simgate"}
 
 	// The coordinator's view: every heartbeat that gets through.
 	watcher, err := f.srv.Connect("watcher")
@@ -185,7 +186,7 @@ func TestAuthPermissions(t *testing.T) {
 	_, seen := collect(t, watcher, subj.Prefix+".>")
 
 	errOpt, errs := asyncErrs()
-	agentA, err := f.connect(serverA, nats.UserInfo("agent-a", "secret-a"), errOpt, nats.CustomInboxPrefix(AgentInbox(serverA)))
+	agentA, err := f.connect(serverA, nats.UserInfo("agent-a", "secret-a"), errOpt, nats.CustomInboxPrefix(schema.AgentInbox(serverA)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +209,7 @@ func TestAuthPermissions(t *testing.T) {
 	}
 
 	// Another server's heartbeat and an event are refused by the server.
-	for _, s := range []string{subj.Load(serverB), subj.Event(EventDown, serverB), "elsewhere"} {
+	for _, s := range []string{subj.Load(serverB), subj.Event(schema.EventDown, serverB), "elsewhere"} {
 		if err := agentA.Publish(s, []byte("forged")); err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +258,7 @@ func TestAuthPermissions(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the monitor did not see a heartbeat")
 	}
-	for _, s := range []string{subj.Load(serverA), subj.Event(EventUp, serverA)} {
+	for _, s := range []string{subj.Load(serverA), subj.Event(schema.EventUp, serverA)} {
 		if err := mon.Publish(s, []byte("forged")); err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +284,7 @@ func TestAuthPermissions(t *testing.T) {
 // Without users (loopback), anyone may publish heartbeats but nobody but the
 // coordinator publishes events.
 func TestAnonymousMayNotPublishEvents(t *testing.T) {
-	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"}})
+	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", Subjects: schema.Subjects{Prefix: "simgate"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +322,7 @@ func TestLoginsCostTheAttacker(t *testing.T) {
 	users := []User{{Name: "ops", Password: string(hash), Role: RoleMonitor}}
 	guard := login.New([]string{string(hash)})
 	srv, err := StartServer(ServerOptions{
-		Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"},
+		Listen: "127.0.0.1:0", Subjects: schema.Subjects{Prefix: "simgate"},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Users: users, Guard: guard,
 	})
 	if err != nil {
@@ -362,7 +363,7 @@ func TestLoginsCostTheAttacker(t *testing.T) {
 // advisories the intake trusts, nor kick a client.
 func TestSystemUserCannotFakeAdvisories(t *testing.T) {
 	srv, err := StartServer(ServerOptions{
-		Listen: "127.0.0.1:0", Subjects: Subjects{Prefix: "simgate"},
+		Listen: "127.0.0.1:0", Subjects: schema.Subjects{Prefix: "simgate"},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Users:  []User{{Name: "sysop", Password: "sysop-secret", Role: RoleSystem}},
 	})

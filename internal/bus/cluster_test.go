@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -55,7 +56,7 @@ func TestIntakeInACluster(t *testing.T) {
 	early := dial(t, b, "early.test/1")
 	rec := &recorder{}
 	gone := make(chan []string, 4)
-	in, err := StartIntake(a, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: rec,
+	in, err := StartIntake(a, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: rec,
 		Logger: slog.New(slog.DiscardHandler), Peers: a.Peers, MemberGone: func(e []string) { gone <- e }})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ func TestDropFloodDoesNotFloodTheLog(t *testing.T) {
 	var log testutil.Buffer
 	var mu sync.Mutex
 	dropped := 0
-	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: &recorder{},
+	in, err := StartIntake(srv, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: &recorder{},
 		Logger:  slog.New(slog.NewTextHandler(&log, nil)),
 		Dropped: func(string) { mu.Lock(); dropped++; mu.Unlock() }})
 	if err != nil {
@@ -67,7 +68,7 @@ func TestLostNamesExpire(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 	rec := &recorder{}
-	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: rec,
+	in, err := StartIntake(srv, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: rec,
 		Logger: slog.New(slog.DiscardHandler), LostFor: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func TestLostNamesExpire(t *testing.T) {
 		}
 		return string(m.Data)
 	}
-	if got := ack(); got != "dropped: "+DropStale {
+	if got := ack(); got != "dropped: "+schema.DropStale {
 		t.Errorf("right after the close: %q, want dropped", got)
 	}
 	testutil.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() error {
@@ -114,7 +115,7 @@ func TestLostNamesExpire(t *testing.T) {
 func TestClientFloodsDoNotTurnTheLogOver(t *testing.T) {
 	var log testutil.Buffer
 	logger := slog.New(slog.NewTextHandler(&log, nil))
-	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", Logger: logger, Subjects: Subjects{Prefix: "simgate"},
+	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", Logger: logger, Subjects: schema.Subjects{Prefix: "simgate"},
 		Servers: []string{"a.test/1"},
 		Users: []User{
 			{Name: "ops", Password: "ops-secret", Role: RoleMonitor},
@@ -125,7 +126,7 @@ func TestClientFloodsDoNotTurnTheLogOver(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 	var drops atomic.Int64
-	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: &recorder{}, Logger: logger,
+	in, err := StartIntake(srv, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: &recorder{}, Logger: logger,
 		Dropped: func(string) { drops.Add(1) }})
 	if err != nil {
 		t.Fatal(err)

@@ -13,31 +13,20 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/logging"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Sink receives what the intake learns. The coordinator's registry is one.
 type Sink interface {
 	// Heartbeat applies a schema-valid heartbeat; an error drops it (unknown server).
-	Heartbeat(hb Heartbeat) error
+	Heartbeat(hb schema.Heartbeat) error
 	// ConnectionLost says that the last NATS connection named entry closed.
 	ConnectionLost(entry string)
 }
 
-// Drop reasons, also used as metric labels.
-const (
-	DropSchema   = "schema"
-	DropSubject  = "subject"
-	DropUnknown  = "unknown-server"
-	DropSize     = "size"
-	DropStale    = "closed-connection"
-	DropInternal = "internal"
-	// DropPermission: the server refused the publish (a user not bound to the server).
-	DropPermission = "permission"
-)
-
 // IntakeOptions configures StartIntake.
 type IntakeOptions struct {
-	Subjects Subjects
+	Subjects schema.Subjects
 	Sink     Sink
 	Logger   *slog.Logger
 	// Dropped, when set, is called once per dropped heartbeat with its reason.
@@ -250,14 +239,14 @@ const heldFor = time.Second
 
 // held is a heartbeat waiting for its connection's name.
 type held struct {
-	hb Heartbeat
+	hb schema.Heartbeat
 	m  *nats.Msg
 	at time.Time
 }
 
 // hold keeps a stale heartbeat until heldFor has passed or its server's
 // name connects; a newer one replaces it (the older is dropped).
-func (in *Intake) hold(hb Heartbeat, m *nats.Msg) {
+func (in *Intake) hold(hb schema.Heartbeat, m *nats.Msg) {
 	in.mu.Lock()
 	old, had := in.held[hb.Server]
 	if !had && len(in.held) >= maxLost {
@@ -289,8 +278,8 @@ func (in *Intake) expireHeld(now time.Time) {
 
 // dropStale drops a held heartbeat: its agent's connection has closed.
 func (in *Intake) dropStale(h held) {
-	in.drop(h.m.Subject, h.hb.Server, DropStale, fmt.Errorf("its agent's connection has closed"))
-	in.reply(h.m, DropStale)
+	in.drop(h.m.Subject, h.hb.Server, schema.DropStale, fmt.Errorf("its agent's connection has closed"))
+	in.reply(h.m, schema.DropStale)
 }
 
 // release applies the heartbeat held for name, now that a connection of
@@ -298,8 +287,8 @@ func (in *Intake) dropStale(h held) {
 func (in *Intake) release(h held) {
 	reason := ""
 	if err := in.o.Sink.Heartbeat(h.hb); err != nil {
-		in.drop(h.m.Subject, h.hb.Server, DropUnknown, err)
-		reason = DropUnknown
+		in.drop(h.m.Subject, h.hb.Server, schema.DropUnknown, err)
+		reason = schema.DropUnknown
 	} else if in.o.Received != nil {
 		in.o.Received()
 	}
@@ -366,7 +355,7 @@ func (in *Intake) drop(subject, server, reason string, err error) {
 	if held, ok := in.throttle.Allow(reason+"|"+subject, time.Now()); ok {
 		attrs := []any{"subject", subject, "server", server, "reason", reason, "error", err,
 			"dropped_since_last_line", held, "hint", dropHint(reason)}
-		if reason == DropStale {
+		if reason == schema.DropStale {
 			// What a hand-made heartbeat must carry to be taken now.
 			attrs = append(attrs, "expected_connection_name", server)
 		}
@@ -380,11 +369,11 @@ func (in *Intake) drop(subject, server, reason string, err error) {
 // dropHint says what a publisher can do about a drop.
 func dropHint(reason string) string {
 	switch reason {
-	case DropStale:
+	case schema.DropStale:
 		return "a heartbeat for a server whose agent's connection closed is taken only from a connection named after the server (nats pub --connection-name ENTRY), or once the agent's silence timeout has passed"
-	case DropUnknown:
+	case schema.DropUnknown:
 		return "the server must be one of simulationServers, written exactly as there"
-	case DropSubject:
+	case schema.DropSubject:
 		return "publish on <prefix>.load.<node>, node = the server entry with every character outside A-Z a-z 0-9 _ - as _"
 	}
 	return "see PROTOCOL.md §2 for the heartbeat schema"
@@ -414,23 +403,23 @@ func (in *Intake) reply(m *nats.Msg, reason string) {
 // intake applies one heartbeat message and returns the drop reason, or
 // "", or held: it waits for its connection's name (hold) and is answered then.
 func (in *Intake) intake(m *nats.Msg) (reason string, held bool) {
-	node := in.o.Subjects.nodeOf(m.Subject)
+	node := in.o.Subjects.NodeOf(m.Subject)
 	if node == "" {
-		in.drop(m.Subject, "", DropSubject, fmt.Errorf("subject is not %s.load.<node>", in.o.Subjects.Prefix))
-		return DropSubject, false
+		in.drop(m.Subject, "", schema.DropSubject, fmt.Errorf("subject is not %s.load.<node>", in.o.Subjects.Prefix))
+		return schema.DropSubject, false
 	}
-	if len(m.Data) > MaxHeartbeat {
-		in.drop(m.Subject, "", DropSize, fmt.Errorf("%d bytes", len(m.Data)))
-		return DropSize, false
+	if len(m.Data) > schema.MaxHeartbeat {
+		in.drop(m.Subject, "", schema.DropSize, fmt.Errorf("%d bytes", len(m.Data)))
+		return schema.DropSize, false
 	}
-	hb, err := Decode(m.Data)
+	hb, err := schema.Decode(m.Data)
 	if err != nil {
-		in.drop(m.Subject, "", DropSchema, err)
-		return DropSchema, false
+		in.drop(m.Subject, "", schema.DropSchema, err)
+		return schema.DropSchema, false
 	}
-	if Node(hb.Server) != node {
-		in.drop(m.Subject, hb.Server, DropSubject, fmt.Errorf("server %q belongs on node %q", hb.Server, Node(hb.Server)))
-		return DropSubject, false
+	if schema.Node(hb.Server) != node {
+		in.drop(m.Subject, hb.Server, schema.DropSubject, fmt.Errorf("server %q belongs on node %q", hb.Server, schema.Node(hb.Server)))
+		return schema.DropSubject, false
 	}
 	in.mu.Lock()
 	at, stale := in.lost[hb.Server]
@@ -447,8 +436,8 @@ func (in *Intake) intake(m *nats.Msg) (reason string, held bool) {
 		return "", true
 	}
 	if err := in.o.Sink.Heartbeat(hb); err != nil {
-		in.drop(m.Subject, hb.Server, DropUnknown, err)
-		return DropUnknown, false
+		in.drop(m.Subject, hb.Server, schema.DropUnknown, err)
+		return schema.DropUnknown, false
 	}
 	if in.o.Received != nil {
 		in.o.Received()

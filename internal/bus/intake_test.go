@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -19,11 +20,11 @@ import (
 type recorder struct {
 	mu    sync.Mutex
 	known map[string]bool
-	beats []Heartbeat
+	beats []schema.Heartbeat
 	lost  []string
 }
 
-func (r *recorder) Heartbeat(hb Heartbeat) error {
+func (r *recorder) Heartbeat(hb schema.Heartbeat) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.known != nil && !r.known[hb.Server] {
@@ -53,7 +54,7 @@ func startIntake(t *testing.T, rec *recorder) (*Server, *sync.Map) {
 	}
 	t.Cleanup(srv.Shutdown)
 	drops := &sync.Map{}
-	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: rec,
+	in, err := StartIntake(srv, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: rec,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Dropped: func(reason string) {
 			v, _ := drops.LoadOrStore(reason, new(int))
@@ -104,7 +105,7 @@ func TestIntakeDropsBadHeartbeats(t *testing.T) {
 		if n != 1 {
 			return fmt.Errorf("%d heartbeats applied", n)
 		}
-		for _, r := range []string{DropSchema, DropSubject, DropUnknown} {
+		for _, r := range []string{schema.DropSchema, schema.DropSubject, schema.DropUnknown} {
 			if _, ok := drops.Load(r); !ok {
 				return fmt.Errorf("no drop counted for %s", r)
 			}
@@ -148,8 +149,8 @@ func TestIntakeAcknowledgesRequests(t *testing.T) {
 		name, data, want string
 	}{
 		{"applied", `{"v":1,"server":"a/1","status":"leaving","load":1,"interval":1}`, "ok"},
-		{"unknown server", `{"v":1,"server":"b/1","status":"leaving","load":1,"interval":1}`, "dropped: " + DropSubject},
-		{"bad schema", `{"v":1}`, "dropped: " + DropSchema},
+		{"unknown server", `{"v":1,"server":"b/1","status":"leaving","load":1,"interval":1}`, "dropped: " + schema.DropSubject},
+		{"bad schema", `{"v":1}`, "dropped: " + schema.DropSchema},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := rec.counts()
@@ -216,7 +217,7 @@ func TestIntakeKnowsConnectionsMadeBeforeIt(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	dial(t, srv, "a.test/1") // the agent, back before the intake
 	rec := &recorder{}
-	in, err := StartIntake(srv, IntakeOptions{Subjects: Subjects{Prefix: "simgate"}, Sink: rec})
+	in, err := StartIntake(srv, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

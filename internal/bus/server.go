@@ -1,3 +1,9 @@
+// Package bus is the coordinator's NATS side: the embedded server (users,
+// roles, permissions, the cluster's routes, JetStream's store) and the
+// intake of heartbeats and connection losses. The wire contract an agent
+// and any client need (subjects, heartbeat and event schemas) is
+// internal/schema, which links no server. It knows nothing of placement or
+// HTTP: what it receives goes to a Sink.
 package bus
 
 import (
@@ -22,6 +28,7 @@ import (
 
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/login"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Account names inside the embedded server. Agents and the coordinator share
@@ -41,7 +48,7 @@ type ServerOptions struct {
 	Listen string // host:port; port 0 picks a free one
 	Logger *slog.Logger
 	// Subjects is the subject space permissions are written in.
-	Subjects Subjects
+	Subjects schema.Subjects
 	// Users, when any, turn authentication on: nobody connects without
 	// credentials. Without them any local client is an anonymous agent.
 	Users []User
@@ -91,7 +98,7 @@ type Server struct {
 	sysPass   string
 	coordPass string
 	apiPass   string
-	subj      Subjects
+	subj      schema.Subjects
 	app       *server.Account // the registered application account
 }
 
@@ -113,7 +120,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	if o.Subjects.Prefix == "" {
-		o.Subjects.Prefix = DefaultPrefix
+		o.Subjects.Prefix = schema.DefaultPrefix
 	}
 	s := &Server{sysPass: secret(), coordPass: secret(), apiPass: secret(), subj: o.Subjects}
 	name := "simgate"
@@ -197,7 +204,7 @@ func serverOptions(o ServerOptions, name, host string, port int, auth *authentic
 		Host:                       host,
 		Port:                       port,
 		NoSigs:                     true, // the coordinator owns signal handling
-		MaxPayload:                 MaxHeartbeat,
+		MaxPayload:                 schema.MaxHeartbeat,
 		Accounts:                   accounts,
 		SystemAccount:              sysAccount,
 		CustomClientAuthentication: auth,
@@ -250,7 +257,7 @@ func serverOptions(o ServerOptions, name, host string, port int, auth *authentic
 // application account: its endpoints with the caller's identity
 // (Nats-Request-Info names the user), and nats.go/micro's discovery
 // subjects, which every member answers.
-func exportAPI(api, app *server.Account, subj Subjects) error {
+func exportAPI(api, app *server.Account, subj schema.Subjects) error {
 	if err := api.AddServiceExportWithResponse(subj.APIAll(), server.Singleton, []*server.Account{app}); err != nil {
 		return err
 	}
@@ -328,7 +335,7 @@ func serverName(dir string) (string, error) {
 		}
 	}
 	host, _ := os.Hostname()
-	host = Node(host)
+	host = schema.Node(host)
 	if host == "" {
 		host = "coordinator"
 	}
@@ -342,7 +349,7 @@ func serverName(dir string) (string, error) {
 	return name, nil
 }
 
-func validName(name string) bool { return name != "" && Node(name) == name }
+func validName(name string) bool { return name != "" && schema.Node(name) == name }
 
 // listenAddr splits a host:port for nats-server, port 0 as its RANDOM_PORT
 // (0 itself means "off" to its WebSocket listener).

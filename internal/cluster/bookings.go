@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/metrics"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Registry is what the bookings need of the registry: counting another
@@ -23,7 +23,7 @@ type Registry interface {
 // BookingsOptions configures Bookings.
 type BookingsOptions struct {
 	Conn      *nats.Conn
-	Subjects  bus.Subjects
+	Subjects  schema.Subjects
 	Self      string // this member's NATS server name
 	Registry  Registry
 	Metrics   *metrics.Metrics
@@ -74,7 +74,7 @@ const flushEvery = time.Millisecond
 // a batch a millisecond costs nothing measurable.
 type Bookings struct {
 	nc        *nats.Conn
-	subj      bus.Subjects
+	subj      schema.Subjects
 	self      string
 	reg       Registry
 	metrics   *metrics.Metrics

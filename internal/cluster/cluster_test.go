@@ -4,7 +4,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // TestSize: a member counts the distinct routes, its own listed address
@@ -74,7 +74,7 @@ func TestLeadFences(t *testing.T) {
 // BenchmarkPlaced is what telling the cluster of a placement costs
 // /session: go test -bench Placed -benchmem ./internal/cluster
 func BenchmarkPlaced(b *testing.B) {
-	bk := &Bookings{subj: bus.Subjects{Prefix: "simgate"}, clustered: true, pending: map[string]int{},
+	bk := &Bookings{subj: schema.Subjects{Prefix: "simgate"}, clustered: true, pending: map[string]int{},
 		interest: func(string) bool { return false }}
 	servers := []string{"127.0.0.1/3001", "127.0.0.1/3002", "127.0.0.1/3003", "127.0.0.1/3004"}
 	b.ReportAllocs()

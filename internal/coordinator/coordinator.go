@@ -24,6 +24,7 @@ import (
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/metrics"
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
 	"github.com/simgate/simgate/internal/waitroom"
@@ -42,7 +43,7 @@ type Coordinator struct {
 	reg     *alloc.Registry
 	intake  *bus.Intake
 	pubConn *nats.Conn
-	pub     *bus.Publisher
+	pub     *schema.Publisher
 	api     *httpapi.API
 	line    *waitroom.Line // the waiting room; nil when queue.enabled is false
 	lineKV  *state.LineKV  // its store in a cluster
@@ -66,9 +67,9 @@ type Coordinator struct {
 	// right before acting), and whether a majority is reached.
 	lead    *cluster.Lead
 	quorum  *cluster.Quorum
-	members int          // the cluster's configured size (1 alone)
-	subj    bus.Subjects // the subjects under nats.prefix
-	from    Inherited    // what it took over from the process it replaces
+	members int             // the cluster's configured size (1 alone)
+	subj    schema.Subjects // the subjects under nats.prefix
+	from    Inherited       // what it took over from the process it replaces
 }
 
 // Inherited is what a coordinator takes over from the process it replaces
@@ -91,7 +92,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 
 // StartFrom is Start for a coordinator that replaces another (from).
 func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordinator, err error) {
-	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: bus.Subjects{Prefix: cfg.NATS.Prefix}, from: from}
+	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: schema.Subjects{Prefix: cfg.NATS.Prefix}, from: from}
 	c.ready.started, c.ready.silence = time.Now(), silenceTimeout(cfg.HeartbeatTimeout)
 	c.ready.opened = make(chan struct{})
 	defer func() {
@@ -318,7 +319,7 @@ func (c *Coordinator) onChange(ch alloc.Change) {
 	c.log.Info("server state changed", "server", ch.Server, "from", ch.From.String(), "state", ch.To.String(), "reason", ch.Reason)
 	c.metrics.StateChanges.WithLabelValues(ch.To.String()).Inc()
 	c.mail.change(ch)
-	ev := bus.Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
+	ev := schema.Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
 		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
 	if ch.Reported {
 		load := ch.Load
@@ -335,14 +336,14 @@ func (c *Coordinator) onChange(ch alloc.Change) {
 func eventKind(ch alloc.Change) string {
 	switch ch.To {
 	case alloc.Down, alloc.Unknown:
-		return bus.EventDown
+		return schema.EventDown
 	case alloc.Full:
-		return bus.EventFull
+		return schema.EventFull
 	case alloc.Draining:
-		return bus.EventDraining
+		return schema.EventDraining
 	}
 	if ch.From == alloc.Full {
-		return bus.EventAvailable
+		return schema.EventAvailable
 	}
-	return bus.EventUp
+	return schema.EventUp
 }

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/agent"
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // localAgent is the agent of the simulation server on the coordinator's own
@@ -39,7 +39,7 @@ func startLocalAgent(c *Coordinator, entry string) (*localAgent, error) {
 		Interval:    time.Second,
 		Collectors:  collectors,
 		MaxSessions: 100,
-		Subjects:    bus.Subjects{Prefix: c.cfg.NATS.Prefix},
+		Subjects:    schema.Subjects{Prefix: c.cfg.NATS.Prefix},
 		Logger:      c.log.With("component", "local-agent"),
 		Advisory:    advisory,
 	})

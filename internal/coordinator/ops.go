@@ -12,6 +12,7 @@ import (
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/opsapi"
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
 )
@@ -24,7 +25,7 @@ func (c *Coordinator) startOps(ctx context.Context) error {
 	if c.apiConn, err = c.nats.ConnectAPI("simgate-coordinator-api"); err != nil {
 		return fmt.Errorf("connecting the farm's NATS service: %w", err)
 	}
-	if _, err = opsapi.Start(opsapi.Options{Conn: c.apiConn, Subjects: bus.Subjects{Prefix: c.cfg.NATS.Prefix},
+	if _, err = opsapi.Start(opsapi.Options{Conn: c.apiConn, Subjects: schema.Subjects{Prefix: c.cfg.NATS.Prefix},
 		Farm: opsFarm{c}, Admin: adminByNATS(c.cfg.NATS.Users), Version: version.String(), Logger: c.log}); err != nil {
 		return fmt.Errorf("the farm's NATS service: %w", err)
 	}
@@ -44,7 +45,7 @@ func (c *Coordinator) startOps(ctx context.Context) error {
 // serverOn is the configured (or reporting) server whose node is node.
 func (c *Coordinator) serverOn(node string) string {
 	for _, v := range c.reg.Snapshot() {
-		if bus.Node(v.Server) == node {
+		if schema.Node(v.Server) == node {
 			return v.Server
 		}
 	}
@@ -54,7 +55,7 @@ func (c *Coordinator) serverOn(node string) string {
 // drain drains (on) or undrains server for every member and across
 // restarts, on the word of by.
 func (c *Coordinator) drain(server, by string, on bool) error {
-	if c.serverOn(bus.Node(server)) != server {
+	if c.serverOn(schema.Node(server)) != server {
 		return fmt.Errorf("%w: %q", opsapi.ErrUnknownNode, server)
 	}
 	if !on {
@@ -168,19 +169,19 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 				swept = now
 				keep := map[string]bool{}
 				for _, v := range c.reg.Snapshot() {
-					keep[bus.Node(v.Server)] = true
+					keep[schema.Node(v.Server)] = true
 				}
 				if n, err := c.serversKV.Prune(keep); n > 0 {
-					c.log.Info("servers no longer configured removed from the farm bucket", "bucket", bus.ServersBucket, "removed", n)
+					c.log.Info("servers no longer configured removed from the farm bucket", "bucket", schema.ServersBucket, "removed", n)
 				} else if err != nil {
 					if held, ok := c.serversErrs.Allow("prune", now); ok {
-						c.log.Warn("farm bucket not pruned; will retry", "bucket", bus.ServersBucket, "error", err, "since_last_line", held)
+						c.log.Warn("farm bucket not pruned; will retry", "bucket", schema.ServersBucket, "error", err, "since_last_line", held)
 					}
 				}
 				if n, err := c.serversKV.SweepDurables(); n > 0 || err != nil {
 					if held, ok := c.serversErrs.Allow("durables", now); ok {
 						c.log.Warn("durable consumers on the farm bucket deleted: watch it with nats kv watch, which needs none",
-							"bucket", bus.ServersBucket, "deleted", n, "error", err, "since_last_line", held)
+							"bucket", schema.ServersBucket, "deleted", n, "error", err, "since_last_line", held)
 					}
 				}
 			}
@@ -201,7 +202,7 @@ func (c *Coordinator) publishFarm(ctx context.Context) {
 				}
 				if err := c.serversKV.Put(v.Server, data); err != nil {
 					if held, ok := c.serversErrs.Allow("put", now); ok {
-						c.log.Warn("farm bucket not written; will retry", "bucket", bus.ServersBucket, "error", err, "since_last_line", held)
+						c.log.Warn("farm bucket not written; will retry", "bucket", schema.ServersBucket, "error", err, "since_last_line", held)
 					}
 					break
 				}

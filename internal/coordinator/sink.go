@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // sink turns heartbeats into registry reports, and shows each applied
@@ -15,13 +15,13 @@ type sink struct {
 }
 
 var statuses = map[string]alloc.Status{
-	bus.StatusUp:          alloc.StatusUp,
-	bus.StatusDraining:    alloc.StatusDraining,
-	bus.StatusServiceDown: alloc.StatusServiceDown,
-	bus.StatusLeaving:     alloc.StatusLeaving,
+	schema.StatusUp:          alloc.StatusUp,
+	schema.StatusDraining:    alloc.StatusDraining,
+	schema.StatusServiceDown: alloc.StatusServiceDown,
+	schema.StatusLeaving:     alloc.StatusLeaving,
 }
 
-func (s sink) Heartbeat(hb bus.Heartbeat) error {
+func (s sink) Heartbeat(hb schema.Heartbeat) error {
 	rep := alloc.Report{
 		Server:   hb.Server,
 		Status:   statuses[hb.Status],

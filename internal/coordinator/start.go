@@ -20,6 +20,7 @@ import (
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/poll"
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
 	"github.com/simgate/simgate/internal/waitroom"
@@ -122,10 +123,10 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
 		StoreDir: c.storeDir(),
 		Guard:    guard,
-		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropSize).Inc() },
+		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(schema.DropSize).Inc() },
 		Denied: func(subject string) {
 			if strings.HasPrefix(subject, subj.Prefix+".load.") {
-				c.metrics.HeartbeatsDropped.WithLabelValues(bus.DropPermission).Inc()
+				c.metrics.HeartbeatsDropped.WithLabelValues(schema.DropPermission).Inc()
 			}
 		},
 	}
@@ -196,7 +197,7 @@ func (c *Coordinator) startIntake() (err error) {
 	if c.pubConn, err = c.nats.Connect("simgate-coordinator-events"); err != nil {
 		return fmt.Errorf("connecting the event publisher: %w", err)
 	}
-	c.pub = bus.NewPublisher(c.pubConn, c.subj)
+	c.pub = schema.NewPublisher(c.pubConn, c.subj)
 	iopts := bus.IntakeOptions{
 		Subjects: c.subj,
 		Sink:     sink{reg: c.reg, onReport: c.report},

@@ -48,6 +48,10 @@ func TestLayers(t *testing.T) {
 			"the NATS service asks its Farm interface, defined where it is consumed"},
 		{[]string{"internal/cluster"}, []string{"internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the cluster (who leads, quorum, size, bookings) knows NATS and asks the registry through its own interface"},
+		{[]string{"internal/schema"}, []string{"internal/bus", "internal/alloc", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator", "internal/login", "internal/logging", "internal/agent"},
+			"the wire contract imports nothing of simgate's but the words (domain): an agent and any client take it alone"},
+		{[]string{"internal/agent", "internal/agent/agentcmd", "cmd/agent"}, []string{"internal/bus", "internal/state", "internal/coordinator", "internal/httpapi", "internal/alloc"},
+			"the agent speaks the wire contract (schema) and links no server: the embedded NATS server is the coordinator's"},
 		{[]string{"internal/waitroom"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the line knows visitors, tickets and places and asks the registry (alloc, allowed) for seats; the sockets are HTTP's"},
 		{[]string{"internal/poll"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
@@ -65,6 +69,17 @@ func TestLayers(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+	// The agent links no NATS server at all, through any package (issue 33:
+	// it linked 16 of nats-server's packages it never runs).
+	deps, err := exec.Command("go", "list", "-deps", "github.com/simgate/simgate/cmd/agent").Output()
+	if err != nil {
+		t.Fatalf("go list -deps cmd/agent: %v", err)
+	}
+	for _, d := range strings.Fields(string(deps)) {
+		if strings.Contains(d, "nats-server") {
+			t.Errorf("cmd/agent links %s: the agent speaks internal/schema, the server is the coordinator's", d)
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // ServerNames are the n simulated servers' entries.
@@ -47,7 +47,7 @@ func RunAgents(natsURL string, n, perConn int, interval time.Duration, stdin io.
 	if _, err := fmt.Fprintln(ready, "ready"); err != nil {
 		return err
 	}
-	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
+	subj := schema.Subjects{Prefix: schema.DefaultPrefix}
 	names := ServerNames(n)
 	subjects := make([]string, n)
 	loads := make([]float64, n)
@@ -72,7 +72,7 @@ func RunAgents(natsURL string, n, perConn int, interval time.Duration, stdin io.
 		} else {
 			loads[i] = min(max(loads[i]+rng.Float64()*4-2, 5), 60)
 		}
-		hb := bus.Heartbeat{V: 1, Server: names[i], Status: bus.StatusUp, Load: load, Interval: interval.Seconds(),
+		hb := schema.Heartbeat{V: 1, Server: names[i], Status: schema.StatusUp, Load: load, Interval: interval.Seconds(),
 			Sessions: new(int), MaxSessions: ptrInt(100), Time: time.Now().UTC().Format(time.RFC3339Nano)}
 		data, err := hb.Encode()
 		if err == nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // floorMain is the intake's baseline: the coordinator's embedded NATS
@@ -20,7 +21,7 @@ import (
 // simgate code runs. It serves until SIGTERM.
 func floorMain(port, n int) int {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
+	subj := schema.Subjects{Prefix: schema.DefaultPrefix}
 	srv, err := bus.StartServer(bus.ServerOptions{Listen: fmt.Sprintf("127.0.0.1:%d", port), Logger: log,
 		Subjects: subj, Servers: ServerNames(n)})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Farm is what the service answers from; the coordinator is one.
@@ -36,7 +36,7 @@ var ErrUnknownNode = errors.New("no configured server on that node")
 // Options configures Start.
 type Options struct {
 	Conn     *nats.Conn // in the account the service is exported from
-	Subjects bus.Subjects
+	Subjects schema.Subjects
 	Farm     Farm
 	// Admin names the admin behind a request's user (Nats-Request-Info's
 	// "user": a user name or an nkey), "" when it is none.
@@ -87,7 +87,7 @@ func Start(o Options) (micro.Service, error) {
 
 // replyLimit is the largest answer: the embedded server's payload limit,
 // less room for the headers.
-const replyLimit = bus.MaxHeartbeat - 512
+const replyLimit = schema.MaxHeartbeat - 512
 
 // servers answers the servers document, in pages when it is over the
 // payload limit (pages.go); nothing is dropped silently.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 type farm struct {
@@ -41,7 +42,7 @@ func (f *farm) Drain(node, by string, on bool) (string, error) {
 // TestService: the service answers through the application account's
 // import, knows which admin asks (Nats-Request-Info), and refuses others.
 func TestService(t *testing.T) {
-	subj := bus.Subjects{Prefix: "simgate"}
+	subj := schema.Subjects{Prefix: "simgate"}
 	srv, err := bus.StartServer(bus.ServerOptions{Listen: "127.0.0.1:0", Subjects: subj, Users: []bus.User{
 		{Name: "alice", Password: "alice-password", Role: bus.RoleAdmin},
 		{Name: "ops", Password: "ops-password", Role: bus.RoleMonitor},
@@ -188,7 +189,7 @@ func TestServersInPages(t *testing.T) {
 // reads the server's header only, alone. The same request without the
 // forged line is served as its user.
 func TestForgedRequestInfo(t *testing.T) {
-	subj := bus.Subjects{Prefix: "simgate"}
+	subj := schema.Subjects{Prefix: "simgate"}
 	srv, err := bus.StartServer(bus.ServerOptions{Listen: "127.0.0.1:0", Subjects: subj, Users: []bus.User{
 		{Name: "ops", Password: "ops-password", Role: bus.RoleMonitor},
 	}})

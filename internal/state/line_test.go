@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
-	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/testutil"
 	"github.com/simgate/simgate/internal/waitroom"
 )
@@ -30,11 +30,11 @@ func TestFarmBucketPruned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := f.Prune(map[string]bool{bus.Node("127.0.0.1:2000"): true})
+	n, err := f.Prune(map[string]bool{schema.Node("127.0.0.1:2000"): true})
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v; want 1", n, err)
 	}
-	if n, _ := f.Prune(map[string]bool{bus.Node("127.0.0.1:2000"): true}); n != 0 {
+	if n, _ := f.Prune(map[string]bool{schema.Node("127.0.0.1:2000"): true}); n != 0 {
 		t.Errorf("a second prune removed %d", n)
 	}
 }

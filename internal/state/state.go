@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/notify"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Bucket is the key-value bucket the coordinators keep their state in.
@@ -31,7 +31,7 @@ const opTimeout = 3 * time.Second
 
 // maxValue is the largest value written: the embedded server's payload
 // limit (a heartbeat's) with room for the protocol.
-const maxValue = bus.MaxHeartbeat - 256
+const maxValue = schema.MaxHeartbeat - 256
 
 // KV is the state bucket. It opens lazily: a cluster member may start
 // before a quorum of members is up, and must serve /session meanwhile.
@@ -211,7 +211,7 @@ func (k *KV) load(ctx context.Context, kv jetstream.KeyValue, prefix string, dec
 	return nil
 }
 
-func mailKey(id string) string { return "mail." + bus.Node(id) }
+func mailKey(id string) string { return "mail." + schema.Node(id) }
 
 // LoadMails implements notify.Store.
 func (k *KV) LoadMails() ([]notify.Mail, error) {
@@ -269,8 +269,8 @@ func (k *KV) SaveMails(mails []notify.Mail) error {
 	}
 	want := make(map[string]bool, len(mails))
 	for _, m := range mails {
-		want[bus.Node(m.ID)] = true
-		if old, ok := k.mails[bus.Node(m.ID)]; ok && old == m {
+		want[schema.Node(m.ID)] = true
+		if old, ok := k.mails[schema.Node(m.ID)]; ok && old == m {
 			continue
 		}
 		data, _ := json.Marshal(m)
@@ -282,7 +282,7 @@ func (k *KV) SaveMails(mails []notify.Mail) error {
 		if _, err := kv.Put(ctx, mailKey(m.ID), data); err != nil {
 			return err
 		}
-		k.mails[bus.Node(m.ID)] = m
+		k.mails[schema.Node(m.ID)] = m
 	}
 	for id := range k.mails {
 		if want[id] {
@@ -315,7 +315,7 @@ func (k *KV) LoadHolds() (map[string]notify.Hold, error) {
 		if err := json.Unmarshal(v, &h); err != nil {
 			return err
 		}
-		if h.Server == "" || "hold."+bus.Node(h.Server) != key {
+		if h.Server == "" || "hold."+schema.Node(h.Server) != key {
 			return fmt.Errorf("the state of no server, or of another one")
 		}
 		out[h.Server] = h.Hold
@@ -333,7 +333,7 @@ func (k *KV) SaveHolds(changed map[string]notify.Hold) error {
 	defer done()
 	defer k.note(ctx, kv) // before done: its context
 	for server, h := range changed {
-		key := "hold." + bus.Node(server)
+		key := "hold." + schema.Node(server)
 		if h == (notify.Hold{}) {
 			if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return err
@@ -364,7 +364,7 @@ func (k *KV) SetDrain(server, by string) error {
 	}
 	defer done()
 	defer k.note(ctx, kv) // before done: its context
-	key := "drain." + bus.Node(server)
+	key := "drain." + schema.Node(server)
 	if by == "" {
 		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
@@ -462,7 +462,7 @@ func (f *ServersKV) Put(server string, value []byte) error {
 	defer f.mu.Unlock()
 	if f.kv == nil {
 		kv, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:       bus.ServersBucket,
+			Bucket:       schema.ServersBucket,
 			Description:  "simgate: each simulation server's latest state, by node (written by the coordinators)",
 			History:      1,
 			Replicas:     f.replicas,
@@ -470,11 +470,11 @@ func (f *ServersKV) Put(server string, value []byte) error {
 			MaxValueSize: maxValue,
 		})
 		if err != nil {
-			return fmt.Errorf("farm bucket %s: %w", bus.ServersBucket, err)
+			return fmt.Errorf("farm bucket %s: %w", schema.ServersBucket, err)
 		}
 		f.kv = kv
 	}
-	_, err := f.kv.Put(ctx, bus.Node(server), value)
+	_, err := f.kv.Put(ctx, schema.Node(server), value)
 	return err
 }
 
@@ -523,7 +523,7 @@ func (f *ServersKV) Prune(keep map[string]bool) (int, error) {
 func (f *ServersKV) SweepDurables() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	s, err := f.js.Stream(ctx, "KV_"+bus.ServersBucket)
+	s, err := f.js.Stream(ctx, "KV_"+schema.ServersBucket)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, nil
 	}

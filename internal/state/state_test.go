@@ -11,6 +11,7 @@ import (
 
 	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/notify"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // open starts an embedded server storing under dir and the bucket over it.
@@ -156,7 +157,7 @@ func TestDurablesOnTheFarmBucketSwept(t *testing.T) {
 	}
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	stream, err := js.Stream(ctx, "KV_"+bus.ServersBucket)
+	stream, err := js.Stream(ctx, "KV_"+schema.ServersBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/agent"
-	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/schema"
 )
 
 // Options are the agent's settings.
@@ -64,7 +64,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Processes, "process", strings.Join(agent.DefaultProcessNames, ","), "comma-separated process names counted as running simulations")
 	fs.StringVar(&o.SimConfig, "simulation-config", "", "the simulation server's own configuration (webots-server's config/simulation/NAME.json): its allowedRepositories, blockedRepositories, docker, shareIdleTime go into heartbeats, its maxConnections is the default of -max-sessions; re-read when it changes. Default: the only .json file of ~/webots-server/config/simulation/, where webots-server's setup guide puts it, if there is exactly one; 'off' for none")
 	fs.StringVar(&o.DrainFile, "drain-file", "", "creating this file drains the server (no new session), removing it undrains; the latest of a signal and a file change wins")
-	fs.StringVar(&o.Prefix, "prefix", bus.DefaultPrefix, "first token of the NATS subjects")
+	fs.StringVar(&o.Prefix, "prefix", schema.DefaultPrefix, "first token of the NATS subjects")
 	fs.StringVar(&o.User, "user", "", "NATS user name")
 	fs.StringVar(&o.Password, "password", "", "NATS password (prefer the environment variable SIMGATE_PASSWORD)")
 	fs.StringVar(&o.Token, "token", "", "NATS token (prefer SIMGATE_TOKEN)")
@@ -249,7 +249,7 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 		}),
 		// Replies to this agent (the acknowledgement of its leaving heartbeat)
 		// come under an inbox an agent user is allowed to read.
-		nats.CustomInboxPrefix(bus.AgentInbox(o.Server)),
+		nats.CustomInboxPrefix(schema.AgentInbox(o.Server)),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -302,7 +302,7 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 	cs := agent.DefaultCollectors(ctx, o.Probe, strings.Split(o.Processes, ","), log)
 	a := agent.New(agent.Options{
 		Server: o.Server, Interval: o.Interval, Collectors: cs, MaxSessions: o.MaxSessions,
-		Subjects: bus.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile, SimulationConfig: policy,
+		Subjects: schema.Subjects{Prefix: o.Prefix}, Logger: log, DrainFile: o.DrainFile, SimulationConfig: policy,
 	})
 	return nc, a, nil
 }

@@ -1,4 +1,4 @@
-package bus
+package schema
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package bus
+package schema
 
 import (
 	"errors"
@@ -84,7 +84,7 @@ func TestNode(t *testing.T) {
 	if s.Load("a.b/1") != "simgate.load.a_b_1" || s.Event("down", "a/1") != "simgate.event.down.a_1" {
 		t.Error("subjects")
 	}
-	if s.nodeOf("simgate.load.a_1") != "a_1" || s.nodeOf("simgate.load.a.b") != "" || s.nodeOf("other.load.a") != "" {
+	if s.NodeOf("simgate.load.a_1") != "a_1" || s.NodeOf("simgate.load.a.b") != "" || s.NodeOf("other.load.a") != "" {
 		t.Error("nodeOf")
 	}
 }

@@ -1,4 +1,4 @@
-package bus
+package schema
 
 import (
 	"strings"
@@ -61,10 +61,31 @@ func (s Subjects) EventAll() string { return s.Prefix + ".event.>" }
 
 // nodeOf returns the node token of a load subject, or "" when the subject
 // is not <prefix>.load.<one token>.
-func (s Subjects) nodeOf(subject string) string {
+func (s Subjects) NodeOf(subject string) string {
 	rest, ok := strings.CutPrefix(subject, s.Prefix+".load.")
 	if !ok || rest == "" || strings.Contains(rest, ".") {
 		return ""
 	}
 	return rest
 }
+
+// Drop reasons, also used as metric labels.
+const (
+	DropSchema   = "schema"
+	DropSubject  = "subject"
+	DropUnknown  = "unknown-server"
+	DropSize     = "size"
+	DropStale    = "closed-connection"
+	DropInternal = "internal"
+	// DropPermission: the server refused the publish (a user not bound to the server).
+	DropPermission = "permission"
+)
+
+// ServersBucket is the key-value bucket of the farm's state, one key per
+// server: written by the coordinators, read by monitors and admins.
+const ServersBucket = "simgate-servers"
+
+// AgentInbox is the inbox prefix of the agent of entry: its request replies
+// (the acknowledgement of its leaving heartbeat) arrive under it, and an
+// agent user may subscribe there and nowhere else.
+func AgentInbox(entry string) string { return "_INBOX_" + Node(entry) }

@@ -1,8 +1,8 @@
-// Package bus is simgate's NATS side: the embedded server, the subjects,
-// the heartbeat and event schemas (PROTOCOL.md §2), and the coordinator's
-// intake of heartbeats and connection losses. It knows nothing of
-// placement or HTTP: what it receives goes to a Sink.
-package bus
+// Package schema is simgate's wire contract (PROTOCOL.md §2): the
+// subjects, the heartbeat and event schemas, the names an agent and any
+// client need. It links no NATS server: the agent imports it alone, the
+// coordinator's embedded server and intake are internal/bus.
+package schema
 
 import (
 	"bytes"
