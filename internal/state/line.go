@@ -93,28 +93,20 @@ func (s *LineKV) Create(e waitroom.Entry) (uint64, error) {
 	return kv.Create(ctx, linePrefix+e.Ticket, data)
 }
 
-// Claim makes owner the owner of ticket if nobody is: a compare-and-set
-// on the entry's revision, so that one socket wins on any member.
-func (s *LineKV) Claim(ticket, owner string) (waitroom.Entry, bool, error) {
+// Claim makes owner the owner of seen's ticket if seen is still its latest
+// version: a compare-and-set on the stream's last sequence for the key,
+// which the stream's leader decides (a follower's copy may lag), so that
+// one socket wins on any member.
+func (s *LineKV) Claim(seen waitroom.Entry, owner string) (waitroom.Entry, bool, error) {
 	ctx, kv, cancel, err := s.op()
 	if err != nil {
 		return waitroom.Entry{}, false, err
 	}
 	defer cancel()
-	got, err := kv.Get(ctx, linePrefix+ticket)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return waitroom.Entry{}, false, nil
-	}
-	if err != nil {
-		return waitroom.Entry{}, false, err
-	}
-	e, err := decodeEntry(ticket, got)
-	if err != nil || e.Owner != "" {
-		return waitroom.Entry{}, false, nil
-	}
+	e := seen
 	e.Owner = owner
 	data, _ := json.Marshal(e)
-	rev, err := kv.Update(ctx, linePrefix+ticket, data, got.Revision())
+	rev, err := kv.Update(ctx, linePrefix+seen.Ticket, data, seen.Rev)
 	if err != nil {
 		return waitroom.Entry{}, false, nil // another socket claimed it first, or it went
 	}

@@ -70,9 +70,11 @@ type Entry struct {
 type Store interface {
 	// Create adds e, returning its revision (its Seq).
 	Create(e Entry) (rev uint64, err error)
-	// Claim makes owner the owner of ticket if it has none: false when it
-	// is unknown or another socket has it. It returns the new version.
-	Claim(ticket, owner string) (Entry, bool, error)
+	// Claim makes owner the owner of e's ticket if e (at its revision) is
+	// still its latest version and has none: false when another socket
+	// claimed it first or it went. It returns the new version. The
+	// compare is the store's (a follower's copy may lag).
+	Claim(e Entry, owner string) (Entry, bool, error)
 	// Put writes e whole, returning its revision.
 	Put(e Entry) (rev uint64, err error)
 	// Delete removes ticket.
@@ -83,8 +85,9 @@ type Store interface {
 const TicketTTL = 10 * time.Second
 
 // openWait is how long a socket waits for its ticket to reach this member
-// (another member gave it a moment ago).
-const openWait = 2 * time.Second
+// (another member gave it a moment ago; a loaded cluster's replication
+// took over 2 s in CI).
+const openWait = 5 * time.Second
 
 // seatTTL is how long a seat given waits for its owner to take it before
 // the leader lets the entry go (the owner is gone).
@@ -275,7 +278,16 @@ func (l *Line) Open(ticket string) (*Waiter, bool) {
 		}
 		time.Sleep(20 * time.Millisecond) // another member's ticket on its way here
 	}
-	claimed, ok, err := l.store.Claim(ticket, l.o.Self)
+	l.mu.Lock()
+	var seen Entry
+	if e := l.entries[ticket]; e != nil {
+		seen = e.Entry
+	}
+	l.mu.Unlock()
+	if seen.Ticket == "" || seen.Owner != "" {
+		return nil, false
+	}
+	claimed, ok, err := l.store.Claim(seen, l.o.Self)
 	if err != nil || !ok {
 		return nil, false
 	}

@@ -25,11 +25,12 @@ func (s *Memory) Create(e Entry) (uint64, error) {
 	return e.Rev, nil
 }
 
-// Claim makes owner the owner of ticket, once.
-func (s *Memory) Claim(ticket, owner string) (Entry, bool, error) {
+// Claim makes owner the owner of seen's ticket, once.
+func (s *Memory) Claim(seen Entry, owner string) (Entry, bool, error) {
 	s.mu.Lock()
+	ticket := seen.Ticket
 	e, ok := s.m[ticket]
-	if !ok || e.Owner != "" {
+	if !ok || e.Owner != "" || e.Rev != seen.Rev {
 		s.mu.Unlock()
 		return Entry{}, false, nil
 	}
