@@ -397,3 +397,34 @@ func TestSystemUserCannotFakeAdvisories(t *testing.T) {
 		}
 	}
 }
+
+// TestUnguessableCredentialsNeverLocked: issue 31. Bad signatures for the
+// real nkey agent's public key, and wrong tokens, from the address the real
+// agents use (loopback: Apache's, for agents over wss://), do not keep the
+// real nkey and token agents out.
+func TestUnguessableCredentialsNeverLocked(t *testing.T) {
+	f := startAuthServer(t)
+	pub, _ := f.nkey.PublicKey()
+	forger, _ := nkeys.CreateUser()
+	for range 50 {
+		if nc, err := f.connect(serverC, nats.Nkey(pub, forger.Sign)); err == nil {
+			nc.Close()
+			t.Fatal("a forged signature was let in")
+		}
+		if nc, err := f.connect(serverB, nats.Token("not-the-token-0123456789")); err == nil {
+			nc.Close()
+			t.Fatal("a wrong token was let in")
+		}
+	}
+	for _, tc := range []struct {
+		name, server string
+		opt          nats.Option
+	}{{"nkey", serverC, f.nkeyOpt()}, {"token", serverB, nats.Token(tokenB)}} {
+		nc, err := f.connect(tc.server, tc.opt)
+		if err != nil {
+			t.Errorf("the real %s agent after 50 failures of others: %v", tc.name, err)
+			continue
+		}
+		nc.Close()
+	}
+}

@@ -149,6 +149,22 @@ func (g *Guard) Refused(addr, user string) {
 // Limited says whether user at addr must wait before its next try.
 func (g *Guard) Limited(addr, user string) bool { return g.limited(addr, user) }
 
+// LimitedAddr says whether addr, whatever the user, must wait: for
+// credentials that cannot be guessed (an nkey's signature, a long token),
+// where no user's own failures should lock it out (issue 31), only an
+// address that keeps failing is slowed.
+func (g *Guard) LimitedAddr(addr string) bool {
+	if addr == "" {
+		return false
+	}
+	free := keys(addr, "")[1]
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.fails[g.slot(free.key)]
+	return f != nil && now.Before(f.until)
+}
+
 // Check reports whether password is want's, for user at addr (addr "" when
 // unknown: never limited). want "" means the user is unknown: the check
 // costs the same and fails.
