@@ -322,7 +322,13 @@ func (u *authUser) bound(entry string) bool {
 func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 	if c.Kind() == server.CLIENT {
 		remote := addr(c)
-		if held, ok := a.throttle.Allow(why+"|"+clientHost(c), time.Now()); ok {
+		allow := a.throttle.Allow
+		if o := c.GetOpts(); a.byName[o.Username] != nil || a.byNkey[o.Nkey] != nil {
+			// A configured user refused (an agent with a stale password):
+			// its line survives any flood of made-up names.
+			allow = a.throttle.AllowKnown
+		}
+		if held, ok := allow(why+"|"+clientHost(c), time.Now()); ok {
 			a.log.Warn("NATS connection refused", "remote", remote, "name", c.GetOpts().Name, "reason", why,
 				"refused_since_last_line", held)
 		}

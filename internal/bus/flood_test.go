@@ -168,6 +168,24 @@ func TestClientFloodsDoNotTurnTheLogOver(t *testing.T) {
 		}
 		return nil
 	})
+	// Issue 31: under the flood, a configured agent with a stale password
+	// and a configured server's refused heartbeats still get their lines.
+	if nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("agent", "stale-password"), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a stale password was let in")
+	}
+	_ = ops.Publish("simgate.load.a_test_1", []byte("x"))
+	_ = ops.Flush()
+	testutil.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		out := log.String()
+		if !strings.Contains(out, `user \"agent\"`) && !strings.Contains(out, `user "agent"`) {
+			return fmt.Errorf("no line names the configured agent's refused login")
+		}
+		if !strings.Contains(out, "simgate.load.a_test_1") {
+			return fmt.Errorf("no line names the configured server's refused publish")
+		}
+		return nil
+	})
 	lines := strings.Count(log.String(), "\n")
 	t.Logf("%d log lines for %d refused logins, publishes and drops", lines, 3*n)
 	// Three floods, each feeding at most two throttles (the reason and

@@ -163,8 +163,12 @@ func StartServer(o ServerOptions) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	fatal := make(chan string, 1)
+	configured := map[string]bool{}
+	for _, entry := range o.Servers {
+		configured[o.Subjects.Load(entry)] = true
+	}
 	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied, fatal: fatal,
-		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys), oversize: o.Oversize}, false, false, false)
+		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys), oversize: o.Oversize, configured: configured}, false, false, false)
 	go ns.Start()
 	// A listener that cannot bind (a busy port) fails the start at once,
 	// with nats-server's own reason, rather than after the readiness wait.
@@ -494,6 +498,9 @@ type natsLogger struct {
 	// throttle: a flood of refused publishes logs one line a minute per subject.
 	throttle *logging.Throttle
 	oversize func()
+	// configured holds the configured servers' load subjects: their
+	// refusals are logged apart from a flood's (Throttle.AllowKnown).
+	configured map[string]bool
 }
 
 func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(fmt.Sprintf(f, v...)) }
@@ -544,7 +551,11 @@ func (n natsLogger) Errorf(f string, v ...any) {
 				subject = u
 			}
 		}
-		if held, ok := n.throttle.Allow(subject, time.Now()); ok {
+		allow := n.throttle.Allow
+		if n.configured[subject] {
+			allow = n.throttle.AllowKnown // a configured server's heartbeats refused: a misconfigured agent
+		}
+		if held, ok := allow(subject, time.Now()); ok {
 			n.l.Warn("NATS publish refused: this user may not publish there", "detail", msg, "refused_since_last_line", held)
 		}
 		if n.denied != nil {
