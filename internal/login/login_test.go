@@ -207,3 +207,28 @@ func TestDistributedGuessesBounded(t *testing.T) {
 		t.Error("the right password during the attack counted as wrong")
 	}
 }
+
+// TestFailuresTakeTheFloor: issue 31. With a bcrypt user configured, an
+// unknown user's failure costs a bcrypt verification; a wrong plain
+// password, a constant-time compare. Every failure now answers no sooner
+// than the bcrypt verification took at start, so that the time of an
+// answer does not tell a user name (a lower bound: the failure sleeps).
+func TestFailuresTakeTheFloor(t *testing.T) {
+	h := hash(t, "admin-secret")
+	g, _ := newGuard(h, "plain-secret")
+	if g.floor <= 0 {
+		t.Fatal("no floor measured with a bcrypt user configured")
+	}
+	for _, tc := range []struct{ user, want string }{{"nobody", ""}, {"ops", "plain-secret"}, {"admin", h}} {
+		begin := time.Now()
+		if got := g.Check("10.0.0.3", tc.user, tc.want, "guess"); got != Wrong {
+			t.Fatalf("%s: %v", tc.user, got)
+		}
+		if took := time.Since(begin); took < g.floor {
+			t.Errorf("%s's failure answered in %v, under the floor %v", tc.user, took, g.floor)
+		}
+	}
+	if plain, _ := newGuard("plain-secret"); plain.floor != 0 {
+		t.Errorf("a floor of %v without any bcrypt user", plain.floor)
+	}
+}
