@@ -194,3 +194,23 @@ func TestClientFloodsDoNotTurnTheLogOver(t *testing.T) {
 		t.Errorf("%d log lines for %d refused logins, publishes and drops; want at most %d:\n%s", lines, 3*n, max, log.String())
 	}
 }
+
+// TestRouteGoneIsNoError: a write on a route whose member just went (a
+// reload hands NATS over to the new process) is a warning, not an ERROR
+// line: TestREADMEHighAvailability saw nats-server's "Error flushing …
+// broken pipe" during the README's rolling upgrade.
+func TestRouteGoneIsNoError(t *testing.T) {
+	var log testutil.Buffer
+	n := natsLogger{l: slog.New(slog.NewTextHandler(&log, nil)), throttle: logging.NewThrottle(time.Minute, logging.ClientKeys)}
+	for _, msg := range []string{
+		"10.231.0.1:6222 - rid:11 - Error flushing: writev tcp 10.231.0.2:52292->10.231.0.1:6222: writev: broken pipe",
+		"10.231.0.1:6222 - rid:12 - Error reading: read tcp 10.231.0.2:52292->10.231.0.1:6222: connection reset by peer",
+	} {
+		n.Errorf("%s", msg)
+	}
+	n.Errorf("%s", "something else entirely went wrong")
+	out := log.String()
+	if strings.Count(out, "level=WARN") != 2 || strings.Count(out, "level=ERROR") != 1 {
+		t.Errorf("want the two route errors as warnings and the other as an error:\n%s", out)
+	}
+}

@@ -564,10 +564,13 @@ func (n natsLogger) Errorf(f string, v ...any) {
 		return
 	}
 	// A member whose peers are not up yet (or are restarting) retries its
-	// routes: a cluster's normal life, not an error.
-	if strings.HasPrefix(msg, "Error trying to connect to route") {
+	// routes: a cluster's normal life, not an error. So is a write on a
+	// route whose member just went (a reload hands NATS over to the new
+	// process; the route reconnects): the quorum watch says loudly what is
+	// really wrong.
+	if strings.HasPrefix(msg, "Error trying to connect to route") || (strings.Contains(msg, " - rid:") && routeGone(msg)) {
 		if held, ok := n.throttle.Allow(logKey(msg), time.Now()); ok {
-			n.l.Warn(msg, "held_since_last_line", held, "why", "a member is not up (yet): nats-server retries")
+			n.l.Warn(msg, "held_since_last_line", held, "why", "a member is not up yet, or just went (a restart, a reload): nats-server retries its routes")
 		}
 		return
 	}
@@ -579,6 +582,16 @@ func (n natsLogger) Errorf(f string, v ...any) {
 	}
 }
 func (n natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+
+// routeGone reports whether a route's error says its peer went away.
+func routeGone(msg string) bool {
+	for _, s := range []string{"Error flushing", "broken pipe", "connection reset by peer", "use of closed network connection", "i/o timeout"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
 func (n natsLogger) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 
 // isLoopback reports whether host (an address or "localhost") is this
