@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -219,9 +220,8 @@ func (h *readmeHost) stop() {
 			h.t.Logf("%s: %s:\n%s", h.name, strings.TrimPrefix(l, h.root), data)
 		}
 	}
-	pids, _ := filepath.Glob(filepath.Join(h.root, "pids", "*"))
-	pids = append(pids, filepath.Join(h.root, "apache", "run", "apache2.pid"))
-	for _, p := range pids {
+	units, _ := filepath.Glob(filepath.Join(h.root, "pids", "*"))
+	for _, p := range append(units, filepath.Join(h.root, "apache", "run", "apache2.pid")) {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue
@@ -230,16 +230,47 @@ func (h *readmeHost) stop() {
 		if err != nil || pid <= 1 {
 			continue
 		}
-		_ = syscall.Kill(pid, syscall.SIGTERM)
+		// A unit runs under setsid: its process group is everything it
+		// started, a reload's new process included (it outlives the first).
+		group := slices.Contains(units, p)
+		running := func() bool { return alive(pid) }
+		if group {
+			_ = syscall.Kill(-pid, syscall.SIGTERM)
+			running = func() bool { return groupAlive(pid) }
+		} else {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
 		deadline := time.Now().Add(15 * time.Second)
-		for alive(pid) && time.Now().Before(deadline) {
+		for running() && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond) // polling another process's exit: no event to wait on
 		}
-		if alive(pid) {
+		if running() {
 			h.t.Logf("%s: %s (pid %d) did not stop in 15 s: killed", h.name, filepath.Base(p), pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			if group {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			} else {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	}
+}
+
+// groupAlive says whether a process of process group pgid runs (zombies
+// do not count).
+func groupAlive(pgid int) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		data, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		_, rest, _ := strings.Cut(string(data), ") ")
+		f := strings.Fields(rest)
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // alive says whether process pid runs (a zombie does not).
