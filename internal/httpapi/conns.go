@@ -19,12 +19,16 @@ import (
 type connCap struct {
 	max     int
 	perAddr int
-	exempt  func(host string) bool
-	mu      sync.Mutex // guards open, idle, silent and byAddr
-	open    int
-	idle    map[net.Conn]time.Time
-	silent  map[net.Conn]silentConn
-	byAddr  map[string]int
+	// quiet is how long a connection must have said nothing to count as
+	// silent: a burst of new connections (a load test, a class) is not
+	// mistaken for a silent flood while its requests are on their way.
+	quiet  time.Duration
+	exempt func(host string) bool
+	mu     sync.Mutex // guards open, idle, silent and byAddr
+	open   int
+	idle   map[net.Conn]time.Time
+	silent map[net.Conn]silentConn
+	byAddr map[string]int
 }
 
 // silentConn is a connection that has sent no request yet.
@@ -38,8 +42,11 @@ type silentConn struct {
 // exempt.
 const silentPerAddr = 16
 
+// silentAfter is connCap.quiet's default.
+const silentAfter = time.Second
+
 func newConnCap(max int, exempt func(host string) bool) *connCap {
-	return &connCap{max: max, perAddr: silentPerAddr, exempt: exempt,
+	return &connCap{max: max, perAddr: silentPerAddr, exempt: exempt, quiet: silentAfter,
 		idle: map[net.Conn]time.Time{}, silent: map[net.Conn]silentConn{}, byAddr: map[string]int{}}
 }
 
@@ -54,7 +61,7 @@ func (c *connCap) state(conn net.Conn, s http.ConnState) {
 		c.silent[conn] = silentConn{at: time.Now(), addr: addr}
 		c.byAddr[addr]++
 		if c.byAddr[addr] > c.perAddr && (c.exempt == nil || !c.exempt(addr)) {
-			if v := c.oldestSilent(addr); v != nil {
+			if v := c.oldestSilent(addr); v != nil && v != conn {
 				victims = append(victims, v)
 				c.forgetSilent(v)
 			}
@@ -100,8 +107,8 @@ func (c *connCap) oldestIdle() net.Conn {
 	return victim
 }
 
-// oldestSilent is the connection of addr ("": any) silent the longest;
-// c.mu is held.
+// oldestSilent is the connection of addr ("": any) silent the longest,
+// if it has been silent for quiet; c.mu is held.
 func (c *connCap) oldestSilent(addr string) net.Conn {
 	var victim net.Conn
 	var oldest time.Time
@@ -109,6 +116,9 @@ func (c *connCap) oldestSilent(addr string) net.Conn {
 		if (addr == "" || s.addr == addr) && (victim == nil || s.at.Before(oldest)) {
 			victim, oldest = sc, s.at
 		}
+	}
+	if victim != nil && time.Since(oldest) < c.quiet {
+		return nil // the oldest is merely new: nothing is silent yet
 	}
 	return victim
 }

@@ -393,6 +393,7 @@ func TestSilentConnectionsShutNoOneOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := DefaultLimits()
 			l.MaxConns, l.Exempt = 100, tc.exempt
+			l.SilentAfter = time.Millisecond // the flood's connections are old by the time the visitor comes
 			addr, _ := serve(t, l, Options{})
 			var silent []net.Conn
 			defer func() {
@@ -426,5 +427,34 @@ func TestSilentConnectionsShutNoOneOut(t *testing.T) {
 				t.Errorf("answered %q", body)
 			}
 		})
+	}
+}
+
+// TestBurstIsNotSilence: a burst of new connections from one address (a
+// class, a load test) is not taken for a silent flood: 100 connections
+// opened at once, then each asks, and each is answered.
+func TestBurstIsNotSilence(t *testing.T) {
+	l := DefaultLimits()
+	l.MaxConns = 1000
+	addr, _ := serve(t, l, Options{})
+	conns := make([]net.Conn, 100)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for i, c := range conns {
+		if _, err := io.WriteString(c, "GET /session HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d of a burst was not answered: %v", i, err)
+		}
+		resp.Body.Close()
 	}
 }

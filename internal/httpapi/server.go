@@ -19,6 +19,9 @@ type Limits struct {
 	// Exempt, when set, says which peers may hold any number of silent
 	// connections (the trusted proxies: the local Apache's pool).
 	Exempt func(host string) bool
+	// SilentAfter is how long a connection must have sent nothing to be
+	// closed as silent (0: a second).
+	SilentAfter time.Duration
 }
 
 // DefaultLimits suit a public session server: requests are tiny, answers short.
@@ -47,7 +50,11 @@ func NewServer(h http.Handler, l Limits, log *slog.Logger) *http.Server {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if l.MaxConns > 0 {
-		srv.ConnState = newConnCap(l.MaxConns, l.Exempt).state
+		cc := newConnCap(l.MaxConns, l.Exempt)
+		if l.SilentAfter > 0 {
+			cc.quiet = l.SilentAfter
+		}
+		srv.ConnState = cc.state
 	}
 	return srv
 }
