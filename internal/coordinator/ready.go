@@ -12,7 +12,7 @@ import (
 // Ready means ready (PROTOCOL §1, /readyz): a coordinator places visitors
 // only once NATS is up, the drains it must honour are loaded (in a
 // cluster, the cluster's), and every configured server has been heard from
-// or one silence timeout has passed since start. Before that /session
+// or one silence timeout has passed since the intake started. Before that /session
 // answers as a busy farm and /readyz 503 says what is awaited: a restarted
 // member sent 41 sessions to a drained server, and refused visitors while
 // its servers were still unknown.
@@ -25,6 +25,11 @@ const drainWait = 15 * time.Second
 // readiness is what a start waits for.
 type readiness struct {
 	started time.Time
+	// intake is when the heartbeat intake started (Unix ns; 0: not yet):
+	// the silence window counts from it, not from the process's start,
+	// which reads the state store first (about 3 s in a cluster: a
+	// restarted member was ready having heard no server, issue 30).
+	intake  atomic.Int64
 	silence time.Duration // a never-heard server stops being awaited after this
 	drains  atomic.Bool   // the drains kept are applied
 	open    atomic.Bool   // the registry places
@@ -131,7 +136,11 @@ func (c *Coordinator) startReady() (bool, string) {
 	if len(unheard) == 0 {
 		return true, ""
 	}
-	if left := c.ready.silence - time.Since(c.ready.started); left > 0 {
+	at := c.ready.intake.Load()
+	if at == 0 {
+		return false, "waiting for the heartbeat intake to start"
+	}
+	if left := c.ready.silence - time.Since(time.Unix(0, at)); left > 0 {
 		if len(unheard) > 3 {
 			unheard = append(unheard[:3:3], "…")
 		}

@@ -219,6 +219,7 @@ func (c *Coordinator) startIntake() (err error) {
 	}
 	c.bookings = b
 	c.registerGauges()
+	c.ready.intake.Store(time.Now().UnixNano()) // the silence window starts now
 	return nil
 }
 
