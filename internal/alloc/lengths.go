@@ -82,14 +82,3 @@ func (r *Registry) EndRate(url string) (perSecond float64, ok bool) {
 	}
 	return perSecond, ok && perSecond > 0
 }
-
-// SessionLength is server's mean session length as learnt, ok once known.
-func (r *Registry) SessionLength(server string) (time.Duration, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.byName[server]
-	if s == nil {
-		return 0, false
-	}
-	return s.lengths.mean()
-}

@@ -343,7 +343,7 @@ func (a *API) unplaced(r *http.Request, v alloc.Visitor, out alloc.Outcome) []by
 	if out == alloc.AtCap {
 		if name, ok := a.o.Registry.Place(v); ok {
 			a.placed.Inc()
-			return append(append([]byte(nil), a.scheme...), name...)
+			return a.serverURL(name)
 		}
 	}
 	a.none.Inc()
@@ -391,6 +391,12 @@ func worldURL(rawQuery string) string {
 		}
 	}
 	return v
+}
+
+// serverURL is the answer naming server: the scheme, then the entry as
+// configured (PROTOCOL §1).
+func (a *API) serverURL(server string) []byte {
+	return append(append([]byte(nil), a.scheme...), server...)
 }
 
 // hasWebScheme reports whether v begins with http:// or https://, in any case.
@@ -445,7 +451,7 @@ func (a *API) SessionFor(v alloc.Visitor) []byte {
 		return a.refusal(v.URL, true)
 	}
 	a.placed.Inc()
-	return append(append([]byte(nil), a.scheme...), name...)
+	return a.serverURL(name)
 }
 
 // sessionAnswer is the body of /session for the WebSocket form, held as
@@ -459,7 +465,7 @@ func (a *API) sessionAnswer(r *http.Request, v alloc.Visitor) []byte {
 		return a.unplaced(r, v, out)
 	}
 	a.placed.Inc()
-	return append(append([]byte(nil), a.scheme...), name...)
+	return a.serverURL(name)
 }
 
 func (a *API) availability(w http.ResponseWriter, r *http.Request) {

@@ -96,7 +96,7 @@ func New() *Metrics {
 			Name: "simgate_queue_wait_seconds", Help: "How long a visitor seated from the line waited.",
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}}),
 		QueueLeft: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "simgate_queue_left_total", Help: "Visitors who left the line without a seat, by why: closed (its page), max-wait, no-server (none that would take it is up), lapsed (its socket never came), unreachable (its seats could not be reached)."}, []string{"reason"}),
+			Name: "simgate_queue_left_total", Help: "Visitors who left the line without a seat, by why: closed (its page), max-wait, no-server (none that would take it is up), lapsed (its socket never came), unreachable (its seats could not be reached), member-lost (the member holding its socket went)."}, []string{"reason"}),
 		Relayed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "simgate_relayed_sessions", Help: "Sessions the waiting room relays now (they end with this process)."}),
 		RelaysEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -134,7 +134,7 @@ func New() *Metrics {
 	for _, r := range []string{"busy", "blocked", "not-shared"} {
 		m.Refusals.WithLabelValues(r)
 	}
-	for _, r := range []string{"closed", "max-wait", "no-server", "lapsed", "unreachable"} {
+	for _, r := range []string{"closed", "max-wait", "no-server", "lapsed", "unreachable", "member-lost"} {
 		m.QueueLeft.WithLabelValues(r)
 	}
 	for _, b := range []string{"visitor", "server", "stop"} {
