@@ -122,7 +122,14 @@ func TestReloadKeepsRelayedSessions(t *testing.T) {
 	child := childOf(t, old)
 	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
 	f.waitReady(t)
-	time.Sleep(500 * time.Millisecond) // new visitors on the new process, the hammer's own pace
+	// New visitors on the new process too.
+	after := served.Load()
+	testutil.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := served.Load() - after; n < 10 {
+			return fmt.Errorf("%d visitors served by the new process", n)
+		}
+		return nil
+	})
 	stopHammer.Do(func() { close(hammer) })
 	hammering.Wait()
 	t.Logf("during the reload: %d new visitors served, %d refused", served.Load(), refused.Load())

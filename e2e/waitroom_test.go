@@ -452,22 +452,21 @@ func TestClassWaitsItsTurn(t *testing.T) {
 		}
 		openClient(t, a, world)
 	}
-	seated := 0
+	arrived := make(chan struct{}, 100)
+	for _, s := range sims {
+		go func() {
+			for range s.arrived {
+				arrived <- struct{}{}
+			}
+		}()
+	}
 	deadline := time.After(20 * time.Second)
-	for seated < 100 {
+	for seated := 0; seated < 100; seated++ {
 		select {
+		case <-arrived:
 		case <-deadline:
 			t.Fatalf("%d of 100 seated within 20 s (%d placed at once, %d waited)", seated, direct, waiting)
-		default:
 		}
-		for _, s := range sims {
-			select {
-			case <-s.arrived:
-				seated++
-			default:
-			}
-		}
-		time.Sleep(5 * time.Millisecond) // polling ten channels, not waiting on a condition
 	}
 	took := time.Since(begin)
 	per := map[string]int{}
