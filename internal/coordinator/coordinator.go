@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type Coordinator struct {
 	lineKV  *state.LineKV  // its store in a cluster
 	http    *http.Server
 	httpLn  net.Listener
+	serving sync.WaitGroup // http.Serve: a reload stops it last (Yield)
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	local   *localAgent
@@ -76,7 +78,8 @@ type Coordinator struct {
 // (systemctl reload, a new binary): the HTTP listener, so that no visitor
 // is refused meanwhile; Parent says that process still holds the NATS port
 // and the state store, which it lets go of once this one is up to take
-// them.
+// them, and answers the HTTP port until this one is ready (Yield): this
+// one serves HTTP only then.
 type Inherited struct {
 	HTTP   net.Listener
 	Parent bool
@@ -255,30 +258,68 @@ func stalled(last, now time.Time) (gap, clock time.Duration, ok bool) {
 func (c *Coordinator) Stop(ctx context.Context) { c.shutdown(ctx, false) }
 
 // Yield hands over to the process that replaces this one (systemctl
-// reload): it stops as Stop does, letting go of the HTTP port (the new
-// process has its own copy), NATS and the state store, but for the
-// sessions the waiting room relays, and returns once those have ended or
-// ctx ends.
-func (c *Coordinator) Yield(ctx context.Context) {
-	c.shutdown(ctx, true)
-	if c.api != nil {
-		n := c.api.Relays()
-		c.log.Info("handed over to the new process; relayed sessions go on here until they end", "relayed", n)
-		c.api.WaitRelays(ctx)
+// reload), which took a copy of the HTTP listener and waits for the NATS
+// port and the state store. It lets go of those and of everything else
+// at once, but its HTTP port answers on (httpapi's HandOver) until next
+// is closed (the new process is ready) or handoverWait has passed; then
+// it stops listening, its held visitors go to the new process, and it
+// returns once the sessions it relays have ended, or ctx ends.
+func (c *Coordinator) Yield(ctx context.Context, next <-chan struct{}) {
+	if c.api == nil {
+		c.shutdown(ctx, false)
+		return
 	}
+	c.api.HandOver(loopback(c.httpLn.Addr()))
+	c.http.SetKeepAlivesEnabled(false) // the balancer's connections go to the new process next
+	c.shutdown(ctx, true)
+	t := time.NewTimer(handoverWait)
+	select {
+	case <-next:
+	case <-t.C:
+		c.log.Warn("reload: the new process did not say it is ready; handing the waiting visitors to it anyway", "waited", handoverWait)
+	case <-ctx.Done():
+	}
+	t.Stop()
+	_ = c.httpLn.Close() // from now on, only the new process accepts
+	c.api.Release()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_ = c.http.Shutdown(sctx)
+	cancel()
+	c.serving.Wait()
+	c.log.Info("handed over to the new process; relayed sessions go on here until they end",
+		"relayed", c.api.Relays(), "held_for_it", c.api.Held())
+	c.api.WaitHeld(ctx.Done())
+	c.api.WaitRelays(ctx)
 }
+
+// loopback is where this machine reaches the listener at addr: its own
+// address, or loopback for one on every address.
+func loopback(addr net.Addr) string {
+	a, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	ip := a.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
+
+// Opened is closed once the coordinator places visitors (ready).
+func (c *Coordinator) Opened() <-chan struct{} { return c.ready.opened }
 
 func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 	c.stopped.Do(func() {
 		if c.local != nil {
 			c.local.stop()
 		}
-		if c.http != nil {
+		if c.http != nil && !keepRelays { // a reload's HTTP stops last: Yield
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_ = c.http.Shutdown(sctx)
 			cancel()
 		}
-		if c.httpLn != nil {
+		if c.httpLn != nil && !keepRelays {
 			_ = c.httpLn.Close() // a start that failed before serving still frees its port
 		}
 		if c.api != nil {
@@ -291,6 +332,9 @@ func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 			c.stop()
 		}
 		c.wg.Wait()
+		if !keepRelays {
+			c.serving.Wait()
+		}
 		c.closeOps()
 		if c.intake != nil {
 			c.intake.Close()
@@ -307,7 +351,7 @@ func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 			c.nats.Shutdown()
 		}
 		if keepRelays {
-			c.log.Info("session server handed over")
+			c.log.Info("reload: NATS and the state store let go of")
 			return
 		}
 		c.log.Info("session server stopped")

@@ -126,6 +126,21 @@ func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 	}
 }
 
+// awaitOpenOr waits until the registry places, or d has passed; false
+// when ctx ended first. A process that replaces another (a reload) serves
+// HTTP only then: the other answers meanwhile (Yield).
+func (c *Coordinator) awaitOpenOr(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.ready.opened:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
 // startReady says whether the start has its state back, and what it
 // awaits if not.
 func (c *Coordinator) startReady() (bool, string) {

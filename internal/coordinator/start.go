@@ -321,13 +321,18 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 			go func() { defer c.wg.Done(); c.lineKV.Watch(ctx, c.line) }()
 		}
 	}
-	c.wg.Add(5)
+	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
 	go func() { defer c.wg.Done(); c.mail.check(ctx) }()
 	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
+	c.serving.Add(1)
 	go func() {
-		defer c.wg.Done()
-		if err := c.http.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer c.serving.Done()
+		if c.from.Parent && !c.awaitOpenOr(ctx, handoverWait) {
+			return
+		}
+		// Closed: stopped, or a reload's hand-over closed the listener first.
+		if err := c.http.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			c.log.Error("HTTP server stopped", "error", err)
 		}
 	}()

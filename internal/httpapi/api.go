@@ -108,6 +108,7 @@ type API struct {
 	// keepRelays: Close leaves the waiting room's relayed sessions running
 	// (a reload hands over to a new process); relays counts them.
 	keepRelays atomic.Bool
+	handing    atomic.Pointer[handover] // a reload's: nil until HandOver
 	relays     sync.WaitGroup
 	relayCount atomic.Int64
 	history    *history
@@ -221,10 +222,12 @@ func New(o Options) *API {
 // ServeHTTP adds the original's CORS headers to every answer, answers
 // OPTIONS with 204, and refuses methods the endpoints do not serve.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ho := a.handing.Load(); ho != nil {
+		a.serveHandingOver(ho, w, r) // a reload: here or by the new process
+		return
+	}
 	h := w.Header()
-	h["Access-Control-Allow-Origin"] = corsOrigin
-	h["Access-Control-Allow-Headers"] = corsHeaders
-	h["Access-Control-Allow-Methods"] = corsMethods
+	setCORS(h)
 	switch r.Method {
 	case http.MethodOptions:
 		w.WriteHeader(http.StatusNoContent)
@@ -246,6 +249,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// setCORS sets the original's CORS headers.
+func setCORS(h http.Header) {
+	h["Access-Control-Allow-Origin"] = corsOrigin
+	h["Access-Control-Allow-Headers"] = corsHeaders
+	h["Access-Control-Allow-Methods"] = corsMethods
 }
 
 func writeText(w http.ResponseWriter, body []byte) {

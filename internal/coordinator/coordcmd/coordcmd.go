@@ -140,6 +140,7 @@ func serve(o options, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	h := newHandover(log)
+	h.catchReady()
 	defer h.stop()
 	ln, err := h.listen(cfg.Port)
 	if err == nil {
@@ -166,13 +167,16 @@ func serve(o options, stdout, stderr io.Writer) int {
 		}
 	}
 	notifyReady(log)
+	if h.replaces() {
+		go h.tellParent(ctx, c.Opened())
+	}
 	for {
 		select {
 		case <-hup:
 			go h.upgrade()
 		case <-h.exit():
 			log.Info("reload: the new process serves; handing over")
-			c.Yield(ctx) // until the sessions relayed here end, or SIGTERM
+			c.Yield(ctx, h.nextReady()) // until the sessions relayed here end, or SIGTERM
 			return 0
 		case <-ctx.Done():
 			log.Info("stopping on signal")

@@ -1,11 +1,16 @@
 package coordcmd
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/cloudflare/tableflip"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -19,19 +24,70 @@ import (
 // but the sessions its waiting room relays, and exits when those end.
 // Without tableflip (a second coordinator in one process: tests), reloads
 // are off and the coordinator listens by itself.
+//
+// The new process says when it is ready (it places visitors) with SIGUSR1
+// to the old one, whose pid the old one put in $SIMGATE_HANDOVER: until
+// then, the old one answers its HTTP port (coordinator.Yield). A process
+// started by an old binary, which sets no such variable, sends nothing.
 type handover struct {
-	u   *tableflip.Upgrader
-	log *slog.Logger
+	u      *tableflip.Upgrader
+	log    *slog.Logger
+	nextUp chan struct{} // closed at the new process's SIGUSR1
+	once   sync.Once
 }
+
+// handoverEnv carries the old process's pid to the new one.
+const handoverEnv = "SIMGATE_HANDOVER"
 
 func newHandover(log *slog.Logger) *handover {
 	u, err := tableflip.New(tableflip.Options{})
 	if err != nil {
 		log.Info("reload (SIGHUP) off: cannot hand over from this process", "error", err)
-		return &handover{log: log}
+		return &handover{log: log, nextUp: make(chan struct{})}
 	}
-	return &handover{u: u, log: log}
+	return &handover{u: u, log: log, nextUp: make(chan struct{})}
 }
+
+// catchReady catches the new process's SIGUSR1 from now on: a process
+// that handed over and did not catch it would die of it.
+func (h *handover) catchReady() {
+	if h.u == nil {
+		return
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	go func() {
+		<-sig
+		h.once.Do(func() { close(h.nextUp) })
+	}()
+}
+
+// nextReady is closed once the new process says it is ready.
+func (h *handover) nextReady() <-chan struct{} { return h.nextUp }
+
+// tellParent tells the process this one replaces that it is ready, once
+// opened is closed: at most readyWait later, as the old one stops
+// waiting then anyway.
+func (h *handover) tellParent(ctx context.Context, opened <-chan struct{}) {
+	pid, err := strconv.Atoi(os.Getenv(handoverEnv))
+	if err != nil || pid <= 1 || pid != os.Getppid() {
+		return // an old binary's child, or the parent is gone
+	}
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-opened:
+	case <-t.C:
+	case <-ctx.Done():
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		h.log.Warn("reload: cannot tell the previous process this one is ready", "pid", pid, "error", err)
+	}
+}
+
+// readyWait bounds how long the new process takes to be ready.
+const readyWait = 30 * time.Second
 
 // listen is the HTTP listener on port: the previous process's when this
 // one replaces it; nil when the coordinator listens by itself.
@@ -64,6 +120,7 @@ func (h *handover) upgrade() {
 		return
 	}
 	h.log.Info("reload: starting the new process", "executable", os.Args[0])
+	_ = os.Setenv(handoverEnv, strconv.Itoa(os.Getpid()))
 	if err := h.u.Upgrade(); err != nil {
 		h.log.Error("reload failed: this process serves on", "error", err)
 	}
