@@ -34,7 +34,7 @@ func TestQuorumLossIsLoud(t *testing.T) {
 	victim.coord.stop(t, syscall.SIGKILL, 10*time.Second)
 	testutil.WaitFor(t, 15*time.Second, 50*time.Millisecond, func() error {
 		out := survivor.coord.out.String()
-		for _, want := range []string{"level=ERROR", "cluster quorum lost", "mail, drains and the servers bucket", "members_seen=1", "needed=2"} {
+		for _, want := range []string{"level=ERROR", "cluster quorum lost", "places no visitor, sends no mail", "members_seen=1", "needed=2"} {
 			if !strings.Contains(out, want) {
 				return fmt.Errorf("the survivor has not said %q", want)
 			}
@@ -51,6 +51,14 @@ func TestQuorumLossIsLoud(t *testing.T) {
 	})
 	if q := survivor.scrape(t).value("simgate_cluster_quorum"); q != 0 {
 		t.Errorf("simgate_cluster_quorum %v during the loss", q)
+	}
+	// Without a majority the survivor is not ready and places nobody: it
+	// cannot see the drains the cluster makes (issue 30).
+	if resp, body, _ := get(survivor.base + "/readyz"); resp == nil || resp.StatusCode != 503 || !strings.Contains(body, "no quorum") {
+		t.Errorf("/readyz during the loss: %q", body)
+	}
+	if _, body, _ := get(survivor.base + "/session"); !strings.HasPrefix(body, "Error:") {
+		t.Errorf("/session during the loss: %q, want the busy farm's answer", body)
 	}
 	if err := victim.tryLaunch(t); err != nil {
 		t.Fatal(err)

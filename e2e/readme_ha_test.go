@@ -21,6 +21,8 @@ type testNet struct {
 	ns    map[string]string // host name → its namespace
 	addr  map[string]string // host name → its address
 	hosts string            // /etc/hosts lines naming every host
+	// switchNS holds the bridge; subnet is the hosts' a.b.c.
+	switchNS, subnet string
 }
 
 func newTestNet(t *testing.T, names ...string) *testNet {
@@ -29,7 +31,7 @@ func newTestNet(t *testing.T, names ...string) *testNet {
 		t.Skip("ip (iproute2) is not installed: .ci/run installs it")
 	}
 	prefix := fmt.Sprintf("simgate-%d-", os.Getpid())
-	n := &testNet{ns: map[string]string{}, addr: map[string]string{}}
+	n := &testNet{ns: map[string]string{}, addr: map[string]string{}, subnet: "10.231.0"}
 	ip := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -41,6 +43,7 @@ func newTestNet(t *testing.T, names ...string) *testNet {
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", sw).Run() })
 	ip("-n", sw, "link", "add", "br0", "type", "bridge")
 	ip("-n", sw, "link", "set", "br0", "up")
+	n.switchNS = sw
 	var hosts strings.Builder
 	for i, name := range names {
 		ns, addr := prefix+strings.SplitN(name, ".", 2)[0], fmt.Sprintf("10.231.0.%d", i+1)

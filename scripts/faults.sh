@@ -25,6 +25,7 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     TestQuorumLossIsLoud
     TestClusterSurvivesAMember          # kill -9 of the leader under load, mails pending, SMTP down
     TestRollingUpgradeRefusesNoVisitor  # the README's rolling upgrade, visitors sent to ready members
+    TestPartitionedMemberStepsAside     # a follower, then the leader, cut from the others (network namespaces; root)
   )
 fi
 logs=$(mktemp -d "${TMPDIR:-/tmp}/simgate-faults-XXXXXX")

@@ -11,6 +11,16 @@ func (r *Registry) Open() {
 	r.updateAvailable()
 }
 
+// Gate closes the registry to placement again (Options.Gated) until the
+// next Open: a cluster member that lost its majority cannot know the
+// drains made meanwhile.
+func (r *Registry) Gate() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gated = true
+	r.updateAvailable()
+}
+
 // Unheard lists the configured servers no report has come from since start.
 func (r *Registry) Unheard() []string {
 	r.mu.Lock()

@@ -1,8 +1,13 @@
 package cluster
 
 import (
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/simgate/simgate/internal/schema"
 )
@@ -43,19 +48,22 @@ func TestSize(t *testing.T) {
 }
 
 // TestLeadFences: a lone coordinator always leads; a member leads while
-// the election says so, asked afresh each time.
+// the election says so, asked afresh each time, and only while it reaches
+// a majority (the meta leader's title lingers on a cut-off member).
 func TestLeadFences(t *testing.T) {
 	var nilLead *Lead
 	leads := true
+	withMajority, cutOff := newQuorum(3, 3), newQuorum(3, 1)
 	for _, tc := range []struct {
 		name string
 		lead *Lead
 		flip bool
 		want []bool
 	}{
-		{"alone", NewLead(nil), false, []bool{true, true}},
+		{"alone", NewLead(nil, newQuorum(1, 1)), false, []bool{true, true}},
 		{"no lead at all", nilLead, false, []bool{true}},
-		{"a member that loses the lead", NewLead(func() bool { return leads }), true, []bool{true, false}},
+		{"a member that loses the lead", NewLead(func() bool { return leads }, withMajority), true, []bool{true, false}},
+		{"a leader cut off from the others", NewLead(func() bool { return leads }, cutOff), false, []bool{false, false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			leads = true
@@ -68,6 +76,59 @@ func TestLeadFences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// newQuorum is a quorum of configured members that reaches seen of them,
+// checked twice (a loss counts on the second check).
+func newQuorum(configured, seen int) *Quorum {
+	q := NewQuorum(configured, func() int { return seen }, time.Now(), slog.New(slog.DiscardHandler),
+		prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"}))
+	q.check(time.Now())
+	q.check(time.Now())
+	return q
+}
+
+// TestQuorumCurrent: a majority counts at once, its loss on the second
+// check in a row; onLost once the cluster formed, onBack when it returns.
+func TestQuorumCurrent(t *testing.T) {
+	seen := 3
+	q := NewQuorum(3, func() int { return seen }, time.Now(), slog.New(slog.DiscardHandler),
+		prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"}))
+	var events []string
+	q.OnChange(func() { events = append(events, "lost") }, func() { events = append(events, "back") })
+	steps := []struct {
+		seen    int
+		current bool
+	}{
+		{3, true},
+		{1, true}, // one check short: a stall's catching up
+		{3, true},
+		{1, true},
+		{1, false}, // two in a row: lost
+		{1, false},
+		{2, true}, // a majority of 3: back
+	}
+	for i, st := range steps {
+		seen = st.seen
+		q.check(time.Now())
+		if got := q.Current(); got != st.current {
+			t.Errorf("step %d (%d seen): current %v, want %v", i, st.seen, got, st.current)
+		}
+	}
+	if got := strings.Join(events, ","); got != "lost,back" {
+		t.Errorf("events %q, want lost,back", got)
+	}
+}
+
+// TestPeersHeardLately: a member counts the members it heard within
+// PeerSilence, itself included, by the monotonic clock.
+func TestPeersHeardLately(t *testing.T) {
+	now := time.Now()
+	p := &Peers{self: "a", heard: map[string]time.Time{
+		"b": now.Add(-PeerSilence / 2), "c": now.Add(-PeerSilence - time.Millisecond)}}
+	if got := p.reachedAt(now); got != 2 {
+		t.Errorf("reached %d, want 2 (itself and b)", got)
 	}
 }
 

@@ -26,7 +26,26 @@ type Quorum struct {
 	lost       atomic.Bool
 	seen       atomic.Int64
 	formedAt   atomic.Int64 // Unix ns when a majority first met; 0 before
+	// current: a majority is reached now (a loss confirmed on two checks
+	// in a row: a member back from a stall reads the beats that waited
+	// first). What Lead, readiness and placement ask.
+	current atomic.Bool
+	// onLost and onBack, when set, are called on a confirmed loss of a
+	// formed cluster's majority and on its return (from Run's goroutine).
+	onLost, onBack func()
+	// Run's alone: a majority was reached once (the cluster formed); it
+	// was lost once since (onBack is due); checks in a row without one.
+	formed, lostOnce bool
+	short            int
 }
+
+// OnChange sets what is called when the majority is lost (after the
+// cluster formed) and when it is back; before Run.
+func (q *Quorum) OnChange(lost, back func()) { q.onLost, q.onBack = lost, back }
+
+// Current reports whether this member reaches a majority now; always for
+// a lone coordinator.
+func (q *Quorum) Current() bool { return q == nil || q.configured <= 1 || q.current.Load() }
 
 // NewQuorum follows members against a cluster of configured members.
 func NewQuorum(configured int, members func() int, started time.Time, log *slog.Logger, gauge prometheus.Gauge) *Quorum {
@@ -53,31 +72,15 @@ func (q *Quorum) FormedAt() time.Time {
 // this, a member without one says so.
 const startGrace = 30 * time.Second
 
+// checkEvery is how often Run counts the members reached.
+const checkEvery = 250 * time.Millisecond
+
 // Run follows the members this one reaches until ctx ends.
 func (q *Quorum) Run(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(checkEvery)
 	defer t.Stop()
-	formed := false // a majority was reached once: the cluster has formed
 	for {
-		seen := q.members()
-		q.seen.Store(int64(seen))
-		have := q.Have(seen)
-		if have && !formed {
-			q.formedAt.Store(time.Now().UnixNano())
-		}
-		formed = formed || have
-		switch lost := q.lost.Load(); {
-		case !have && !lost && (formed || time.Since(q.started) > startGrace):
-			q.lost.Store(true)
-			q.gauge.Set(0)
-			q.log.Error("cluster quorum lost: mail, drains and the servers bucket have stopped", "members_seen", seen,
-				"needed", q.Needed(), "configured", q.configured,
-				"why", "the cluster's state needs a majority of its members; visitors are still placed with the farm this member sees")
-		case have && lost:
-			q.lost.Store(false)
-			q.gauge.Set(1)
-			q.log.Info("cluster quorum back: mail, drains and the servers bucket resume", "members_seen", seen, "needed", q.Needed())
-		}
+		q.check(time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -86,11 +89,47 @@ func (q *Quorum) Run(ctx context.Context) {
 	}
 }
 
+// check counts the members reached at now: a majority makes the quorum
+// current at once; its absence, on two checks in a row (a member back
+// from a stall reads the beats that waited first).
+func (q *Quorum) check(now time.Time) {
+	seen := q.members()
+	q.seen.Store(int64(seen))
+	have := q.Have(seen)
+	if have && !q.formed {
+		q.formedAt.Store(now.UnixNano())
+	}
+	q.formed = q.formed || have
+	if have {
+		q.short = 0
+		if !q.current.Swap(true) && q.lostOnce && q.onBack != nil {
+			q.onBack()
+		}
+	} else if q.short++; q.short >= 2 && q.current.Swap(false) {
+		q.lostOnce = true
+		if q.onLost != nil {
+			q.onLost()
+		}
+	}
+	switch lost := q.lost.Load(); {
+	case !have && q.short >= 2 && !lost && (q.formed || now.Sub(q.started) > startGrace):
+		q.lost.Store(true)
+		q.gauge.Set(0)
+		q.log.Error("cluster quorum lost: this member places no visitor, sends no mail and is not ready (/readyz) until it reaches a majority again",
+			"members_seen", seen, "needed", q.Needed(), "configured", q.configured,
+			"why", "the cluster's state (drains, mail, the line) needs a majority of its members; the members that have one serve")
+	case have && lost:
+		q.lost.Store(false)
+		q.gauge.Set(1)
+		q.log.Info("cluster quorum back: placing again once the cluster's drains are read", "members_seen", seen, "needed", q.Needed())
+	}
+}
+
 // Alert is the alert while quorum is lost, "" otherwise.
 func (q *Quorum) Alert() string {
 	if q == nil || !q.lost.Load() {
 		return ""
 	}
-	return fmt.Sprintf("this coordinator reaches %d of the cluster's %d members, %d needed: mail, drains and the servers bucket have stopped",
+	return fmt.Sprintf("this coordinator reaches %d of the cluster's %d members, %d needed: it places no visitor and sends no mail",
 		q.seen.Load(), q.configured, q.Needed())
 }

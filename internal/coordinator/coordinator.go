@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -67,11 +68,16 @@ type Coordinator struct {
 	ready       readiness
 	// The cluster, in one place: who leads (every side effect asks it
 	// right before acting), and whether a majority is reached.
-	lead    *cluster.Lead
-	quorum  *cluster.Quorum
-	members int             // the cluster's configured size (1 alone)
-	subj    schema.Subjects // the subjects under nats.prefix
-	from    Inherited       // what it took over from the process it replaces
+	lead   *cluster.Lead
+	quorum *cluster.Quorum
+	peers  *cluster.Peers // the members heard lately; nil alone
+	// regaining: the majority was lost; placement waits for the drains
+	// to be read again (quorumBack).
+	regaining atomic.Bool
+	runCtx    context.Context // the loops' lifetime
+	members   int             // the cluster's configured size (1 alone)
+	subj      schema.Subjects // the subjects under nats.prefix
+	from      Inherited       // what it took over from the process it replaces
 }
 
 // Inherited is what a coordinator takes over from the process it replaces
@@ -125,7 +131,7 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 	}
 	c.newAPI(guard)
 	ctx, cancel := context.WithCancel(context.Background())
-	c.stop = cancel
+	c.stop, c.runCtx = cancel, ctx
 	if err = c.startLoops(ctx); err != nil {
 		return c, err
 	}
@@ -232,6 +238,12 @@ func (c *Coordinator) sweep(ctx context.Context) {
 					"gap", gap.Round(time.Millisecond), "clock_gap", clock.Round(time.Millisecond))
 			}
 			last = now
+			if !c.quorum.Current() {
+				// Cut off from the majority, this member cannot tell a
+				// silent server from one whose agent is on the other side:
+				// it judges none (issue 30); the majority does.
+				c.reg.Grace(now)
+			}
 			c.reg.Sweep(now)
 		}
 	}

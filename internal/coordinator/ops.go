@@ -7,9 +7,12 @@ import (
 	"math"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/opsapi"
 	"github.com/simgate/simgate/internal/schema"
@@ -29,17 +32,25 @@ func (c *Coordinator) startOps(ctx context.Context) error {
 		Farm: opsFarm{c}, Admin: adminByNATS(c.cfg.NATS.Users), Version: version.String(), Logger: c.log}); err != nil {
 		return fmt.Errorf("the farm's NATS service: %w", err)
 	}
+	if c.members > 1 {
+		if err := c.hearDrains(); err != nil {
+			return fmt.Errorf("listening for the other members' drains: %w", err)
+		}
+	}
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
-		c.state.WatchDrains(ctx, func(node string, d state.Drain) {
-			if server := c.serverOn(node); server != "" {
-				c.reg.SetDrained(server, d.By)
-			}
-		}, func() { c.ready.drains.Store(true); c.tryOpen() })
+		c.state.WatchDrains(ctx, c.applyDrain, func() { c.ready.drains.Store(true); c.tryOpen() })
 	}()
 	go func() { defer c.wg.Done(); c.publishFarm(ctx) }()
 	return nil
+}
+
+// applyDrain applies a drain kept in the state bucket (by "": lifted).
+func (c *Coordinator) applyDrain(node string, d state.Drain) {
+	if server := c.serverOn(node); server != "" {
+		c.reg.SetDrained(server, d.By)
+	}
 }
 
 // serverOn is the configured (or reporting) server whose node is node.
@@ -56,7 +67,7 @@ func (c *Coordinator) serverOn(node string) string {
 // restarts, on the word of by.
 func (c *Coordinator) drain(server, by string, on bool) error {
 	if c.serverOn(schema.Node(server)) != server {
-		return fmt.Errorf("%w: %q", opsapi.ErrUnknownNode, server)
+		return fmt.Errorf("%w: %w: %q", opsapi.ErrUnknownNode, httpapi.ErrUnknownServer, server)
 	}
 	if !on {
 		by = ""
@@ -64,8 +75,28 @@ func (c *Coordinator) drain(server, by string, on bool) error {
 	if err := c.state.SetDrain(server, by); err != nil {
 		return fmt.Errorf("keeping the drain: %w", err)
 	}
-	c.reg.SetDrained(server, by) // at once here; the other members through the bucket
+	c.reg.SetDrained(server, by) // at once here; the other members at once too,
+	if c.members > 1 {           // and again through the bucket's watch
+		data, _ := json.Marshal(state.Drain{Server: server, By: by})
+		if err := c.stateConn.Publish(c.subj.MemberDrains(), data); err != nil {
+			c.log.Warn("the other members learn the drain from the state bucket only", "server", server, "error", err)
+		}
+	}
 	return nil
+}
+
+// hearDrains applies the drains other members took (drain), as soon as
+// they took them: a member's watch of the state bucket can lag seconds
+// behind a cut.
+func (c *Coordinator) hearDrains() error {
+	_, err := c.stateConn.Subscribe(c.subj.MemberDrains(), func(m *nats.Msg) {
+		var d state.Drain
+		if json.Unmarshal(m.Data, &d) != nil || d.Server == "" || c.serverOn(schema.Node(d.Server)) != d.Server {
+			return
+		}
+		c.reg.SetDrained(d.Server, d.By)
+	})
+	return err
 }
 
 // opsFarm is the coordinator as the farm's NATS service sees it.

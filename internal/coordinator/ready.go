@@ -105,8 +105,10 @@ func (c *Coordinator) tryOpen() bool {
 
 func (c *Coordinator) open() {
 	c.ready.once.Do(func() {
-		c.reg.Open()
 		c.ready.open.Store(true)
+		if !c.regaining.Load() { // else quorumBack opens, once the drains are read
+			c.reg.Open()
+		}
 		close(c.ready.opened)
 		c.log.Info("ready: placing visitors", "after", time.Since(c.ready.started).Round(time.Millisecond),
 			"unheard", len(c.reg.Unheard()))
@@ -124,6 +126,38 @@ func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// quorumLost closes placement (Quorum's onLost): a member without a
+// majority cannot see the drains made meanwhile, nor write the line.
+func (c *Coordinator) quorumLost() {
+	c.regaining.Store(true)
+	c.reg.Gate()
+}
+
+// quorumBack reads the cluster's drains again, then places (Quorum's
+// onBack): a drain made on the majority while this member was cut off
+// applies before its next visitor.
+func (c *Coordinator) quorumBack() {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for c.runCtx.Err() == nil {
+			err := c.state.ReadDrains(c.runCtx, c.applyDrain)
+			if err == nil && c.quorum.Current() {
+				c.regaining.Store(false)
+				if c.ready.open.Load() { // else the start's open() does
+					c.reg.Open()
+				}
+				c.log.Info("the cluster's drains read again: placing visitors")
+				return
+			}
+			select {
+			case <-c.runCtx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
 }
 
 // awaitOpenOr waits until the registry places, or d has passed; false
@@ -164,10 +198,17 @@ func (c *Coordinator) startReady() (bool, string) {
 	return true, ""
 }
 
-// isReady is /readyz: NATS up and the start's state back.
+// isReady is /readyz: NATS up, the start's state back, and in a cluster
+// a majority reached now.
 func (c *Coordinator) isReady() (bool, string) {
 	if !c.nats.Ready() || !c.pubConn.IsConnected() {
 		return false, "the embedded NATS server is not up"
+	}
+	if !c.quorum.Current() {
+		return false, fmt.Sprintf("no quorum: reaches %d of the cluster's %d members, %d needed", c.nats.Members(), c.members, c.quorum.Needed())
+	}
+	if c.regaining.Load() {
+		return false, "quorum back: reading the cluster's drains"
 	}
 	if !c.ready.open.Load() {
 		_, why := c.startReady()

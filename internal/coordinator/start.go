@@ -168,13 +168,22 @@ func (c *Coordinator) startState() (err error) {
 		bound, _ = net.ResolveTCPAddr("tcp", strings.TrimPrefix(u, "nats-route://"))
 	}
 	members := 1
-	c.lead = cluster.NewLead(nil)
+	reached := c.nats.Members
 	if cl := cfg.NATS.Cluster; cl != nil {
 		members = cluster.Size(cl.Listen, cl.Routes, bound)
-		c.lead = cluster.NewLead(c.nats.Leader)
+		if c.peers, err = cluster.NewPeers(c.stateConn, c.subj.MemberBeats(), c.nats.Name()); err != nil {
+			return fmt.Errorf("listening for the other members: %w", err)
+		}
+		// Routed to, and heard lately: a route outlives a cut or a pause.
+		reached = func() int { return min(c.nats.Members(), c.peers.Reached()) }
 	}
 	c.members = members
-	c.quorum = cluster.NewQuorum(members, c.nats.Members, c.ready.started, c.log, c.metrics.ClusterQuorum)
+	c.quorum = cluster.NewQuorum(members, reached, c.ready.started, c.log, c.metrics.ClusterQuorum)
+	c.lead = cluster.NewLead(nil, c.quorum)
+	if members > 1 {
+		c.lead = cluster.NewLead(c.nats.Leader, c.quorum)
+		c.quorum.OnChange(c.quorumLost, c.quorumBack)
+	}
 	if c.state, err = state.New(c.stateConn, cluster.Replicas(members), c.log.With("component", "state")); err != nil {
 		return fmt.Errorf("state store: %w", err)
 	}
@@ -303,6 +312,10 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bookings.Run(ctx) }()
 		go func() { defer c.wg.Done(); c.quorum.Run(ctx) }()
+		if c.peers != nil {
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.peers.Run(ctx) }()
+		}
 	}
 	// Servers without an agent are polled as the original polled them;
 	// the in-process agent's own server never needs it.

@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -80,7 +81,9 @@ type Options struct {
 	// user name and password these are, "" for none: /monitor?admin shows
 	// the drain buttons to an admin, and only an admin's drain is taken.
 	Admin func(addr, user, password string) string
-	// Drain drains (on) or undrains server on the word of by.
+	// Drain drains (on) or undrains server on the word of by; an error
+	// that is ErrUnknownServer names no configured server (404), any other
+	// says the drain could not be kept now (503).
 	Drain func(server, by string, on bool) error
 	// Line, when set, is the waiting room (PROTOCOL §1.2): a visitor no
 	// server would take now, while one that would is up, is given a place
@@ -90,6 +93,9 @@ type Options struct {
 	Port        int
 	PortRewrite bool
 }
+
+// ErrUnknownServer is Options.Drain's error for a server not configured.
+var ErrUnknownServer = errors.New("no such server")
 
 // API is the coordinator's HTTP handler.
 type API struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -138,7 +139,11 @@ func (a *API) monitorAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.o.Drain(req.Server, admin, req.Action == "drain"); err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+		code := http.StatusServiceUnavailable // not kept now (a cluster electing): try again
+		if errors.Is(err, ErrUnknownServer) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), code)
 		return
 	}
 	a.o.Logger.Info("server "+req.Action+"ed from the monitor page", "server", req.Server, "by", admin, "remote", r.RemoteAddr)

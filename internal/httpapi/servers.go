@@ -66,7 +66,7 @@ type Member struct {
 	Leader  bool   `json:"leader"`  // it sends the mails
 	Members int    `json:"members"` // coordinators it reaches, itself included
 	// Quorum: a majority of the cluster's members is reached (always true
-	// alone); without it mail, drains and the servers bucket stop.
+	// alone); without it the member places nobody and sends no mail.
 	Quorum bool `json:"quorum"`
 	// Needed is the majority: members needed for the cluster's state.
 	Needed int `json:"needed"`

@@ -78,7 +78,7 @@ func New() *Metrics {
 		BookingsStale: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "simgate_bookings_stale_total", Help: "Sessions other members placed whose news came after the booking would have lapsed: not counted."}),
 		ClusterQuorum: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "simgate_cluster_quorum", Help: "1 while this coordinator reaches a majority of its cluster's members (always alone), else 0: mail, drains and the servers bucket stop without it."}),
+			Name: "simgate_cluster_quorum", Help: "1 while this coordinator reaches a majority of its cluster's members (always alone), else 0: without it the member places no visitor, sends no mail and is not ready."}),
 		Stalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "simgate_stalls_total", Help: "Times this coordinator found its process stalled or its clock jumped, and gave every server one more timeout."}),
 		BookingPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -49,6 +49,16 @@ func (s Subjects) BookingAll() string { return s.Prefix + ".booking.>" }
 // to the coordinators, who alone may publish or read it.
 func (s Subjects) MemberBookings() string { return "_simgate." + s.Prefix + ".bookings" }
 
+// MemberBeats is where the members of a cluster say they are there, a few
+// times a second (cluster.Peers): private to the coordinators, as
+// MemberBookings.
+func (s Subjects) MemberBeats() string { return "_simgate." + s.Prefix + ".members" }
+
+// MemberDrains is where the member that took a drain tells the others it
+// at once (the state bucket's watch follows, and keeps it across
+// restarts and cuts): private to the coordinators.
+func (s Subjects) MemberDrains() string { return "_simgate." + s.Prefix + ".drains" }
+
 // API is the subject of the farm's NATS service endpoint name
 // (servers, session, drain.<node>, undrain.<node>).
 func (s Subjects) API(endpoint string) string { return s.Prefix + ".api." + endpoint }

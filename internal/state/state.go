@@ -407,6 +407,29 @@ func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain), 
 	}
 }
 
+// ReadDrains reads every drain kept, from the cluster's state now, and
+// calls apply with each (as WatchDrains does), within opTimeout: a member
+// back from a cut reads what the others drained meanwhile.
+func (k *KV) ReadDrains(ctx context.Context, apply func(node string, d Drain)) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	kv, err := k.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	w, err := kv.Watch(ctx, "drain.*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	done := false
+	k.follow(ctx, w, apply, func() { done = true; cancel() })
+	if !done {
+		return fmt.Errorf("reading the drains: %w", ctx.Err())
+	}
+	return nil
+}
+
 func (k *KV) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(string, Drain), caught func()) {
 	for {
 		select {
