@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -392,5 +393,43 @@ func TestHoldOffStateSurvivesARestart(t *testing.T) {
 	NewPolicy(PolicyOptions{Threshold: 95, Store: FileStore{StateFile: file}, Send: s2.send, Logger: quiet()})
 	if aside, _ := filepath.Glob(file + ".corrupt-*"); len(aside) != 1 {
 		t.Errorf("a corrupt state file was not set aside: %v", aside)
+	}
+}
+
+// TestClockStepAbandonsNoMail: issue 30. A pending mail's give-up age is
+// the time coordinators held it on their monotonic clocks (pendingFor),
+// not its wall-clock creation time: a mail written a minute before a
+// +48 h clock step (here: created 48 h before this clock) is retried, not
+// abandoned; its age goes on from there.
+func TestClockStepAbandonsNoMail(t *testing.T) {
+	spool := filepath.Join(t.TempDir(), "pending-mail.json")
+	created := time.Now().Add(-48 * time.Hour)
+	data := fmt.Sprintf(`[{"id":"1-ab","subject":"s","body":"b","created":%q,"nextTry":%q,"pendingFor":%d}]`,
+		created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano), time.Minute)
+	if err := os.WriteFile(spool, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failed, abandoned := make(chan struct{}, 10), make(chan struct{}, 1)
+	q, err := NewQueue(QueueOptions{Transport: failing{}, Logger: quiet(), Store: FileStore{Spool: spool},
+		FirstTry: time.Hour, RetryMax: time.Hour, GiveUp: time.Hour,
+		OnFailed: func() { failed <- struct{}{} }, OnAbandoned: func() { abandoned <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-failed:
+	case <-abandoned:
+		t.Fatal("a mail pending for a minute was abandoned after a clock step")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pending mail was never tried")
+	}
+	q.Close()
+	var kept []Mail
+	raw, _ := os.ReadFile(spool)
+	if err := json.Unmarshal(raw, &kept); err != nil || len(kept) != 1 {
+		t.Fatalf("spool after the try: %s %v", raw, err)
+	}
+	if age := kept[0].PendingFor; age < time.Minute || age > time.Hour {
+		t.Errorf("pendingFor %v, want a minute and a little", age)
 	}
 }

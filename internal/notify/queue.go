@@ -33,6 +33,28 @@ type Mail struct {
 	Attempts int       `json:"attempts"`
 	NextTry  time.Time `json:"nextTry"`
 	LastErr  string    `json:"lastError,omitempty"`
+	// PendingFor is how long the mail has been pending, counted on the
+	// monotonic clocks of the coordinators that held it (nanoseconds): the
+	// give-up age, which a clock step cannot move (issue 30: a +48 h step
+	// on a new leader abandoned a mail created a minute before). Absent
+	// in older records: the age since Created stands in.
+	PendingFor time.Duration `json:"pendingFor,omitempty"`
+	// since is when this process last added to PendingFor (monotonic).
+	since time.Time
+}
+
+// age is m's pending time at now: PendingFor plus what this process held
+// it for since.
+func (m *Mail) age(now time.Time) time.Duration {
+	if m.since.IsZero() {
+		return m.PendingFor
+	}
+	return m.PendingFor + now.Sub(m.since)
+}
+
+// hold counts m's pending time up to now into PendingFor.
+func (m *Mail) hold(now time.Time) {
+	m.PendingFor, m.since = m.age(now), now
 }
 
 // Transport delivers one mail; SMTP is the real one.
@@ -155,6 +177,10 @@ func (q *Queue) lead() {
 				continue
 			}
 			m.NextTry = now // a new leader: try at once
+			if m.PendingFor == 0 { // an older record: its wall-clock age, once
+				m.PendingFor = max(0, now.Round(0).Sub(m.Created.Round(0)))
+			}
+			m.since = now
 			q.mails = append(q.mails, m)
 		}
 		slices.SortFunc(q.mails, func(a, b Mail) int { return a.Created.Compare(b.Created) })
@@ -214,7 +240,7 @@ func newID(created time.Time) string {
 func (q *Queue) Enqueue(subject, body string) {
 	now := time.Now()
 	q.mu.Lock()
-	q.mails = append(q.mails, Mail{ID: newID(now), Subject: subject, Body: body, Created: now, NextTry: now})
+	q.mails = append(q.mails, Mail{ID: newID(now), Subject: subject, Body: body, Created: now, NextTry: now, since: now})
 	q.dirty = true // written by the sender goroutine: never on the caller's (the heartbeat's) path
 	q.mu.Unlock()
 	q.pending()
@@ -341,10 +367,10 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 			q.mails = append(q.mails[:i], q.mails[i+1:]...)
 			q.o.Logger.Info("mail sent", "subject", m.Subject, "attempts", m.Attempts+1, "id", m.ID)
 			call(q.o.OnSent)
-		case time.Since(m.Created) >= q.o.GiveUp:
+		case m.age(time.Now()) >= q.o.GiveUp:
 			q.mails = append(q.mails[:i], q.mails[i+1:]...)
 			q.o.Logger.Error("mail abandoned", "subject", m.Subject, "attempts", m.Attempts+1,
-				"age", time.Since(m.Created).Round(time.Second), "error", err, "body", m.Body)
+				"age", m.age(time.Now()).Round(time.Second), "error", err, "body", m.Body)
 			call(q.o.OnAbandoned)
 		default:
 			m.Attempts++
@@ -397,6 +423,10 @@ func (q *Queue) persist() {
 	snap := slices.Clone(q.mails)
 	q.dirty = false
 	q.mu.Unlock()
+	now := time.Now()
+	for i := range snap {
+		snap[i].PendingFor = snap[i].age(now)
+	}
 	if err := q.o.Store.SaveMails(snap); err != nil {
 		q.mu.Lock()
 		q.dirty = true // try again at the next pass
