@@ -11,8 +11,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -432,4 +434,108 @@ func TestClockStepAbandonsNoMail(t *testing.T) {
 	if age := kept[0].PendingFor; age < time.Minute || age > time.Hour {
 		t.Errorf("pendingFor %v, want a minute and a little", age)
 	}
+}
+
+// memStore is a Store in memory: the cluster's shared record.
+type memStore struct {
+	mu    sync.Mutex
+	mails []Mail
+}
+
+func (s *memStore) LoadMails() ([]Mail, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.mails), nil
+}
+
+func (s *memStore) SaveMails(m []Mail) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mails = slices.Clone(m)
+	return nil
+}
+
+func (s *memStore) LoadHolds() (map[string]Hold, error) { return nil, nil }
+func (s *memStore) SaveHolds(map[string]Hold) error     { return nil }
+
+type fence struct{ holds atomic.Bool }
+
+func (f *fence) Holds() bool { return f.holds.Load() }
+
+// hanging is an SMTP server that hangs on the first mail, then fails it
+// (a timeout); it takes the others.
+type hanging struct {
+	sends            atomic.Int32
+	entered, release chan struct{}
+}
+
+func (h *hanging) Send(ctx context.Context, m Mail) error {
+	if h.sends.Add(1) == 1 {
+		close(h.entered)
+		<-h.release
+		return fmt.Errorf("timeout")
+	}
+	return nil
+}
+
+// TestStepdownWhileSMTPHangsSendsOnce: issue 30. The leader hands a mail
+// to an SMTP server that hangs and loses the lead; the new leader sends
+// it (it leaves the shared record); when the hung send fails and the old
+// leader leads again, it does not send it a second time from memory.
+func TestStepdownWhileSMTPHangsSendsOnce(t *testing.T) {
+	var logs syncBuffer
+	store, f := &memStore{}, &fence{}
+	f.holds.Store(true)
+	tr := &hanging{entered: make(chan struct{}), release: make(chan struct{})}
+	q, err := NewQueue(QueueOptions{Transport: tr, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Store: store, Fence: f,
+		FirstTry: time.Millisecond, RetryMax: time.Millisecond, GiveUp: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Enqueue("s", "b")
+	<-tr.entered // kept in the store before the attempt, now hung in SMTP
+	if n := len(store.mails); n != 1 {
+		t.Fatalf("%d mails in the shared record before the attempt", n)
+	}
+	f.holds.Store(false)
+	_ = store.SaveMails(nil) // the new leader sent it
+	close(tr.release)
+	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "no longer sends the mails") {
+			return fmt.Errorf("the old leader has not stepped down")
+		}
+		return nil
+	})
+	f.holds.Store(true)
+	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "another coordinator sent meanwhile") {
+			return fmt.Errorf("the old leader has not taken the lead back: %s", logs.String())
+		}
+		return nil
+	})
+	if n := q.Pending(); n != 0 {
+		t.Errorf("%d mails pending on the old leader", n)
+	}
+	if n := tr.sends.Load(); n != 1 {
+		t.Errorf("the mail was handed to SMTP %d times by the old leader, want 1", n)
+	}
+}
+
+// syncBuffer is a log sink tests read while the queue writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -41,6 +41,10 @@ type Mail struct {
 	PendingFor time.Duration `json:"pendingFor,omitempty"`
 	// since is when this process last added to PendingFor (monotonic).
 	since time.Time
+	// kept: the Store has held this mail (a write with it succeeded, or it
+	// was loaded from there). Missing from the Store later, another
+	// leader sent or abandoned it meanwhile.
+	kept bool
 }
 
 // age is m's pending time at now: PendingFor plus what this process held
@@ -167,6 +171,22 @@ func (q *Queue) lead() {
 		}
 		now := time.Now()
 		q.mu.Lock()
+		if q.o.Store != nil {
+			// The shared record is the truth: a mail this queue held and
+			// the Store has no more was sent (or abandoned) by the leader
+			// meanwhile; resending it from memory would mail it twice (a
+			// stepdown while SMTP hung, issue 30). A mail never kept lives
+			// nowhere else: it stays.
+			inStore := make(map[string]bool, len(kept))
+			for _, m := range kept {
+				inStore[m.ID] = true
+			}
+			n := len(q.mails)
+			q.mails = slices.DeleteFunc(q.mails, func(m Mail) bool { return m.kept && !inStore[m.ID] })
+			if gone := n - len(q.mails); gone > 0 {
+				q.o.Logger.Info("mails another coordinator sent meanwhile: not sent again", "count", gone)
+			}
+		}
 		for _, m := range kept {
 			if q.indexLocked(m) >= 0 {
 				continue
@@ -176,11 +196,11 @@ func (q *Queue) lead() {
 				q.dirty = true
 				continue
 			}
-			m.NextTry = now // a new leader: try at once
+			m.NextTry = now        // a new leader: try at once
 			if m.PendingFor == 0 { // an older record: its wall-clock age, once
 				m.PendingFor = max(0, now.Round(0).Sub(m.Created.Round(0)))
 			}
-			m.since = now
+			m.since, m.kept = now, true
 			q.mails = append(q.mails, m)
 		}
 		slices.SortFunc(q.mails, func(a, b Mail) int { return a.Created.Compare(b.Created) })
@@ -432,7 +452,15 @@ func (q *Queue) persist() {
 		q.dirty = true // try again at the next pass
 		q.mu.Unlock()
 		q.storeError("cannot keep the pending mails; will retry", err)
+		return
 	}
+	q.mu.Lock()
+	for _, m := range snap {
+		if i := q.indexLocked(m); i >= 0 {
+			q.mails[i].kept = true
+		}
+	}
+	q.mu.Unlock()
 }
 
 // FileStore is the files earlier versions kept: pending mails in Spool
