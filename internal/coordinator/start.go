@@ -133,7 +133,7 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 	if cl := cfg.NATS.Cluster; cl != nil {
 		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
 	}
-	store, err := state.Guard(so.StoreDir, c.log)
+	store, err := state.Guard(so.StoreDir, cfg.NATS.Cluster != nil, c.log)
 	if err != nil {
 		return err
 	}
