@@ -297,3 +297,76 @@ func tryAdminAction(f *farm, action, server string) error {
 	}
 	return nil
 }
+
+// TestCutMembersAgentsFailOver: issue 30. The member an agent is
+// connected to is cut from the other two (not from the agent): it sends
+// the agent away when it loses its majority, the agent reconnects to a
+// member of the majority, and no member judges the server down.
+func TestCutMembersAgentsFailOver(t *testing.T) {
+	const server = "127.0.0.1:3311"
+	p := startPartitionNet(t, []string{server})
+	var urls []string
+	for _, f := range p.members {
+		urls = append(urls, f.nats)
+	}
+	agent := startEnv(t, "", []string{"HOST_PROC=" + quietProc(t), "SIMGATE_PASSWORD=sim-password"}, p.members[0].agent,
+		"-nats", strings.Join(urls, ","), "-user", "sim", "-server", server,
+		"-interval", "1s", "-probe", "off", "-simulation-config", "off")
+	for _, f := range p.members {
+		f.waitState(t, server, 15*time.Second, "up")
+	}
+	// The member the agent is on: its log says which.
+	cut := -1
+	testutil.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, line := range strings.Split(agent.out.String(), "\n") {
+			if !strings.Contains(line, `msg="connected to NATS"`) {
+				continue
+			}
+			for i, f := range p.members {
+				if strings.Contains(line, "url="+f.nats) {
+					cut = i
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("the agent has not said where it connected: %s", agent.out.String())
+	})
+	before := downs(t, p.members)
+	begin := time.Now()
+	p.cut(t, cut, true)
+	var majority []*farm
+	for i, f := range p.members {
+		if i != cut {
+			majority = append(majority, f)
+		}
+	}
+	// The agent reconnects to a member of the majority.
+	var moved time.Duration
+	testutil.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if strings.Count(agent.out.String(), "reconnected to NATS") == 0 {
+			return fmt.Errorf("the agent has not reconnected")
+		}
+		moved = time.Since(begin)
+		return nil
+	})
+	// Over two silence timeouts, the majority has it up all along.
+	watch := time.NewTicker(50 * time.Millisecond)
+	defer watch.Stop()
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); <-watch.C {
+		for _, f := range majority {
+			if s := f.servers(t)[server]; s.State != "up" {
+				t.Fatalf("the majority has the server %q after the cut", s.State)
+			}
+		}
+	}
+	p.cut(t, cut, false)
+	for _, f := range p.members {
+		_ = f.waitState(t, server, 15*time.Second, "up")
+	}
+	falseDown := falseDowns(t, p.members, before, 0)
+	t.Logf("fault figures: scenario=cut-agents-member placed=0 refused=0 errors=0 false_downs=%d agent_moved_after=%v",
+		falseDown, moved.Round(time.Millisecond))
+	if falseDown > 0 {
+		t.Errorf("%d false downs", falseDown)
+	}
+}

@@ -26,6 +26,7 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     TestClusterSurvivesAMember          # kill -9 of the leader under load, mails pending, SMTP down
     TestRollingUpgradeRefusesNoVisitor  # the README's rolling upgrade, visitors sent to ready members
     TestPartitionedMemberStepsAside     # a follower, then the leader, cut from the others (network namespaces; root)
+    TestCutMembersAgentsFailOver        # the agents' member cut from the others, not from its agents
   )
 fi
 logs=$(mktemp -d "${TMPDIR:-/tmp}/simgate-faults-XXXXXX")

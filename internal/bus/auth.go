@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -98,6 +99,9 @@ type authenticator struct {
 	// guard checks passwords: bcrypt once per secret, bounded at once,
 	// failures backed off per address and user.
 	guard *login.Guard
+	// away: this member sends agents to the others (it reaches no
+	// majority of its cluster: Server.SendAgentsAway).
+	away atomic.Bool
 }
 
 type internalUser struct {
@@ -290,6 +294,9 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		if a.anon == nil {
 			return a.refuse(c, "no credentials")
 		}
+		if a.away.Load() && a.claimed[o.Name] {
+			return a.refuse(c, awayReason)
+		}
 		// Without authentication (loopback only) nothing can prove who
 		// speaks for a server: any local connection may take its name.
 		c.RegisterUser(a.anon)
@@ -300,9 +307,15 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	if a.claimed[o.Name] && !au.bound(o.Name) {
 		return a.refuse(c, fmt.Sprintf("user %s may not name its connection %q: it is not bound to that server", au.u.label(), o.Name))
 	}
+	if a.away.Load() && a.claimed[o.Name] {
+		return a.refuse(c, awayReason)
+	}
 	c.RegisterUser(au.user)
 	return true
 }
+
+// awayReason is why an agent is refused by a member without a majority.
+const awayReason = "this member reaches no majority of its cluster: an agent connects to another member"
 
 func (u *authUser) bound(entry string) bool {
 	if u.u.Role != RoleAgent {

@@ -100,6 +100,7 @@ type Server struct {
 	apiPass   string
 	subj      schema.Subjects
 	app       *server.Account // the registered application account
+	auth      *authenticator
 }
 
 const (
@@ -136,6 +137,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 	app := server.NewAccount(appAccount)
 	api := server.NewAccount(apiAccount)
 	auth, err := newAuthenticator(o, app, sys, api, map[string]string{sysUser: s.sysPass, coordUser: s.coordPass, apiUser: s.apiPass})
+	s.auth = auth
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +429,34 @@ func (s *Server) Peers() map[string]bool {
 		}
 	}
 	return peers
+}
+
+// SendAgentsAway, on, refuses agents (connections named after a
+// configured server entry) and closes those connected here, so that they
+// reconnect to another member: this member reaches no majority of its
+// cluster, and the majority judges their servers by their heartbeats
+// (issue 30: agents whose pings this cut-off member answered never failed
+// over, and the majority judged their servers down). Off, they are let in
+// again. It returns how many it closed.
+func (s *Server) SendAgentsAway(on bool) int {
+	if s.auth == nil {
+		return 0
+	}
+	s.auth.away.Store(on)
+	if !on {
+		return 0
+	}
+	cz, err := s.ns.Connz(&server.ConnzOptions{Limit: 1 << 20})
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, ci := range cz.Conns {
+		if s.auth.claimed[ci.Name] && s.ns.DisconnectClientByID(ci.Cid) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Members is how many members the cluster has now (1 when not clustered).

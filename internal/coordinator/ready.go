@@ -133,12 +133,16 @@ func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 func (c *Coordinator) quorumLost() {
 	c.regaining.Store(true)
 	c.reg.Gate()
+	if n := c.nats.SendAgentsAway(true); n > 0 {
+		c.log.Warn("agents sent to the other members: this one reaches no majority", "agents", n)
+	}
 }
 
 // quorumBack reads the cluster's drains again, then places (Quorum's
 // onBack): a drain made on the majority while this member was cut off
 // applies before its next visitor.
 func (c *Coordinator) quorumBack() {
+	c.nats.SendAgentsAway(false)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

@@ -12,6 +12,10 @@ import (
 type sink struct {
 	reg      *alloc.Registry
 	onReport func(alloc.Report)
+	// judges says whether this member may judge a server down now: not
+	// while it reaches no majority (it sends its agents to the others,
+	// which judge them).
+	judges func() bool
 }
 
 var statuses = map[string]alloc.Status{
@@ -55,4 +59,9 @@ func (s sink) Heartbeat(hb schema.Heartbeat) error {
 	return nil
 }
 
-func (s sink) ConnectionLost(entry string) { s.reg.ConnectionLost(entry) }
+func (s sink) ConnectionLost(entry string) {
+	if s.judges != nil && !s.judges() {
+		return
+	}
+	s.reg.ConnectionLost(entry)
+}

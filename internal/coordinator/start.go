@@ -209,7 +209,7 @@ func (c *Coordinator) startIntake() (err error) {
 	c.pub = schema.NewPublisher(c.pubConn, c.subj)
 	iopts := bus.IntakeOptions{
 		Subjects: c.subj,
-		Sink:     sink{reg: c.reg, onReport: c.report},
+		Sink:     sink{reg: c.reg, onReport: c.report, judges: c.quorum.Current},
 		Logger:   c.log,
 		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
 		Received: c.metrics.HeartbeatsReceived.Inc,
