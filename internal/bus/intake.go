@@ -67,6 +67,10 @@ type Intake struct {
 	// connection of that name (bounded like lost).
 	held map[string]held
 
+	// stalledUntil: closes before it are failovers, not failures (Stalled);
+	// guarded by mu.
+	stalledUntil time.Time
+
 	drained chan struct{} // closed when the heartbeat connection has closed
 	stop    chan struct{} // ends the peer watch
 	watched chan struct{} // closed when the peer watch has ended
@@ -328,6 +332,28 @@ func (in *Intake) forgetServer(id, why string) {
 	}
 }
 
+// Stalled says this coordinator was stopped (SIGSTOP, a frozen machine)
+// or its clock jumped: its agents failed over to other members meanwhile,
+// and the connections they left here close now, seconds after it resumed
+// (its pings to them go unanswered). Until until, such closes forget the
+// connection without judging its server, and the closes seen already
+// no longer hold back the agents' heartbeats from their new connections
+// (issue 30: a resumed member dropped them for 10 s and judged three
+// servers down). Silence stays the backstop.
+func (in *Intake) Stalled(until time.Time) {
+	in.mu.Lock()
+	if until.After(in.stalledUntil) {
+		in.stalledUntil = until
+	}
+	clear(in.lost)
+	waiting := in.held
+	in.held = map[string]held{}
+	in.mu.Unlock()
+	for _, h := range waiting {
+		in.release(h) // its heartbeat is no stale one: apply it
+	}
+}
+
 // Close drains the heartbeat connection, so that heartbeats already
 // received are applied, and waits for it (at most 5 s).
 func (in *Intake) Close() {
@@ -496,7 +522,7 @@ func (in *Intake) onAdvisory(m *nats.Msg) {
 	delete(in.live, key)
 	in.conns[name]--
 	last := in.conns[name] <= 0
-	if a.Reason == memberShutdown && in.o.Peers != nil {
+	if (a.Reason == memberShutdown && in.o.Peers != nil) || time.Now().Before(in.stalledUntil) {
 		// A member stopping: its agents fail over to another member.
 		if last {
 			delete(in.conns, name)

@@ -239,3 +239,51 @@ func TestIntakeKnowsConnectionsMadeBeforeIt(t *testing.T) {
 		t.Errorf("a server taken down by a duplicate's close while its agent is connected: %v", lost)
 	}
 }
+
+// TestIntakeAfterAStall: issue 30. A coordinator back from a stall sees
+// the connections its agents left close; their heartbeats, now from
+// connections on another member, are not held back as stale: Stalled
+// releases the one held and takes the next.
+func TestIntakeAfterAStall(t *testing.T) {
+	rec := &recorder{known: map[string]bool{"a/1": true}}
+	srv, err := StartServer(ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	in, err := StartIntake(srv, IntakeOptions{Subjects: schema.Subjects{Prefix: "simgate"}, Sink: rec,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	dial(t, srv, "a/1").Close() // the connection the agent left
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if _, lost := rec.counts(); len(lost) != 1 {
+			return fmt.Errorf("lost = %v", lost)
+		}
+		return nil
+	})
+	other := dial(t, srv, "tester") // its heartbeats, routed from another member
+	hb := []byte(`{"v":1,"server":"a/1","status":"up","load":1,"interval":1}`)
+	if err := other.Publish("simgate.load.a_1", hb); err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Flush()
+	in.Stalled(time.Now().Add(10 * time.Second))
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if n, _ := rec.counts(); n != 1 {
+			return fmt.Errorf("%d heartbeats applied, want the held one", n)
+		}
+		return nil
+	})
+	if err := other.Publish("simgate.load.a_1", hb); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if n, _ := rec.counts(); n != 2 {
+			return fmt.Errorf("%d heartbeats applied, want 2", n)
+		}
+		return nil
+	})
+}

@@ -233,6 +233,11 @@ func (c *Coordinator) sweep(ctx context.Context) {
 				// The heartbeats that came meanwhile wait in the sockets:
 				// give them time to be read before anyone is judged silent.
 				c.reg.Grace(now)
+				if c.intake != nil {
+					// Its agents' old connections close over the next
+					// seconds (pings unanswered): failovers, not failures.
+					c.intake.Stalled(now.Add(stallCloses))
+				}
 				c.metrics.Stalls.Inc()
 				c.log.Warn("this coordinator stalled, or its clock jumped: every server gets one more timeout before it is judged silent",
 					"gap", gap.Round(time.Millisecond), "clock_gap", clock.Round(time.Millisecond))
@@ -248,6 +253,11 @@ func (c *Coordinator) sweep(ctx context.Context) {
 		}
 	}
 }
+
+// stallCloses is how long after a stall the closes of agents' connections
+// are failovers: the embedded server notices a connection its agent left
+// after its pings go unanswered (3 × 1 s), with margin.
+const stallCloses = 10 * time.Second
 
 // stallGap is a gap between two sweeps (100 ms apart) that only a stalled
 // process (a machine that froze, SIGSTOP, a VM paused) or a clock that
