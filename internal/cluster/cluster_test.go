@@ -1,15 +1,21 @@
 package cluster
 
 import (
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/schema"
+	"github.com/simgate/simgate/internal/testutil"
 )
 
 // TestSize: a member counts the distinct routes, its own listed address
@@ -144,4 +150,58 @@ func BenchmarkPlaced(b *testing.B) {
 		bk.Placed(servers[i%len(servers)])
 		i++
 	}
+}
+
+// bookedAt records when the bookings it is told of were made.
+type bookedAt struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (r *bookedAt) Booked(server string, n int, at time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at = append(r.at, at)
+	return true
+}
+
+func (r *bookedAt) Known(string) bool { return true }
+
+// TestBookingsDatedOnTheReceiversClock: issue 30. A member whose clock is
+// an hour off sends its bookings dated by its clock; the receiver dates
+// them on its own, by how long they waited at the sender, so none is
+// taken for stale.
+func TestBookingsDatedOnTheReceiversClock(t *testing.T) {
+	srv, err := bus.StartServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("member-b") // a coordinator's own: the members' subjects are theirs
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	subj := schema.Subjects{Prefix: "simgate"}
+	reg := &bookedAt{}
+	if _, err := NewBookings(BookingsOptions{Conn: nc, Subjects: subj, Self: "b", Registry: reg, Metrics: metrics.New(),
+		Interest: func(string) bool { return false }, Clustered: true}); err != nil {
+		t.Fatal(err)
+	}
+	stepped := time.Now().Add(time.Hour) // the sender's clock
+	data, _ := json.Marshal(batch{Member: "a", At: stepped.UnixNano(), Held: int64(time.Millisecond), Servers: map[string]int{"s/1": 2}})
+	if err := nc.Publish(subj.MemberBookings(), data); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		if len(reg.at) != 1 {
+			return fmt.Errorf("%d batches applied", len(reg.at))
+		}
+		if age := time.Since(reg.at[0]); age < 0 || age > time.Minute {
+			return fmt.Errorf("dated %v ago, want a moment", age)
+		}
+		return nil
+	})
 }
