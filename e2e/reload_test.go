@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -156,14 +157,39 @@ func reload(t *testing.T, f *farm) {
 	if err := f.coord.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	// The new process, while the old one lives (it exits at once without
+	// relayed sessions).
+	child := 0
+	testutil.WaitFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if child = children(old); child == 0 {
+			return fmt.Errorf("process %d started no process", old)
+		}
+		return nil
+	})
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
 	testutil.WaitFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if !strings.Contains(f.coord.out.String(), "handed over to the new process") {
 			return fmt.Errorf("the old process has not handed over")
 		}
 		return nil
 	})
-	child := childOf(t, old)
-	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	f.coord = adopt(child, f.coord.out)
+}
+
+// adopt is the process pid, which this test did not start (a reload's new
+// coordinator, writing to out): it ends when pid no longer runs.
+func adopt(pid int, out *testutil.Buffer) *proc {
+	p, _ := os.FindProcess(pid)
+	a := &proc{cmd: &exec.Cmd{Process: p}, out: out, done: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond) // not our child: no Wait
+		defer t.Stop()
+		for running(pid) {
+			<-t.C
+		}
+		close(a.done)
+	}()
+	return a
 }
 
 // hammer is visitors asking /session all along, each from its own
@@ -200,7 +226,7 @@ func startHammer(t *testing.T, bases ...string) *hammer {
 			}
 			if err != nil {
 				h.refused.Add(1)
-				h.lastRefusal.Store(err.Error())
+				h.lastRefusal.Store(fmt.Sprintf("%v (at %s, after %v)", err, asked.Format("15:04:05.000"), time.Since(asked).Round(time.Millisecond)))
 				continue
 			}
 			var b [256]byte
@@ -242,24 +268,18 @@ func (h *hammer) stop(t *testing.T) {
 	}
 }
 
-// childOf is the process pid started (the new coordinator).
-func childOf(t *testing.T, pid int) int {
-	t.Helper()
+// children is the first process pid started (the new coordinator), 0 for none.
+func children(pid int) int {
 	// Any of its threads may have started it.
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	for _, task := range tasks {
 		data, _ := os.ReadFile(task)
-		f = append(f, strings.Fields(string(data))...)
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			child, _ := strconv.Atoi(f[0])
+			return child
+		}
 	}
-	if len(f) == 0 {
-		t.Fatalf("process %d started no process", pid)
-	}
-	child, _ := strconv.Atoi(f[0])
-	return child
+	return 0
 }
 
 // running reports whether pid runs (not exited, nor a zombie).

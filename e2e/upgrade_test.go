@@ -13,6 +13,33 @@ import (
 // while a server is up: a restarted member is ready only once it has heard
 // from every server (1 s heartbeats: 18 refusals before).
 func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
+	rollingUpgrade(t, func(t *testing.T, i int, f *farm, load *visitors) {
+		t.Logf("stopping member %d at %v", i, time.Now().Format("15:04:05.000"))
+		if code, _ := f.coord.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
+			t.Fatalf("member %d stopped with %d", i, code)
+		}
+		load.set(i, "")
+		if err := f.tryLaunch(t); err != nil {
+			t.Fatal(err)
+		}
+		load.set(i, f.base)
+	})
+}
+
+// TestRollingReloadRefusesNoVisitor is the README's rolling upgrade as it
+// is written now (issue 29): each member reloaded in turn (SIGHUP, a new
+// process on the same HTTP port), visitors sent through the balancer all
+// along: none refused, no server down.
+func TestRollingReloadRefusesNoVisitor(t *testing.T) {
+	rollingUpgrade(t, func(t *testing.T, i int, f *farm, _ *visitors) {
+		t.Logf("reloading member %d at %v", i, time.Now().Format("15:04:05.000"))
+		reload(t, f)
+	})
+}
+
+// rollingUpgrade upgrades each member of a cluster of three in turn with
+// upgrade, under visitors and a site's heartbeats, and reports the figures.
+func rollingUpgrade(t *testing.T, upgrade func(t *testing.T, i int, f *farm, load *visitors)) {
 	servers := []string{"127.0.0.1:2991", "127.0.0.1:2992", "127.0.0.1:2993"}
 	c := startCluster(t, 3, map[string]any{"simulationServers": servers, "http": map[string]any{"sessionRate": 0}})
 	quiet := quietProc(t)
@@ -30,15 +57,7 @@ func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
 	load := startVisitors(t, c.members)
 	down := downEvents(t, c.natsURLs())
 	for i, f := range c.members {
-		t.Logf("stopping member %d at %v", i, time.Now().Format("15:04:05.000"))
-		if code, _ := f.coord.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
-			t.Fatalf("member %d stopped with %d", i, code)
-		}
-		load.set(i, "")
-		if err := f.tryLaunch(t); err != nil {
-			t.Fatal(err)
-		}
-		load.set(i, f.base)
+		upgrade(t, i, f, load)
 		c.waitFormed(t, c.members)
 		f.waitReady(t)
 	}

@@ -24,7 +24,8 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     TestNoSessionToADrainedServerAfterRestart
     TestQuorumLossIsLoud
     TestClusterSurvivesAMember          # kill -9 of the leader under load, mails pending, SMTP down
-    TestRollingUpgradeRefusesNoVisitor  # the README's rolling upgrade, visitors sent to ready members
+    TestRollingUpgradeRefusesNoVisitor  # a stop/start rolling upgrade, visitors sent to ready members
+    TestRollingReloadRefusesNoVisitor   # the README's rolling upgrade (reload), visitors sent to ready members
     TestPartitionedMemberStepsAside     # a follower, then the leader, cut from the others (network namespaces; root)
     TestCutMembersAgentsFailOver        # the agents' member cut from the others, not from its agents
   )
