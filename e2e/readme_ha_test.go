@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ func newTestNet(t *testing.T, names ...string) *testNet {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("ip (iproute2) is not installed: .ci/run installs it")
 	}
+	sweepStaleNets()
 	prefix := fmt.Sprintf("simgate-%d-", os.Getpid())
 	n := &testNet{ns: map[string]string{}, addr: map[string]string{}, subnet: "10.231.0"}
 	ip := func(args ...string) {
@@ -60,6 +62,25 @@ func newTestNet(t *testing.T, names ...string) *testNet {
 	}
 	n.hosts = hosts.String()
 	return n
+}
+
+// sweepStaleNets deletes the namespaces and links a test run that was
+// killed (a panic on timeout runs no cleanup) left: a stale link on a
+// test subnet would route this run's packets nowhere.
+func sweepStaleNets() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		rest, ok := strings.CutPrefix(name, "simgate-")
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		if pid, err := strconv.Atoi(pidText); err == nil && pid != os.Getpid() && !alive(pid) {
+			_ = exec.Command("ip", "netns", "del", name).Run()
+			_ = exec.Command("ip", "link", "del", fmt.Sprintf("sg%d", pid%100000)).Run()
+		}
+	}
 }
 
 // TestREADMEHighAvailability runs README "High availability"'s install,

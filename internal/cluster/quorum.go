@@ -30,6 +30,7 @@ type Quorum struct {
 	// in a row: a member back from a stall reads the beats that waited
 	// first). What Lead, readiness and placement ask.
 	current atomic.Bool
+	since   atomic.Pointer[time.Time] // when current last became true (monotonic)
 	// onLost and onBack, when set, are called on a confirmed loss of a
 	// formed cluster's majority and on its return (from Run's goroutine).
 	onLost, onBack func()
@@ -42,6 +43,19 @@ type Quorum struct {
 // OnChange sets what is called when the majority is lost (after the
 // cluster formed) and when it is back; before Run.
 func (q *Quorum) OnChange(lost, back func()) { q.onLost, q.onBack = lost, back }
+
+// HeldFor is how long this member has reached a majority without a break
+// (0 without one now); forever alone.
+func (q *Quorum) HeldFor() time.Duration {
+	if q == nil || q.configured <= 1 {
+		return time.Duration(1<<63 - 1)
+	}
+	at := q.since.Load()
+	if !q.current.Load() || at == nil {
+		return 0
+	}
+	return time.Since(*at)
+}
 
 // Current reports whether this member reaches a majority now; always for
 // a lone coordinator.
@@ -102,8 +116,11 @@ func (q *Quorum) check(now time.Time) {
 	q.formed = q.formed || have
 	if have {
 		q.short = 0
-		if !q.current.Swap(true) && q.lostOnce && q.onBack != nil {
-			q.onBack()
+		if !q.current.Swap(true) {
+			q.since.Store(&now)
+			if q.lostOnce && q.onBack != nil {
+				q.onBack()
+			}
 		}
 	} else if q.short++; q.short >= 2 && q.current.Swap(false) {
 		q.lostOnce = true

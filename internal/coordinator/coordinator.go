@@ -74,10 +74,14 @@ type Coordinator struct {
 	// regaining: the majority was lost; placement waits for the drains
 	// to be read again (quorumBack).
 	regaining atomic.Bool
-	runCtx    context.Context // the loops' lifetime
-	members   int             // the cluster's configured size (1 alone)
-	subj      schema.Subjects // the subjects under nats.prefix
-	from      Inherited       // what it took over from the process it replaces
+	// regained is closed when placement is back (quorumBack); a new one
+	// at each loss. Guarded by regainMu.
+	regainMu sync.Mutex
+	regained chan struct{}
+	runCtx   context.Context // the loops' lifetime
+	members  int             // the cluster's configured size (1 alone)
+	subj     schema.Subjects // the subjects under nats.prefix
+	from     Inherited       // what it took over from the process it replaces
 }
 
 // Inherited is what a coordinator takes over from the process it replaces

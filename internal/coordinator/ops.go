@@ -87,7 +87,8 @@ func (c *Coordinator) drain(server, by string, on bool) error {
 
 // hearDrains applies the drains other members took (drain), as soon as
 // they took them: a member's watch of the state bucket can lag seconds
-// behind a cut.
+// behind a cut. It also answers a member back from a cut that asks for
+// every drain (askDrains), when this one has held a majority a while.
 func (c *Coordinator) hearDrains() error {
 	_, err := c.stateConn.Subscribe(c.subj.MemberDrains(), func(m *nats.Msg) {
 		var d state.Drain
@@ -96,7 +97,47 @@ func (c *Coordinator) hearDrains() error {
 		}
 		c.reg.SetDrained(d.Server, d.By)
 	})
+	if err != nil {
+		return err
+	}
+	_, err = c.stateConn.Subscribe(c.subj.MemberDrains()+".all", func(m *nats.Msg) {
+		if c.quorum.HeldFor() < steadyMajority || m.Reply == "" {
+			return // this member may be one coming back itself
+		}
+		drains := map[string]string{}
+		for _, v := range c.reg.Snapshot() {
+			drains[v.Server] = v.DrainedBy
+		}
+		data, _ := json.Marshal(drains)
+		_ = m.Respond(data)
+	})
 	return err
+}
+
+// steadyMajority is how long a member must have reached its majority to
+// answer for the drains: one back from a cut itself does not.
+const steadyMajority = 3 * time.Second
+
+// askDrains applies every drain as a member with a steady majority has
+// them (its registry: the drains made while this one was cut off
+// included); false when none answered. The state bucket right after a
+// heal may still be this member's stale copy: 100 visitors went to a
+// server drained meanwhile.
+func (c *Coordinator) askDrains() bool {
+	m, err := c.stateConn.Request(c.subj.MemberDrains()+".all", nil, time.Second)
+	if err != nil {
+		return false
+	}
+	var drains map[string]string
+	if json.Unmarshal(m.Data, &drains) != nil {
+		return false
+	}
+	for server, by := range drains {
+		if c.serverOn(schema.Node(server)) == server {
+			c.reg.SetDrained(server, by)
+		}
+	}
+	return true
 }
 
 // opsFarm is the coordinator as the farm's NATS service sees it.

@@ -122,6 +122,19 @@ func (c *Coordinator) open() {
 func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 	select {
 	case <-c.ready.opened:
+	case <-ctx.Done():
+		return false
+	}
+	// A member back from a pause or a cut reaches its majority again a
+	// moment later: the visitors that waited for it are held, not refused.
+	c.regainMu.Lock()
+	regained := c.regained
+	c.regainMu.Unlock()
+	if regained == nil {
+		return true
+	}
+	select {
+	case <-regained:
 		return true
 	case <-ctx.Done():
 		return false
@@ -131,6 +144,11 @@ func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 // quorumLost closes placement (Quorum's onLost): a member without a
 // majority cannot see the drains made meanwhile, nor write the line.
 func (c *Coordinator) quorumLost() {
+	c.regainMu.Lock()
+	if c.regained == nil {
+		c.regained = make(chan struct{})
+	}
+	c.regainMu.Unlock()
 	c.regaining.Store(true)
 	c.reg.Gate()
 	if n := c.nats.SendAgentsAway(true); n > 0 {
@@ -146,13 +164,24 @@ func (c *Coordinator) quorumBack() {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		for c.runCtx.Err() == nil {
-			err := c.state.ReadDrains(c.runCtx, c.applyDrain)
-			if err == nil && c.quorum.Current() {
+		for tries := 1; c.runCtx.Err() == nil; tries++ {
+			// From a member that kept its majority; else, when none has
+			// (the whole cluster is coming back), from the state bucket.
+			ok := c.askDrains()
+			if !ok && tries > 8 {
+				ok = c.state.ReadDrains(c.runCtx, c.nats.Name(), c.applyDrain) == nil
+			}
+			if ok && c.quorum.Current() {
 				c.regaining.Store(false)
 				if c.ready.open.Load() { // else the start's open() does
 					c.reg.Open()
 				}
+				c.regainMu.Lock()
+				if c.regained != nil {
+					close(c.regained)
+					c.regained = nil
+				}
+				c.regainMu.Unlock()
 				c.log.Info("the cluster's drains read again: placing visitors")
 				return
 			}

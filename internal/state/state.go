@@ -409,13 +409,36 @@ func (k *KV) WatchDrains(ctx context.Context, apply func(node string, d Drain), 
 
 // ReadDrains reads every drain kept, from the cluster's state now, and
 // calls apply with each (as WatchDrains does), within opTimeout: a member
-// back from a cut reads what the others drained meanwhile.
-func (k *KV) ReadDrains(ctx context.Context, apply func(node string, d Drain)) error {
+// back from a cut reads what the others drained meanwhile. self is this
+// member's NATS server name: its copy of the bucket must have caught up
+// with the stream's leader first (a watch may read it: right after a
+// heal it lacked the drain made meanwhile, and 100 visitors went to the
+// drained server); an error until it has.
+func (k *KV) ReadDrains(ctx context.Context, self string, apply func(node string, d Drain)) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	kv, err := k.bucket(ctx)
 	if err != nil {
 		return err
+	}
+	st, err := k.js.Stream(ctx, "KV_"+Bucket)
+	if err != nil {
+		return err
+	}
+	info, err := st.Info(ctx) // answered by the stream's leader
+	if err != nil {
+		return err
+	}
+	if c := info.Cluster; c != nil && c.Leader != self {
+		caught := false
+		for _, r := range c.Replicas {
+			if r.Name == self {
+				caught = r.Current && r.Lag == 0
+			}
+		}
+		if !caught {
+			return fmt.Errorf("this member's copy of the state has not caught up with the leader %s yet", c.Leader)
+		}
 	}
 	w, err := kv.Watch(ctx, "drain.*")
 	if err != nil {
