@@ -45,6 +45,22 @@ type Options struct {
 	maxSessionsSet bool // -max-sessions given: the simulation config's maxConnections does not replace it
 }
 
+// credentialNkey is the nkey seed systemd hands the unit as its
+// credential agent.nk (LoadCredential=, README "Securing it"), "" without
+// one: the agent runs as a dynamic user, which cannot read a seed kept
+// mode 600 in /etc/simgate, and systemd reads it for it.
+func credentialNkey() string {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return ""
+	}
+	p := filepath.Join(dir, "agent.nk")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
 // EnvName is the environment variable that sets a flag: SIMGATE_ + its
 // name in capitals, '-' as '_' (-max-sessions: SIMGATE_MAX_SESSIONS).
 func EnvName(flagName string) string {
@@ -106,6 +122,9 @@ Flags:
 	}
 	// Set by flag or by the environment (fs.Set marks it too).
 	fs.Visit(func(f *flag.Flag) { o.maxSessionsSet = o.maxSessionsSet || f.Name == "max-sessions" })
+	if o.NkeyFile == "" {
+		o.NkeyFile = credentialNkey()
+	}
 	if o.Version {
 		return o, nil
 	}

@@ -66,3 +66,41 @@ func TestNATSURLLists(t *testing.T) {
 		}
 	}
 }
+
+// TestNkeyFromSystemdCredential: under the unit (a dynamic user, which
+// cannot read a seed kept mode 600 in /etc/simgate), the seed systemd
+// hands over as the credential agent.nk is the agent's nkey; -nkey or
+// SIMGATE_NKEY still wins (issue 32: the agent restarted for ever).
+func TestNkeyFromSystemdCredential(t *testing.T) {
+	creds := t.TempDir()
+	seed := filepath.Join(creds, "agent.nk")
+	own := filepath.Join(t.TempDir(), "own.nk")
+	for _, tc := range []struct {
+		name, dir string
+		write     bool
+		args      []string
+		want      string
+	}{
+		{"no credentials", "", false, nil, ""},
+		{"a credentials directory without it", creds, false, nil, ""},
+		{"the credential", creds, true, nil, seed},
+		{"-nkey wins", creds, true, []string{"-nkey", own}, own},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CREDENTIALS_DIRECTORY", tc.dir)
+			_ = os.Remove(seed)
+			if tc.write {
+				if err := os.WriteFile(seed, []byte("SU..."), 0o400); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o, err := Parse(append([]string{"-server", "a.test/2000", "-simulation-config", "off"}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.NkeyFile != tc.want {
+				t.Errorf("nkey %q, want %q", o.NkeyFile, tc.want)
+			}
+		})
+	}
+}
