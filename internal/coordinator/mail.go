@@ -116,14 +116,9 @@ func (m *mailer) check(ctx context.Context) {
 		"port", m.smtp.Port, "error", err)
 }
 
-// startMailer starts the mail queue and policy over store, the
-// coordinators' shared state; only while it holds the lead does this
-// coordinator send (every member runs the policy on the same changes).
-func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store notify.Store, lead *cluster.Lead) (*mailer, error) {
-	if why := cfg.MailOff(); why != "" {
-		log.Info("e-mail notifications are off: " + why)
-		return nil, nil
-	}
+// mailSMTP is the mail server as the configuration gives it, with the TLS
+// its certificate is checked by.
+func mailSMTP(cfg config.Config) (*notify.SMTP, error) {
 	var tlsCfg *tls.Config
 	if cfg.Mail.CAFile != "" {
 		pem, err := os.ReadFile(cfg.Mail.CAFile)
@@ -143,11 +138,54 @@ func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store 
 		// As the original did (Python's starttls() verifies nothing): by
 		// default only for a mail server on this machine.
 		tlsCfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // mail.verifyCertificate
+	}
+	return &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
+		Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg}, nil
+}
+
+// CheckMail connects to the configured mail server as a mail would, up to
+// AUTH, and says what it found (coordinator -check -mail); ok is false
+// when the mail server cannot be used as configured.
+func CheckMail(ctx context.Context, cfg config.Config) (line string, ok bool) {
+	if why := cfg.MailOff(); why != "" {
+		return "e-mail notifications are off: " + why, true
+	}
+	smtp, err := mailSMTP(cfg)
+	if err != nil {
+		return err.Error(), false
+	}
+	line, err = smtp.CheckTLS(ctx)
+	if err != nil {
+		fix := "check mailServer and mailServerPort, and the firewall"
+		var unknown x509.UnknownAuthorityError
+		var invalid x509.CertificateInvalidError
+		var host x509.HostnameError
+		switch {
+		case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host):
+			fix = "its certificate does not verify: give its CA in mail.caFile, or set mail.verifyCertificate false (the original verified nothing)"
+		}
+		return err.Error() + "; " + fix, false
+	}
+	return line, true
+}
+
+// startMailer starts the mail queue and policy over store, the
+// coordinators' shared state; only while it holds the lead does this
+// coordinator send (every member runs the policy on the same changes).
+func startMailer(cfg config.Config, log *slog.Logger, m *metrics.Metrics, store notify.Store, lead *cluster.Lead) (*mailer, error) {
+	if why := cfg.MailOff(); why != "" {
+		log.Info("e-mail notifications are off: " + why)
+		return nil, nil
+	}
+	smtp, err := mailSMTP(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.VerifyMailCertificate() {
 		log.Info("the mail server's TLS certificate is not verified", "server", cfg.MailServer,
 			"why", "a mail server on this machine, or mail.verifyCertificate false")
 	}
-	mm := &mailer{smtp: &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
-		Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg}}
+	mm := &mailer{smtp: smtp}
 	q, err := notify.NewQueue(notify.QueueOptions{
 		Transport:   delivering{Transport: mm.smtp, m: mm},
 		Logger:      log.With("component", "mail"),

@@ -79,6 +79,43 @@ func (s *SMTP) Check(ctx context.Context) error {
 	return client.Quit()
 }
 
+// CheckTLS connects to the mail server as Check does and says what its
+// TLS is: the session secured (implicit TLS on 465, STARTTLS when offered,
+// whether or not a password is to be sent) and whether the certificate
+// verifies as a mail would check it. An error: not reachable, or its TLS
+// failed (a certificate that does not verify, the commonest first-day
+// mail failure).
+func (s *SMTP) CheckTLS(ctx context.Context) (string, error) {
+	conn, client, err := s.open(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	defer client.Close()
+	addr := net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	state, secured := client.TLSConnectionState()
+	if !secured {
+		if ok, _ := client.Extension("STARTTLS"); !ok {
+			return addr + " answers; it offers no TLS (STARTTLS): mails go in clear, and a password would not be sent", nil
+		}
+		_ = conn.SetDeadline(time.Now().Add(stepTimeout))
+		if err := client.StartTLS(s.tlsConfig()); err != nil {
+			return "", fmt.Errorf("%s: STARTTLS: %w", addr, err)
+		}
+		state, _ = client.TLSConnectionState()
+	}
+	cn := ""
+	if len(state.PeerCertificates) > 0 {
+		cn = " (" + state.PeerCertificates[0].Subject.CommonName + ")"
+	}
+	_ = conn.SetDeadline(time.Now().Add(stepTimeout))
+	_ = client.Quit()
+	if s.tlsConfig().InsecureSkipVerify {
+		return addr + " answers over TLS; its certificate" + cn + " is not verified (mail.verifyCertificate false, or a mail server on this machine)", nil
+	}
+	return addr + " answers over TLS; its certificate" + cn + " verifies", nil
+}
+
 // open connects and greets, and secures the session when a password is
 // to be sent: up to, not including, AUTH.
 func (s *SMTP) open(ctx context.Context) (net.Conn, *smtp.Client, error) {

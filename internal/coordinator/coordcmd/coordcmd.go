@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/coordinator"
@@ -40,6 +41,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 type options struct {
 	cfg        config.Config
 	check      bool
+	checkMail  bool // -check -mail: try the mail server too
 	listenFile string
 }
 
@@ -50,6 +52,7 @@ func parse(args []string, stdout, stderr io.Writer) (o options, status int, done
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	check := fs.Bool("check", false, "check the configuration, print every warning and exit: 0 clean, 1 warnings, 2 errors")
+	checkMail := fs.Bool("mail", false, "with -check: connect to the mail server as a mail would, up to AUTH, and say whether its TLS certificate verifies (a failure is a warning)")
 	port := fs.Int("port", 0, "HTTP port, in place of the file's \"port\" (0: any free port; default 1999)")
 	natsListen := fs.String("nats-listen", "", "host:port of the embedded NATS server, in place of the file's nats.listen (default 127.0.0.1:4222)")
 	listenFile := fs.String("listen-file", "", "once serving, write the ports bound (JSON: httpPort, natsURL, natsPort) to this file")
@@ -105,15 +108,27 @@ Flags:
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stderr, "coordinator: warning:", w)
 	}
-	return options{cfg: cfg, check: *check, listenFile: *listenFile}, 0, false
+	return options{cfg: cfg, check: *check, checkMail: *checkMail, listenFile: *listenFile}, 0, false
 }
 
 // serve checks or runs the coordinator o says.
 func serve(o options, stdout, stderr io.Writer) int {
 	cfg, listenFile := o.cfg, &o.listenFile
 	if o.check {
-		if len(cfg.Warnings) > 0 {
-			fmt.Fprintf(stdout, "configuration usable, with %d warning(s)\n", len(cfg.Warnings))
+		warnings := len(cfg.Warnings)
+		if o.checkMail {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			line, ok := coordinator.CheckMail(ctx, cfg)
+			cancel()
+			if ok {
+				fmt.Fprintln(stdout, "mail:", line)
+			} else {
+				fmt.Fprintln(stderr, "coordinator: warning: mail:", line)
+				warnings++
+			}
+		}
+		if warnings > 0 {
+			fmt.Fprintf(stdout, "configuration usable, with %d warning(s)\n", warnings)
 			return 1
 		}
 		fmt.Fprintln(stdout, "configuration OK")

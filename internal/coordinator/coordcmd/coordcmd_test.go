@@ -1,11 +1,16 @@
 package coordcmd
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/simgate/simgate/internal/notify/smtptest"
 )
 
 // A configuration the coordinator cannot run with exits 2 (PROTOCOL §3),
@@ -81,5 +86,48 @@ func TestCommandLine(t *testing.T) {
 	o, _, done := parse([]string{"-port", "0", "-nats-listen", "127.0.0.1:0", "-listen-file", "l.json", clean}, io.Discard, io.Discard)
 	if done || o.cfg.Port != 0 || o.cfg.NATS.Listen != "127.0.0.1:0" || o.listenFile != "l.json" {
 		t.Errorf("flags over the file: %+v", o)
+	}
+}
+
+// TestCheckMail: -check -mail connects to the mail server as a mail would
+// and says whether its TLS certificate verifies (issue 32: a self-signed
+// SMTP certificate is the commonest first-day mail failure, and -check
+// said nothing of it).
+func TestCheckMail(t *testing.T) {
+	srv := smtptest.Start(t, "127.0.0.1:0")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	host, port, _ := net.SplitHostPort(srv.Addr)
+	for _, tc := range []struct {
+		name   string
+		port   string
+		mail   string // the file's "mail" object
+		status int
+		want   string
+	}{
+		{"a certificate that does not verify", port, `{"verifyCertificate": true}`, 1, "give its CA in mail.caFile"},
+		{"its CA given", port, `{"verifyCertificate": true, "caFile": "` + ca + `"}`, 0, "verifies"},
+		{"a local server, not verified", port, `{}`, 0, "is not verified"},
+		{"nobody there", strconv.Itoa(closedPort), `{}`, 1, "check mailServer and mailServerPort"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "session.json")
+			cfg := fmt.Sprintf(`{"port": 2001, "simulationServers": ["127.0.0.1:2000"], "administrator": "admin@example.org",
+  "mailServer": %q, "mailServerPort": %s, "mailSender": "sender@example.org", "mailSenderPassword": %q, "mail": %s}`,
+				host, tc.port, srv.Password, tc.mail)
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr strings.Builder
+			got := Run([]string{"-check", "-mail", path}, &stdout, &stderr)
+			if out := stdout.String() + stderr.String(); got != tc.status || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output %q; want %d and %q", got, out, tc.status, tc.want)
+			}
+		})
 	}
 }
