@@ -45,6 +45,33 @@ type Options struct {
 	maxSessionsSet bool // -max-sessions given: the simulation config's maxConnections does not replace it
 }
 
+// serverHint says how -server must match the coordinator's configuration:
+// written exactly as the entry of simulationServers and of this user's
+// servers, separator included (host:port and host/port are two entries),
+// naming the other spelling that may be the one configured.
+func serverHint(server string) string {
+	hint := fmt.Sprintf("-server (%s) must be written exactly as the coordinator's simulationServers entry, and the coordinator's nats.users entry of this agent's user must list that same entry in its servers; this agent gives %q",
+		EnvName("server"), server)
+	if other := otherSpelling(server); other != "" {
+		hint += fmt.Sprintf(": if the coordinator lists %q, give that", other)
+	}
+	return hint
+}
+
+// otherSpelling is entry with the separator between host and port swapped
+// (host:port ↔ host/port), "" when it has neither.
+func otherSpelling(entry string) string {
+	i := strings.LastIndexAny(entry, ":/")
+	if i <= 0 || i == len(entry)-1 {
+		return ""
+	}
+	sep := "/"
+	if entry[i] == '/' {
+		sep = ":"
+	}
+	return entry[:i] + sep + entry[i+1:]
+}
+
 // credentialNkey is the nkey seed systemd hands the unit as its
 // credential agent.nk (LoadCredential=, README "Securing it"), "" without
 // one: the agent runs as a dynamic user, which cannot read a seed kept
@@ -277,7 +304,7 @@ func Build(ctx context.Context, o Options, log *slog.Logger) (*nats.Conn, *agent
 				if now := time.Now(); now.Sub(lastDenied) >= time.Minute {
 					lastDenied = now
 					log.Error("the coordinator refuses this agent's heartbeats for "+o.Server, "error", err,
-						"fix", fmt.Sprintf("the coordinator's nats.users entry of this agent's user must list %q in its servers (an agent publishes only for the servers it is bound to), or give -server (%s) one of those", o.Server, EnvName("server")))
+						"fix", serverHint(o.Server))
 				}
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -102,5 +103,23 @@ func TestNkeyFromSystemdCredential(t *testing.T) {
 				t.Errorf("nkey %q, want %q", o.NkeyFile, tc.want)
 			}
 		})
+	}
+}
+
+// TestServerHint: a refused heartbeat names the entry as given and its
+// other spelling, which may be the one configured (issue 32: the hint
+// swapped / and : and never said which entry to match).
+func TestServerHint(t *testing.T) {
+	for _, tc := range []struct{ server, other string }{
+		{"sim1.example.org:2000", "sim1.example.org/2000"},
+		{"sim1.example.org/2000", "sim1.example.org:2000"},
+		{"[::1]:2000", "[::1]/2000"},
+	} {
+		hint := serverHint(tc.server)
+		for _, want := range []string{`gives "` + tc.server + `"`, `lists "` + tc.other + `", give that`, "simulationServers", "SIMGATE_SERVER"} {
+			if !strings.Contains(hint, want) {
+				t.Errorf("%s: hint %q lacks %q", tc.server, hint, want)
+			}
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,8 +28,8 @@ func connectHint(err error, o Options, last string) (what, fix string) {
 		strings.Contains(msg, "authentication"):
 		return "the coordinator refused this agent's credentials, or this user's right to speak for " + o.Server,
 			"check -user and -password (" + EnvName("user") + ", " + EnvName("password") + "), -token (" + EnvName("token") +
-				") or -nkey (" + EnvName("nkey") + ") against the coordinator's nats.users, and that this user's entry there lists " +
-				strconv.Quote(o.Server) + " in its servers (an agent speaks only for the servers it is bound to); after 5 failures in a minute the coordinator makes a user wait up to a minute"
+				") or -nkey (" + EnvName("nkey") + ") against the coordinator's nats.users; " + serverHint(o.Server) +
+				"; after 5 failures in a minute the coordinator makes a user wait up to a minute"
 	case errors.As(err, &unknownCA) || strings.Contains(msg, "certificate signed by unknown authority"):
 		return "the coordinator's TLS certificate does not verify",
 			"give the CA that signed it with -ca (" + EnvName("ca") + "), for tls:// and wss:// URLs alike"
