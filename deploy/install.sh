@@ -57,12 +57,49 @@ agent)
     install -m 600 "$here/agent.env.example" "$root/etc/simgate/agent.env"
   fi
   install -D -m 644 "$here/simgate-agent.service" "$root/etc/systemd/system/simgate-agent.service"
-  # The simulation server's policy: named, or the only one under /home.
+  # The simulation server's policy: named (SIMULATION_CONFIG), else the one
+  # a running simulation_server.py was started with (its command line),
+  # else the only one under /home, else the administrator picks one.
   sim=${SIMULATION_CONFIG:-}
+  proc=${PROC:-/proc}
+  if [ -z "$sim" ]; then
+    for cmdline in "$proc"/[0-9]*/cmdline; do
+      [ -r "$cmdline" ] || continue
+      args=$(tr '\000' '\n' <"$cmdline" 2>/dev/null) || continue
+      case "$args" in *simulation_server.py*) ;; *) continue ;; esac
+      cfg=$(printf '%s\n' "$args" | grep '\.json$' | tail -n 1)
+      [ -n "$cfg" ] || continue
+      case "$cfg" in
+      /*) ;;
+      *) cfg="$(readlink "${cmdline%/cmdline}/cwd")/$cfg" ;;
+      esac
+      if [ -e "$root$cfg" ]; then
+        sim=$cfg
+        echo "the running simulation server (pid $(basename "$(dirname "$cmdline")")) was started with $sim"
+        break
+      fi
+    done
+  fi
   if [ -z "$sim" ]; then
     found=$(ls "$root"/home/*/webots-server/config/simulation/*.json 2>/dev/null || true)
-    if [ -n "$found" ] && [ "$(printf '%s\n' "$found" | wc -l)" -eq 1 ]; then
+    count=$(printf '%s\n' "$found" | grep -c . || true)
+    if [ "$count" -eq 1 ]; then
       sim=${found#"$root"}
+    elif [ "$count" -gt 1 ]; then
+      echo "several simulation server configurations, and no running simulation_server.py names one:"
+      i=0
+      for f in $found; do
+        i=$((i + 1))
+        echo "  $i) ${f#"$root"}"
+      done
+      if [ -t 0 ]; then
+        printf 'which one is this server'"'"'s (1-%s, empty for none)? ' "$count"
+        read -r pick
+        if [ -n "$pick" ] && [ "$pick" -ge 1 ] 2>/dev/null && [ "$pick" -le "$count" ]; then
+          sim=$(printf '%s\n' "$found" | sed -n "${pick}p")
+          sim=${sim#"$root"}
+        fi
+      fi
     fi
   fi
   dropin="$root/etc/systemd/system/simgate-agent.service.d"
@@ -76,7 +113,7 @@ agent)
       "Environment=SIMGATE_SIMULATION_CONFIG=/run/simgate-agent/simulation.json" >"$dropin/simulation-config.conf"
     echo "the agent reads the simulation server's policy from $sim"
   else
-    echo "no simulation server configuration found under /home/*/webots-server/config/simulation/: repository-aware placement is off for this server (SIMULATION_CONFIG=FILE names one)"
+    echo "no simulation server configuration chosen: repository-aware placement is off for this server (SIMULATION_CONFIG=FILE install.sh agent … names one)"
   fi
   unit=simgate-agent
   next="edit /etc/simgate/agent.env (SIMGATE_SERVER exactly as in the coordinator's simulationServers, SIMGATE_NATS)"

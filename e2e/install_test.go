@@ -97,3 +97,70 @@ func TestInstallScript(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallFindsTheSimulationConfig: on a stock webots-server checkout
+// (four configurations) install.sh takes the one the running
+// simulation_server.py was started with, read from its command line (a
+// relative path, from its working directory); without one running it
+// lists the four and says how to name one (issue 32: it said "none
+// found").
+func TestInstallFindsTheSimulationConfig(t *testing.T) {
+	_, agent := testutil.Binaries(t)
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "deploy", "install.sh")
+	root := t.TempDir()
+	home := "/home/cyberbotics/webots-server"
+	for _, name := range []string{"cyberbotics1", "cyberbotics2", "local", "video"} {
+		p := filepath.Join(root, home, "config", "simulation", name+".json")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(`{"port": 2000}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A /proc with one simulation_server.py, started from its checkout.
+	proc := t.TempDir()
+	pid := filepath.Join(proc, "4242")
+	if err := os.MkdirAll(pid, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := "python3\x00" + home + "/simulation_server.py\x00config/simulation/cyberbotics2.json\x00"
+	if err := os.WriteFile(filepath.Join(pid, "cmdline"), []byte(cmdline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(home, filepath.Join(pid, "cwd")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, proc string
+		want       []string
+		dropin     string // the configuration the unit is given, "" for none
+	}{
+		{"a running simulation server", proc, []string{"pid 4242", "cyberbotics2.json"}, home + "/config/simulation/cyberbotics2.json"},
+		{"none running", t.TempDir(), []string{"several simulation server configurations", "cyberbotics1.json", "local.json", "video.json", "SIMULATION_CONFIG=FILE"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dropin := filepath.Join(root, "etc", "systemd", "system", "simgate-agent.service.d", "simulation-config.conf")
+			_ = os.Remove(dropin)
+			cmd := exec.Command("sh", script, "agent", filepath.Dir(agent))
+			cmd.Env = append(os.Environ(), "DESTDIR="+root, "PROC="+tc.proc)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("install.sh agent: %v\n%s", err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("install.sh said %q, lacking %q", out, w)
+				}
+			}
+			data, err := os.ReadFile(dropin)
+			switch {
+			case tc.dropin == "" && err == nil:
+				t.Errorf("a configuration was chosen: %s", data)
+			case tc.dropin != "" && !strings.Contains(string(data), "BindReadOnlyPaths="+tc.dropin+":"):
+				t.Errorf("drop-in %q (%v), want %s", data, err, tc.dropin)
+			}
+		})
+	}
+}
