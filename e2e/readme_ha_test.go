@@ -83,6 +83,21 @@ func sweepStaleNets() {
 	}
 }
 
+// originalApacheRules are the original's rules, as the seed's setup guide
+// writes them in the site's VirtualHost.
+const originalApacheRules = `    RewriteEngine on
+    # port redirection rules (for session_server.py, simulation_server.py and webots)
+    # websockets (should come first)
+    RewriteCond %{HTTP:Upgrade} websocket [NC]
+    RewriteCond %{HTTP:Connection} upgrade [NC]
+    RewriteRule ^/(\d*)/(.*)$ "ws://localhost:$1/$2" [P,L]
+    # http traffic (should come after websocket)
+    RewriteRule ^/load$ "http://localhost:1999/load" [P,L]
+    RewriteRule ^/monitor$ "http://localhost:1999/monitor" [P,L]
+    RewriteRule ^/session$ "http://localhost:1999/session" [P,L]
+    RewriteRule ^/(\d*)/(.*)$ "http://localhost:$1/$2" [P,L]
+`
+
 // TestREADMEHighAvailability runs README "High availability"'s install,
 // Apache, agent and upgrade commands as written, on three coordinator
 // hosts (coord1, coord2, coord3.example.org) and one simulation machine,
@@ -205,8 +220,18 @@ func TestREADMEHighAvailability(t *testing.T) {
 	www := hosts[coords[0]]
 	front := net.addr[coords[0]] + ":8080"
 	www.apache(front)
+	// The site as the original left it: its rules inline in the HTTPS
+	// VirtualHost, as the seed's guide writes them (issue 32: the README
+	// did not say to delete them, and every visitor got 503).
+	www.write("etc/apache2/sites-available/000-default-le-ssl.conf", "<VirtualHost "+front+">\n    ServerName localhost\n    DocumentRoot /var/www/html\n"+
+		originalApacheRules+"</VirtualHost>\n", 0o644)
 	www.edit("/etc/apache2/simgate-ha.conf", "# The example's host names are this network's.\ngrep -q coord3.example.org \"$1\"\n")
-	www.edit("/etc/apache2/sites-available/000-default-le-ssl.conf", "sed -i 's|^</VirtualHost>|    Include /etc/apache2/simgate-ha.conf\\n</VirtualHost>|' \"$1\"\n")
+	// As the README says: the original's rules deleted, from RewriteEngine
+	// on to its last RewriteRule, and simgate-ha.conf included instead.
+	www.edit("/etc/apache2/sites-available/000-default-le-ssl.conf", `sed -i '/RewriteEngine on/,/"http:\/\/localhost:\$1\/\$2" \[P,L\]/d' "$1"
+grep -q RewriteRule "$1" && exit 1
+sed -i 's|^</VirtualHost>|    Include /etc/apache2/simgate-ha.conf\n</VirtualHost>|' "$1"
+`)
 	for c, out := range www.run("", apacheCmds...) {
 		if c == "apache2ctl configtest" && !strings.Contains(out, "Syntax OK") {
 			t.Errorf("%s: %q", c, out)
@@ -234,6 +259,17 @@ echo $! >%[1]s/pids/simulation-server`, agentHost.root), append([]string{install
 	testutil.WaitFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		if body, err := session(); err != nil || body != "ws://"+server {
 			return fmt.Errorf("/session through Apache: %q %v", body, err)
+		}
+		return nil
+	})
+
+	// The monitor's live updates through Apache: its WebSocket is proxied
+	// to a member (101), so the page does not fall back to polling.
+	testutil.WaitFor(t, 10*time.Second, 200*time.Millisecond, func() error {
+		out, _ := www.curl("-i", "-N", "-m", "2", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
+			"-H", "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "http://"+front+"/monitor")
+		if !strings.Contains(out, " 101 ") {
+			return fmt.Errorf("the monitor's WebSocket through Apache: %q", out)
 		}
 		return nil
 	})
