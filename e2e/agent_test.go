@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -128,4 +129,26 @@ func TestAgentProbeAndDrain(t *testing.T) {
 	_ = agent.cmd.Process.Signal(syscall.SIGUSR2)
 	hbs.waitStatus(t, mark, 2, "up")
 	f.waitState(t, server, time.Second, "up", "full")
+}
+
+// TestAgentStopsQuietly: an agent stopped as its unit stops it (SIGTERM)
+// says goodbye without a WARN, and the coordinator takes its server as
+// leaving, with no WARN either (issue 32: a spurious WARN on a clean stop).
+func TestAgentStopsQuietly(t *testing.T) {
+	const server = "127.0.0.1:2941"
+	f := startFarm(t, map[string]any{"simulationServers": []string{server}})
+	a := startEnv(t, "", []string{"HOST_PROC=" + quietProc(t)}, f.agent, "-nats", f.nats, "-server", server,
+		"-interval", "1s", "-probe", "off", "-simulation-config", "off")
+	f.waitState(t, server, 10*time.Second, "up")
+	before := strings.Count(f.coord.out.String(), "level=WARN")
+	if code, _ := a.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+		t.Errorf("the agent exited %d", code)
+	}
+	f.waitState(t, server, 10*time.Second, "down")
+	if out := a.out.String(); strings.Contains(out, "level=WARN") || strings.Contains(out, "level=ERROR") {
+		t.Errorf("the agent's clean stop logged a warning:\n%s", out)
+	}
+	if after := f.coord.out.String(); strings.Count(after, "level=WARN") != before {
+		t.Errorf("the coordinator warned of a clean stop:\n%s", after)
+	}
 }
