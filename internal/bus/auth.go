@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -350,6 +351,12 @@ func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 }
 
 // clientHost is the host a client connects from, "" in-process.
+//
+// A WebSocket client that came through the local Apache (the peer is
+// loopback) is told by the address Apache forwarded (X-Forwarded-For,
+// which nats-server keeps in the connection's name, "ip/peer - cid:N"):
+// every agent and every guesser behind Apache came from 127.0.0.1, and a
+// guesser's failures locked the real agent out (issue 31).
 func clientHost(c server.ClientAuthentication) string {
 	ra := c.RemoteAddress()
 	if ra == nil {
@@ -359,11 +366,34 @@ func clientHost(c server.ClientAuthentication) string {
 	if err != nil {
 		return ra.String()
 	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		if fwd := forwarded(c); fwd != "" {
+			return fwd
+		}
+	}
 	return host
+}
+
+// forwarded is the address a proxy forwarded for a WebSocket client, ""
+// for none.
+func forwarded(c server.ClientAuthentication) string {
+	s, ok := c.(fmt.Stringer)
+	if !ok {
+		return ""
+	}
+	ip, _, found := strings.Cut(s.String(), "/")
+	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	if !found || net.ParseIP(ip) == nil {
+		return ""
+	}
+	return ip
 }
 
 func addr(c server.ClientAuthentication) string {
 	if ra := c.RemoteAddress(); ra != nil {
+		if fwd := forwarded(c); fwd != "" {
+			return fwd + " via " + ra.String()
+		}
 		return ra.String()
 	}
 	return "in-process"

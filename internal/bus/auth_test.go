@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -427,4 +428,41 @@ func TestUnguessableCredentialsNeverLocked(t *testing.T) {
 		}
 		nc.Close()
 	}
+}
+
+// TestForwardedAddressThrottlesTheGuesser: issue 31. Behind the local
+// Apache every NATS-over-WebSocket client comes from 127.0.0.1; the
+// address Apache forwards tells them apart, so wrong passwords for a real
+// agent's user from a guesser's address do not lock the agent out.
+func TestForwardedAddressThrottlesTheGuesser(t *testing.T) {
+	srv, err := StartServer(ServerOptions{
+		Listen: "127.0.0.1:0", Websocket: "127.0.0.1:0", Subjects: schema.Subjects{Prefix: "simgate"},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Servers: []string{serverA},
+		Users:   []User{{Name: "agent-a", Password: "secret-a", Role: RoleAgent, Servers: []string{serverA}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	via := func(addr, password string) (*nats.Conn, error) {
+		return nats.Connect(srv.WebsocketURL(), nats.Name(serverA), nats.UserInfo("agent-a", password),
+			nats.MaxReconnects(0), nats.Timeout(5*time.Second),
+			nats.WebSocketConnectionHeaders(http.Header{"X-Forwarded-For": {addr}}))
+	}
+	for range 40 {
+		if nc, err := via("198.51.100.66", "guess"); err == nil {
+			nc.Close()
+			t.Fatal("a wrong password was let in")
+		}
+	}
+	if nc, err := via("198.51.100.66", "secret-a"); err == nil {
+		nc.Close()
+		t.Error("the guesser's address was not slowed")
+	}
+	nc, err := via("198.51.100.7", "secret-a")
+	if err != nil {
+		t.Fatalf("the real agent, from its own address behind the proxy: %v", err)
+	}
+	nc.Close()
 }
