@@ -36,6 +36,7 @@ func main() {
 	hold := flag.Int("hold", 0, "only hold this many idle connections from 127.0.0.2 until interrupted")
 	monitor := flag.Bool("monitor", false, "only measure /session with live /monitor pages (500 on 2,000 servers, 3,000 on 20) against idle")
 	logins := flag.Bool("logins", false, "only measure passwords: 100 bcrypt agents joining a fresh coordinator, /session under 20 wrong passwords a second, the log lines they cause")
+	paging := flag.Int("paging", 0, "only measure /session while this many monitors page simgate.api.servers in a loop, against nobody paging (on -servers servers)")
 	cluster := flag.Bool("cluster", false, "only measure a cluster of 3 coordinators against one alone: a member's /session, booking propagation, intake CPU per member")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -49,6 +50,13 @@ func main() {
 	}
 	if *logins {
 		if err := loadtest.RunLogins(ctx, o); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *paging > 0 {
+		if err := loadtest.RunPaging(ctx, o, o.Servers, *paging); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
 			os.Exit(1)
 		}

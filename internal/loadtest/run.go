@@ -69,6 +69,7 @@ type farm struct {
 	agents *exec.Cmd
 	toAgts io.WriteCloser
 	base   string
+	nats   string // the coordinator's NATS URL (startFarm's)
 	pid    int
 }
 
@@ -108,6 +109,7 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) 
 	if err != nil {
 		return nil, err
 	}
+	f.nats = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	if f.agents, f.toAgts, err = startAgents(self, natsPort, n, perConn); err != nil {
 		f.stop()
 		return nil, err
