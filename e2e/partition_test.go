@@ -158,6 +158,11 @@ func (p *partitionNet) leader(t *testing.T) int {
 func TestPartitionedMemberStepsAside(t *testing.T) {
 	drained, open := "127.0.0.1:3301", "127.0.0.1:3302"
 	p := startPartitionNet(t, []string{drained, open})
+	var sum struct{ placed, refused, falseDowns, onDrained int }
+	defer func() {
+		t.Logf("fault figures: placed=%d refused=%d errors=0 false_downs=%d on_drained=%d election=-",
+			sum.placed, sum.refused, sum.falseDowns, sum.onDrained)
+	}()
 	for _, role := range []string{"follower", "leader"} {
 		var lead int
 		testutil.WaitFor(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -248,7 +253,8 @@ func TestPartitionedMemberStepsAside(t *testing.T) {
 		}
 		stop()
 		falseDown := falseDowns(t, p.members, before, 0)
-		t.Logf("fault figures: scenario=cut-%s placed=%d refused=%d errors=0 false_downs=%d on_drained=%d not_ready_after=%v drain_on_the_majority_after=%v ready_again_after=%v",
+		sum.placed, sum.refused, sum.falseDowns, sum.onDrained = sum.placed+placed, sum.refused+refused, sum.falseDowns+falseDown, sum.onDrained+onDrained
+		t.Logf("cut-%s: placed=%d refused=%d false_downs=%d on_drained=%d not_ready_after=%v drain_on_the_majority_after=%v ready_again_after=%v",
 			role, placed, refused, falseDown, onDrained, stepped.Round(time.Millisecond), visible.Round(time.Millisecond), back.Round(time.Millisecond))
 		if onDrained > 0 || falseDown > 0 {
 			t.Errorf("after the heal: %d sessions on the drained server, %d false downs", onDrained, falseDown)

@@ -388,3 +388,27 @@ func TestGraceServers(t *testing.T) {
 		t.Errorf("one timeout after the grace, still silent: %v, want a/1 down", got)
 	}
 }
+
+// TestGraceSurvivesAChange: a change of state (a drain applied) does not
+// take back a grace (issue 30: a member back from a cut applied the
+// cluster's drains and judged both servers silent 50 ms later).
+func TestGraceSurvivesAChange(t *testing.T) {
+	now := t0
+	r := New(Options{Servers: []string{"a/1"}, Threshold: 95, Seed: 1, Now: func() time.Time { return now }})
+	rep := report("a/1", 10)
+	rep.Sessions, rep.At = 0, now
+	if err := r.Apply(rep); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(95 * time.Second)
+	r.Grace(now)
+	r.SetDrained("a/1", "admin")
+	r.Sweep(now.Add(time.Second))
+	if v := r.Snapshot()[0]; v.State == Down {
+		t.Errorf("a drain applied within a grace: %v (%s)", v.State, v.Reason)
+	}
+	r.Sweep(now.Add(4 * time.Second))
+	if v := r.Snapshot()[0]; v.State != Down {
+		t.Errorf("one timeout after the grace, still silent: %v, want down", v.State)
+	}
+}

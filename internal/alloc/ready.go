@@ -80,6 +80,7 @@ func (r *Registry) extendLocked(s *server, now time.Time) time.Time {
 	if d := u.UnixNano(); d > r.deadlines[i] {
 		r.deadlines[i] = d
 	}
+	s.graced = max(s.graced, u.UnixNano())
 	return u
 }
 

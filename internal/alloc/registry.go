@@ -198,6 +198,9 @@ type Registry struct {
 }
 
 type server struct {
+	// graced is the latest silence deadline a grace gave (Unix ns): a
+	// change of state keeps it (setDeadline).
+	graced    int64
 	name      string
 	state     State
 	reason    string

@@ -178,13 +178,17 @@ func (r *Registry) ConnectionLost(name string) {
 // never is the deadline of a server that cannot go silent (down, unknown).
 const never = math.MaxInt64
 
-// setDeadline records when s will have been silent too long.
+// setDeadline records when s will have been silent too long: a timeout
+// after its last report, or later when a grace gave it more (Grace,
+// GraceServers): a change of state (a drain applied) must not take the
+// grace back (issue 30: a member back from a cut, applying the drains,
+// judged both servers silent 50 ms later).
 func (r *Registry) setDeadline(s *server) {
 	if s.state == Down || s.state == Unknown {
 		r.deadlines[s.idx] = never
 		return
 	}
-	r.deadlines[s.idx] = s.lastAt.Add(r.timeout(s)).UnixNano()
+	r.deadlines[s.idx] = max(s.lastAt.Add(r.timeout(s)).UnixNano(), s.graced)
 }
 
 // Sweep marks down every server silent for longer than its timeout at now,
