@@ -202,6 +202,7 @@ type figures struct {
 	falseDowns              int
 	mails                   *mailCount    // nil: no mail server in the scenario
 	election                time.Duration // 0: no leader was lost
+	onDrained               *int          // sessions on a drained server; nil: none drained
 }
 
 // report logs the figures as one "fault figures:" line (scripts/faults.sh
@@ -217,8 +218,12 @@ func (fg figures) report(t *testing.T) {
 	if fg.election > 0 {
 		election = "election=" + fg.election.Round(time.Millisecond).String()
 	}
-	t.Logf("fault figures: placed=%d refused=%d errors=%d false_downs=%d %s %s",
-		fg.placed, fg.refused, fg.errors, fg.falseDowns, mails, election)
+	drained := "on_drained=-"
+	if fg.onDrained != nil {
+		drained = fmt.Sprintf("on_drained=%d", *fg.onDrained)
+	}
+	t.Logf("fault figures: placed=%d refused=%d errors=%d false_downs=%d %s %s %s",
+		fg.placed, fg.refused, fg.errors, fg.falseDowns, mails, drained, election)
 	if fg.refused > 0 || fg.errors > 0 || fg.falseDowns > 0 {
 		t.Errorf("%d visitors refused by a ready member, %d answered by none, %d false downs", fg.refused, fg.errors, fg.falseDowns)
 	}

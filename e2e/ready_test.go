@@ -109,5 +109,6 @@ func TestNoSessionToADrainedServerAfterRestart(t *testing.T) {
 	if got["ws://"+busy] == 0 {
 		t.Errorf("no session placed at all once ready: %v", got)
 	}
-	figures{placed: int64(got["ws://"+busy] + got["ws://"+idle]), refused: refused}.report(t)
+	onIdle := got["ws://"+idle]
+	figures{placed: int64(got["ws://"+busy] + onIdle), refused: refused, onDrained: &onIdle}.report(t)
 }

@@ -5,7 +5,8 @@
 # balancer, and prints a table, one row per scenario, summed over its runs:
 # runs passed/failed; sessions placed, refused by a ready member, answered
 # by no member; false downs; mails expected, delivered, duplicated, lost,
-# unexpected; the election's time (shortest–longest). Each run logs one
+# unexpected; sessions placed on a drained server (where the scenario
+# drains one); the election's time (shortest–longest). Each run logs one
 # "fault figures:" line (e2e/faultload_test.go) and fails on any refusal,
 # false down, or lost, duplicated or unexpected mail. A failed run's output
 # is kept in the log folder named at the end.
@@ -32,10 +33,10 @@ if [ ${#scenarios[@]} -eq 0 ]; then
 fi
 logs=$(mktemp -d "${TMPDIR:-/tmp}/simgate-faults-XXXXXX")
 go test -c -race -o "$logs/e2e.test" ./e2e || exit 1
-printf '%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s  %s\n' \
-  scenario runs placed refused errors false mails deliv dup lost unexp election
-printf '%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s  %s\n' \
-  '' '' '' '' '' downs exp '' '' '' '' ''
+printf '%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s %7s  %s\n' \
+  scenario runs placed refused errors false mails deliv dup lost unexp drained election
+printf '%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s %7s  %s\n' \
+  '' '' '' '' '' downs exp '' '' '' '' placed ''
 total_failed=0
 for s in "${scenarios[@]}"; do
   pass=0 fail=0
@@ -58,8 +59,8 @@ for s in "${scenarios[@]}"; do
         else if (kv[2] != "-") sum[kv[1]] += kv[2]; else none[kv[1]] = 1 } }
     function m(k) { return (k in sum) ? sum[k] : "-" }
     END { el = n ? sprintf("%.1f-%.1f s", lo, hi) : "-"
-      printf "%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s  %s\n", name, runs, m("placed"), m("refused"), m("errors"),
-        m("false_downs"), m("mails_expected"), m("mails_delivered"), m("mails_duplicated"), m("mails_lost"), m("mails_unexpected"), el }
+      printf "%-40s %5s %7s %7s %6s %6s %5s %5s %5s %5s %5s %7s  %s\n", name, runs, m("placed"), m("refused"), m("errors"),
+        m("false_downs"), m("mails_expected"), m("mails_delivered"), m("mails_duplicated"), m("mails_lost"), m("mails_unexpected"), m("on_drained"), el }
   ' "$logs/$s.figures" 2>/dev/null || printf '%-40s %5s\n' "$s" "$pass/$((pass + fail))"
 done
 echo "failed runs: $total_failed (logs of failed runs in $logs)"
