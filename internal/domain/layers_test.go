@@ -71,6 +71,19 @@ func TestLayers(t *testing.T) {
 			}
 		}
 	}
+	// The load test and the test helpers are tools: no product package
+	// imports them (issue 33), however it is reached.
+	for _, bin := range []string{"cmd/coordinator", "cmd/agent"} {
+		deps, err := exec.Command("go", "list", "-deps", mod+bin).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", bin, err)
+		}
+		for _, d := range strings.Fields(string(deps)) {
+			if d == mod+"internal/loadtest" || d == mod+"internal/testutil" || d == mod+"internal/notify/smtptest" {
+				t.Errorf("%s links %s: a tool of the tests, not of the product", bin, d)
+			}
+		}
+	}
 	// The agent links no NATS server at all, through any package (issue 33:
 	// it linked 16 of nats-server's packages it never runs).
 	deps, err := exec.Command("go", "list", "-deps", "github.com/simgate/simgate/cmd/agent").Output()
