@@ -70,7 +70,7 @@ func (r *Registry) EndRate(url string) (perSecond float64, ok bool) {
 		if s.state != Up && s.state != Full {
 			continue
 		}
-		if sh := s.report.Sharing; repo && sh != nil && !sh.dedicated(url) && !sh.shares(url) {
+		if sh := s.report.Sharing; repo && sh != nil && !dedicated(sh, url) && !shares(sh, url) {
 			continue
 		}
 		w, known := s.lengths.mean()

@@ -194,7 +194,7 @@ func isNormal(raw string) bool {
 }
 
 // normalized is sh with its prefixes in normalURL's form.
-func (sh *Sharing) normalized() *Sharing {
+func normalized(sh *Sharing) *Sharing {
 	if sh == nil {
 		return nil
 	}

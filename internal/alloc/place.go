@@ -90,7 +90,7 @@ func (r *Registry) Waitable(url string) bool {
 			continue
 		}
 		sh := s.report.Sharing
-		if !repo || sh == nil || sh.dedicated(url) || sh.shares(url) {
+		if !repo || sh == nil || dedicated(sh, url) || shares(sh, url) {
 			return true
 		}
 	}
@@ -172,7 +172,7 @@ func (r *Registry) pickFor(url string) (*server, Tier) {
 	var best *server
 	for _, s := range r.heap {
 		sh := s.report.Sharing
-		if s.eff >= r.o.Threshold || (sh != nil && !sh.dedicated(url)) {
+		if s.eff >= r.o.Threshold || (sh != nil && !dedicated(sh, url)) {
 			continue
 		}
 		if best == nil || s.eff < best.eff || (s.eff == best.eff && s.tie < best.tie) {
@@ -185,7 +185,7 @@ func (r *Registry) pickFor(url string) (*server, Tier) {
 	bestRoom := 0.0
 	for _, s := range r.heap {
 		sh := s.report.Sharing
-		if sh == nil || s.eff >= r.o.Threshold || !sh.shares(url) {
+		if sh == nil || s.eff >= r.o.Threshold || !shares(sh, url) {
 			continue
 		}
 		// The simulation server checks its current load: the latest sample
@@ -249,10 +249,10 @@ func (r *Registry) Why(url string) Refusal {
 	blocked := true
 	for _, s := range r.servers {
 		sh := s.report.Sharing
-		if sh == nil || sh.dedicated(url) || sh.shares(url) {
+		if sh == nil || dedicated(sh, url) || shares(sh, url) {
 			return Busy
 		}
-		if !sh.blocks(url) {
+		if !blocks(sh, url) {
 			blocked = false
 		}
 	}

@@ -60,26 +60,20 @@ type Report struct {
 	InstantLoad *float64
 }
 
-// Sharing is what a simulation server runs (its simulation.json): worlds
-// under Allowed at any load; any other, not under Blocked, only with Docker
-// and the load at or below ShareIdle.
-type Sharing struct {
-	Allowed, Blocked []string // URL prefixes
-	Docker           bool
-	ShareIdle        float64
-}
+// Sharing is a server's repository policy (domain's).
+type Sharing = domain.Sharing
 
-// dedicated reports whether the server runs url at any load.
-func (sh *Sharing) dedicated(url string) bool { return hasPrefix(url, sh.Allowed) }
+// dedicated reports whether sh's server runs url at any load.
+func dedicated(sh *Sharing, url string) bool { return hasPrefix(url, sh.Allowed) }
 
-// shares reports whether the server may run url on its idle time. A URL
+// shares reports whether sh's server may run url on its idle time. A URL
 // normalURL could not read is blocked wherever anything is.
-func (sh *Sharing) shares(url string) bool {
-	return sh.Docker && sh.ShareIdle > 0 && !sh.blocks(url)
+func shares(sh *Sharing, url string) bool {
+	return sh.Docker && sh.ShareIdle > 0 && !blocks(sh, url)
 }
 
-// blocks reports whether the server's blockedRepositories refuse url.
-func (sh *Sharing) blocks(url string) bool {
+// blocks reports whether sh's blockedRepositories refuse url.
+func blocks(sh *Sharing, url string) bool {
 	return hasPrefix(url, sh.Blocked) || (len(sh.Blocked) > 0 && isUnreadable(url))
 }
 

@@ -34,7 +34,7 @@ func (p *webotsCloudPolicy) report(now time.Duration, i int, rep Report) {
 func (p *webotsCloudPolicy) place(_ time.Duration, v Visitor) (int, bool) {
 	best := -1
 	for i, s := range p.servers {
-		if s.sharing != nil && s.sharing.dedicated(v.URL) && p.stale[i] < simThreshold && (best < 0 || p.stale[i] < p.stale[best]) {
+		if s.sharing != nil && dedicated(s.sharing, v.URL) && p.stale[i] < simThreshold && (best < 0 || p.stale[i] < p.stale[best]) {
 			best = i
 		}
 	}
@@ -43,7 +43,7 @@ func (p *webotsCloudPolicy) place(_ time.Duration, v Visitor) (int, bool) {
 	}
 	room := 0.0
 	for i, s := range p.servers {
-		if sh := s.sharing; sh != nil && sh.shares(v.URL) {
+		if sh := s.sharing; sh != nil && shares(sh, v.URL) {
 			if r := sh.ShareIdle - p.stale[i]; r > room {
 				best, room = i, r
 			}

@@ -29,10 +29,10 @@ type simServer struct {
 // load at or below shareIdleTime.
 func (s simServer) accepts(url string, load float64) bool {
 	sh := s.sharing
-	if sh == nil || !IsRepositoryURL(url) || sh.dedicated(url) {
+	if sh == nil || !IsRepositoryURL(url) || dedicated(sh, url) {
 		return true
 	}
-	return sh.shares(url) && load <= sh.ShareIdle
+	return shares(sh, url) && load <= sh.ShareIdle
 }
 
 type simScenario struct {

@@ -34,7 +34,7 @@ func (r *Registry) Apply(rep Report) error {
 		}
 	}
 	prev := s.report
-	rep.Sharing = rep.Sharing.normalized()
+	rep.Sharing = normalized(rep.Sharing)
 	if (prev.Sharing == nil) != (rep.Sharing == nil) {
 		if rep.Sharing != nil {
 			r.policies++

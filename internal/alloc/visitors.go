@@ -58,7 +58,7 @@ func (r *Registry) takes(h *hold, url string) bool {
 	if sh == nil || r.policies == 0 || !IsRepositoryURL(url) {
 		return true
 	}
-	return sh.dedicated(url) || (sh.shares(url) && s.eff <= sh.ShareIdle)
+	return dedicated(sh, url) || (shares(sh, url) && s.eff <= sh.ShareIdle)
 }
 
 // prune drops a's resolved holds; it returns the bytes freed. r.mu is held.

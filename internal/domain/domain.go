@@ -113,3 +113,15 @@ func Node(entry string) string {
 	}
 	return b.String()
 }
+
+// Sharing is what a simulation server runs (its simulation.json, as its
+// agent reports it): worlds under Allowed at any load; any other, not
+// under Blocked, only with Docker and the load at or below ShareIdle. Its
+// JSON is /api/servers' sharing object; the heartbeat's own is
+// schema.Sharing.
+type Sharing struct {
+	Allowed   []string `json:"allowedRepositories"` // URL prefixes
+	Blocked   []string `json:"blockedRepositories"`
+	Docker    bool     `json:"docker"`
+	ShareIdle float64  `json:"shareIdleTime"`
+}

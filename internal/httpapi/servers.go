@@ -20,27 +20,20 @@ type serverJSON struct {
 	Source      string  `json:"source,omitempty"` // "agent" or "poll" (PROTOCOL §2); absent before the first report
 	// Sharing is the server's repository policy as its agent reports it
 	// (PROTOCOL §1.1); absent when it reports none (it runs every world).
-	Sharing           *sharingJSON `json:"sharing,omitempty"`
-	DedicatedSessions uint64       `json:"dedicatedSessions"` // sessions placed here for a repository it is dedicated to (or runs every world)
-	SharedSessions    uint64       `json:"sharedSessions"`    // sessions placed here on its shared idle time
-	Effective         float64      `json:"effectiveLoad"`
-	Reason            string       `json:"reason,omitempty"`
-	DrainedBy         string       `json:"drainedBy,omitempty"` // the operator who drained it (simgate.api.drain, the monitor's button)
-	Since             string       `json:"since"`
-	domain.Vector                  // cpu, memory, swap, gpu, gpuMemory, vram, in this place
-	Interval          float64      `json:"interval,omitempty"`
-	HandedOut         uint64       `json:"handedOut"`
-	Probe             string       `json:"probe,omitempty"`
-	Saturated         string       `json:"saturated,omitempty"`
-	Link              string       `json:"link"`
-	History           []float64    `json:"history"`
-}
-
-type sharingJSON struct {
-	Dedicated     []string `json:"allowedRepositories"`
-	Blocked       []string `json:"blockedRepositories"`
-	Docker        bool     `json:"docker"`
-	ShareIdleTime float64  `json:"shareIdleTime"`
+	Sharing           *domain.Sharing `json:"sharing,omitempty"`
+	DedicatedSessions uint64          `json:"dedicatedSessions"` // sessions placed here for a repository it is dedicated to (or runs every world)
+	SharedSessions    uint64          `json:"sharedSessions"`    // sessions placed here on its shared idle time
+	Effective         float64         `json:"effectiveLoad"`
+	Reason            string          `json:"reason,omitempty"`
+	DrainedBy         string          `json:"drainedBy,omitempty"` // the operator who drained it (simgate.api.drain, the monitor's button)
+	Since             string          `json:"since"`
+	domain.Vector                     // cpu, memory, swap, gpu, gpuMemory, vram, in this place
+	Interval          float64         `json:"interval,omitempty"`
+	HandedOut         uint64          `json:"handedOut"`
+	Probe             string          `json:"probe,omitempty"`
+	Saturated         string          `json:"saturated,omitempty"`
+	Link              string          `json:"link"`
+	History           []float64       `json:"history"`
 }
 
 type summaryJSON struct {
@@ -109,7 +102,7 @@ func (a *API) serversDoc() serversJSON {
 			HandedOut: v.HandedOut, Probe: v.Note, Link: a.link(v.Server), History: hist[v.Server],
 			Source: v.Source.String(), DrainedBy: v.DrainedBy, DedicatedSessions: v.ByTier[alloc.TierDedicated], SharedSessions: v.ByTier[alloc.TierShared]}
 		if sh := v.Sharing; sh != nil {
-			s.Sharing = &sharingJSON{Dedicated: nonNil(sh.Allowed), Blocked: nonNil(sh.Blocked), Docker: sh.Docker, ShareIdleTime: sh.ShareIdle}
+			s.Sharing = &domain.Sharing{Allowed: nonNil(sh.Allowed), Blocked: nonNil(sh.Blocked), Docker: sh.Docker, ShareIdle: sh.ShareIdle}
 		}
 		if v.Sessions > 0 {
 			s.Sessions = v.Sessions
