@@ -394,9 +394,6 @@ func (s *Server) Name() string { return s.ns.Name() }
 // ID is this server's ID for this run: advisories name servers by it.
 func (s *Server) ID() string { return s.ns.ID() }
 
-// Clustered says whether this server is a cluster member.
-func (s *Server) Clustered() bool { return s.clustered }
-
 // Leader says whether this member acts for the cluster: the JetStream meta
 // leader, elected by RAFT among the members; a single coordinator always
 // is. The coordinator mails and writes the shared state only while it

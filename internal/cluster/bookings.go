@@ -43,9 +43,6 @@ func NewBookings(o BookingsOptions) (*Bookings, error) {
 	return b, nil
 }
 
-// Clustered reports whether the bookings go to other members (Run sends them).
-func (b *Bookings) Clustered() bool { return b.clustered }
-
 // booking is what a coordinator publishes on <prefix>.booking.<node> for
 // each session it hands out, when anyone listens (operators watch
 // placements with nats sub 'simgate.booking.>').

@@ -479,6 +479,10 @@ func (c *Config) MailOff() string {
 	return ""
 }
 
+// Clustered says whether this coordinator is a member of a cluster
+// (nats.cluster): the one answer every part of the coordinator asks.
+func (c *Config) Clustered() bool { return c.NATS.Cluster != nil }
+
 // VerifyMailCertificate says whether the SMTP server's certificate must
 // verify (mail.verifyCertificate; by default, unless the server is local).
 func (c *Config) VerifyMailCertificate() bool {

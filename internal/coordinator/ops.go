@@ -32,7 +32,7 @@ func (c *Coordinator) startOps(ctx context.Context) error {
 		Farm: opsFarm{c}, Admin: adminByNATS(c.cfg.NATS.Users), Version: version.String(), Logger: c.log}); err != nil {
 		return fmt.Errorf("the farm's NATS service: %w", err)
 	}
-	if c.members > 1 {
+	if c.cfg.Clustered() {
 		if err := c.hearDrains(); err != nil {
 			return fmt.Errorf("listening for the other members' drains: %w", err)
 		}
@@ -76,7 +76,7 @@ func (c *Coordinator) drain(server, by string, on bool) error {
 		return fmt.Errorf("keeping the drain: %w", err)
 	}
 	c.reg.SetDrained(server, by) // at once here; the other members at once too,
-	if c.members > 1 {           // and again through the bucket's watch
+	if c.cfg.Clustered() {       // and again through the bucket's watch
 		data, _ := json.Marshal(state.Drain{Server: server, By: by})
 		if err := c.stateConn.Publish(c.subj.MemberDrains(), data); err != nil {
 			c.log.Warn("the other members learn the drain from the state bucket only", "server", server, "error", err)

@@ -81,7 +81,7 @@ const noQuorumWait = 30 * time.Second
 // cluster, noQuorumWait after the start in a cluster that never formed.
 func (c *Coordinator) drainsOverdue() (bool, time.Duration) {
 	waited := time.Since(c.ready.started)
-	if !c.nats.Clustered() {
+	if !c.cfg.Clustered() {
 		return waited >= drainWait, waited
 	}
 	if formed := c.quorum.FormedAt(); !formed.IsZero() {

@@ -133,7 +133,7 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 	if cl := cfg.NATS.Cluster; cl != nil {
 		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
 	}
-	store, err := state.Guard(so.StoreDir, cfg.NATS.Cluster != nil, c.log)
+	store, err := state.Guard(so.StoreDir, cfg.Clustered(), c.log)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func (c *Coordinator) startState() (err error) {
 	c.members = members
 	c.quorum = cluster.NewQuorum(members, reached, c.ready.started, c.log, c.metrics.ClusterQuorum)
 	c.lead = cluster.NewLead(nil, c.quorum)
-	if members > 1 {
+	if cfg.Clustered() {
 		c.lead = cluster.NewLead(c.nats.Leader, c.quorum)
 		c.quorum.OnChange(c.quorumLost, c.quorumBack)
 	}
@@ -192,7 +192,7 @@ func (c *Coordinator) startState() (err error) {
 		return fmt.Errorf("farm bucket: %w", err)
 	}
 	c.serversErrs = logging.NewThrottle(time.Minute, 4)
-	if cfg.NATS.Cluster != nil {
+	if cfg.Clustered() {
 		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", cluster.Replicas(members),
 			"routes", cfg.NATS.Cluster.Routes)
 	}
@@ -214,7 +214,7 @@ func (c *Coordinator) startIntake() (err error) {
 		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
 		Received: c.metrics.HeartbeatsReceived.Inc,
 	}
-	if c.nats.Clustered() {
+	if c.cfg.Clustered() {
 		iopts.Peers = c.nats.Peers
 		iopts.MemberGone = func(entries []string) { c.reg.GraceServers(entries, time.Now()) }
 	}
@@ -222,7 +222,7 @@ func (c *Coordinator) startIntake() (err error) {
 		return fmt.Errorf("subscribing to heartbeats: %w", err)
 	}
 	b, err := cluster.NewBookings(cluster.BookingsOptions{Conn: c.pubConn, Subjects: c.subj, Self: c.nats.Name(),
-		Registry: c.reg, Metrics: c.metrics, Interest: c.nats.Interest, Clustered: c.nats.Clustered()})
+		Registry: c.reg, Metrics: c.metrics, Interest: c.nats.Interest, Clustered: c.cfg.Clustered()})
 	if err != nil {
 		return fmt.Errorf("subscribing to the other members' bookings: %w", err)
 	}
@@ -247,7 +247,7 @@ func (c *Coordinator) newLine() error {
 		Left:   func(why waitroom.Reason) { m.QueueLeft.WithLabelValues(why.String()).Inc() },
 		Logger: c.log.With("component", "waitroom"),
 	}
-	if c.nats.Clustered() {
+	if c.cfg.Clustered() {
 		var err error
 		if c.lineKV, err = state.NewLineKV(c.stateConn, cluster.Replicas(c.members), q.MaxWait+10*time.Minute, o.Logger); err != nil {
 			return fmt.Errorf("waiting room's line: %w", err)
@@ -308,7 +308,7 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 	if err := c.startOps(ctx); err != nil {
 		return err
 	}
-	if c.bookings.Clustered() {
+	if c.cfg.Clustered() {
 		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bookings.Run(ctx) }()
 		go func() { defer c.wg.Done(); c.quorum.Run(ctx) }()
