@@ -454,7 +454,12 @@ func (in *Intake) intake(m *nats.Msg) (reason string, held bool) {
 		stale = false
 	}
 	in.mu.Unlock()
-	if stale {
+	if stale && hb.Status != schema.StatusLeaving {
+		// A leaving heartbeat is taken at once: it cannot bring a server
+		// back, and one published by hand (the README's nats pub
+		// --connection-name) may come after its short-lived connection's
+		// CONNECT and DISCONNECT advisories both (under load, a CI run).
+		//
 		// Sent just before its connection closed and overtaken by the
 		// advisory, or sent by a new connection of that name whose own
 		// CONNECT advisory has not come yet: held a moment to tell.

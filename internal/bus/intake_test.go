@@ -287,3 +287,30 @@ func TestIntakeAfterAStall(t *testing.T) {
 		return nil
 	})
 }
+
+// TestIntakeTakesALeavingHeartbeatAfterItsConnection: a leaving heartbeat
+// sent by hand on a short-lived connection named after the server may be
+// read after that connection's CONNECT and DISCONNECT advisories; it is
+// taken (it cannot bring the server back), where another status would be
+// held as stale.
+func TestIntakeTakesALeavingHeartbeatAfterItsConnection(t *testing.T) {
+	rec := &recorder{known: map[string]bool{"a/1": true}}
+	srv, _ := startIntake(t, rec)
+	dial(t, srv, "a/1").Close()
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if _, lost := rec.counts(); len(lost) != 1 {
+			return fmt.Errorf("lost = %v", lost)
+		}
+		return nil
+	})
+	other := dial(t, srv, "tester")
+	if err := other.Publish("simgate.load.a_1", []byte(`{"v":1,"server":"a/1","status":"leaving","load":1,"interval":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
+		if n, _ := rec.counts(); n != 1 {
+			return fmt.Errorf("%d heartbeats applied, want the leaving one", n)
+		}
+		return nil
+	})
+}
