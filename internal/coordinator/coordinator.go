@@ -295,8 +295,7 @@ func (c *Coordinator) Yield(ctx context.Context, next <-chan struct{}) {
 		c.shutdown(ctx, false)
 		return
 	}
-	c.api.HandOver(loopback(c.httpLn.Addr()))
-	c.http.SetKeepAlivesEnabled(false) // the balancer's connections go to the new process next
+	c.api.HandOver(loopback(c.httpLn.Addr())) // each answer closes its connection: the next goes to the new process
 	c.shutdown(ctx, true)
 	t := time.NewTimer(handoverWait)
 	select {

@@ -28,7 +28,8 @@ import (
 //     answer (a waiting-room ticket, /readyz, the monitor page);
 //   - a live /monitor or / socket, which lives for hours and reconnects
 //     by itself, is answered 503 at Release rather than proxied: the old
-//     process must not live on for it.
+//     process must not live on for it;
+//   - every answer closes its connection.
 //
 // A balancer in front sees an answer from every request, never a
 // connection left waiting unanswered.
@@ -115,7 +116,15 @@ func (a *API) WaitHeld(done <-chan struct{}) {
 // serveHandingOver answers r as a process that hands over (h, from
 // HandOver) does.
 func (a *API) serveHandingOver(h *handover, w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/session" && r.Method == http.MethodGet && !websocket.IsWebSocketUpgrade(r) &&
+	// The connection closes after this answer, so that the client's next
+	// request reaches the new process. Idle keep-alive connections are
+	// left alone: closing them under a client that is just sending on one
+	// lost that request (an EOF); they close after their next answer.
+	upgrade := websocket.IsWebSocketUpgrade(r)
+	if !upgrade {
+		w.Header().Set("Connection", "close")
+	}
+	if r.URL.Path == "/session" && r.Method == http.MethodGet && !upgrade &&
 		time.Since(h.since) < staleLimit && a.placeStale(w, r) {
 		return
 	}
@@ -138,13 +147,13 @@ func (a *API) serveHandingOver(h *handover, w http.ResponseWriter, r *http.Reque
 	case <-r.Context().Done():
 		return
 	}
-	if websocket.IsWebSocketUpgrade(r) && !strings.HasPrefix(r.URL.Path, "/wait/") && r.URL.Path != "/session" {
+	if upgrade && !strings.HasPrefix(r.URL.Path, "/wait/") && r.URL.Path != "/session" {
 		setCORS(w.Header())
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "the session server is restarting: reconnect", http.StatusServiceUnavailable)
 		return
 	}
-	if websocket.IsWebSocketUpgrade(r) {
+	if upgrade {
 		// The socket outlives the server's read and write timeouts.
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
