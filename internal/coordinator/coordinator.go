@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,11 +70,9 @@ type Coordinator struct {
 	lead   *cluster.Lead
 	quorum *cluster.Quorum
 	peers  *cluster.Peers // the members heard lately; nil alone
-	// regaining: the majority was lost; placement waits for the drains
-	// to be read again (quorumBack).
-	regaining atomic.Bool
-	// regained is closed when placement is back (quorumBack); a new one
-	// at each loss. Guarded by regainMu.
+	// regained is non-nil from a loss of the majority until placement is
+	// back (quorumBack reads the drains first), and closed then: the
+	// visitors held meanwhile wait on it. Guarded by regainMu.
 	regainMu sync.Mutex
 	regained chan struct{}
 	runCtx   context.Context // the loops' lifetime

@@ -105,10 +105,12 @@ func (c *Coordinator) tryOpen() bool {
 
 func (c *Coordinator) open() {
 	c.ready.once.Do(func() {
+		c.regainMu.Lock()
 		c.ready.open.Store(true)
-		if !c.regaining.Load() { // else quorumBack opens, once the drains are read
+		if c.regained == nil { // else quorumBack opens, once the drains are read
 			c.reg.Open()
 		}
+		c.regainMu.Unlock()
 		close(c.ready.opened)
 		c.log.Info("ready: placing visitors", "after", time.Since(c.ready.started).Round(time.Millisecond),
 			"unheard", len(c.reg.Unheard()))
@@ -127,9 +129,7 @@ func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 	}
 	// A member back from a pause or a cut reaches its majority again a
 	// moment later: the visitors that waited for it are held, not refused.
-	c.regainMu.Lock()
-	regained := c.regained
-	c.regainMu.Unlock()
+	regained := c.regaining()
 	if regained == nil {
 		return true
 	}
@@ -141,6 +141,14 @@ func (c *Coordinator) awaitOpen(ctx context.Context) bool {
 	}
 }
 
+// regaining is the channel closed once placement is back after a loss
+// of the majority; nil when placement is not waiting for one.
+func (c *Coordinator) regaining() <-chan struct{} {
+	c.regainMu.Lock()
+	defer c.regainMu.Unlock()
+	return c.regained
+}
+
 // quorumLost closes placement (Quorum's onLost): a member without a
 // majority cannot see the drains made meanwhile, nor write the line.
 func (c *Coordinator) quorumLost() {
@@ -148,9 +156,8 @@ func (c *Coordinator) quorumLost() {
 	if c.regained == nil {
 		c.regained = make(chan struct{})
 	}
-	c.regainMu.Unlock()
-	c.regaining.Store(true)
 	c.reg.Gate()
+	c.regainMu.Unlock()
 	if n := c.nats.SendAgentsAway(true); n > 0 {
 		c.log.Warn("agents sent to the other members: this one reaches no majority", "agents", n)
 	}
@@ -172,11 +179,10 @@ func (c *Coordinator) quorumBack() {
 				ok = c.state.ReadDrains(c.runCtx, c.nats.Name(), c.applyDrain) == nil
 			}
 			if ok && c.quorum.Current() {
-				c.regaining.Store(false)
+				c.regainMu.Lock()
 				if c.ready.open.Load() { // else the start's open() does
 					c.reg.Open()
 				}
-				c.regainMu.Lock()
 				if c.regained != nil {
 					close(c.regained)
 					c.regained = nil
@@ -240,7 +246,7 @@ func (c *Coordinator) isReady() (bool, string) {
 	if !c.quorum.Current() {
 		return false, fmt.Sprintf("no quorum: reaches %d of the cluster's %d members, %d needed", c.nats.Members(), c.members, c.quorum.Needed())
 	}
-	if c.regaining.Load() {
+	if c.regaining() != nil {
 		return false, "quorum back: reading the cluster's drains"
 	}
 	if !c.ready.open.Load() {
