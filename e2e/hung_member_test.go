@@ -12,26 +12,47 @@ import (
 	"github.com/simgate/simgate/internal/testutil"
 )
 
-// TestHungMemberCostsNoServer: the member that holds every agent's
+// TestHungMemberCostsNoServer: a follower that holds every agent's
 // connection hangs (SIGSTOP) for 20 s. The agents notice within about a
 // second (pings half an interval apart) and fail over to the others, well
 // inside their 3 s silence timeout: no server goes down on the survivors,
 // and no mail goes out. Heartbeats of 1 s, as a site runs them.
-func TestHungMemberCostsNoServer(t *testing.T) {
+func TestHungMemberCostsNoServer(t *testing.T) { hungMember(t, false) }
+
+// TestHungLeaderCostsNoServer: the same with the leader hung (issue 30):
+// the two others elect a leader among themselves, and the former leader,
+// resumed, neither judges nor mails a server it stopped hearing while it
+// was frozen: it finds itself without the lead and its agents elsewhere.
+func TestHungLeaderCostsNoServer(t *testing.T) { hungMember(t, true) }
+
+// hungMember freezes the leader (leader) or a follower for 20 s, every
+// agent connected to it, under a load of visitors.
+func hungMember(t *testing.T, leader bool) {
 	if testing.Short() {
 		t.Skip("a 20 s fault")
 	}
 	servers := []string{"127.0.0.1:2971", "127.0.0.1:2972", "127.0.0.1:2973"}
 	c, smtp := startMailCluster(t, 3, servers, map[string]any{"holdOff": 0})
 	quiet := quietProc(t)
-	hung := c.members[0]
+	hung := c.waitFormed(t, c.members)
+	if lead := hung; !leader {
+		hung = c.members[0]
+		if hung == lead {
+			hung = c.members[1]
+		}
+	}
+	var survivors []*farm
+	for _, f := range c.members {
+		if f != hung {
+			survivors = append(survivors, f)
+		}
+	}
 	var agents []*proc
 	for _, s := range servers {
 		// Only the member that will hang: the agents learn the others from it.
 		agents = append(agents, startEnv(t, "", []string{"HOST_PROC=" + quiet}, hung.agent, "-nats", hung.nats, "-server", s,
 			"-interval", "1s", "-probe", "off", "-simulation-config", "off"))
 	}
-	survivors := c.members[1:]
 	for _, f := range c.members {
 		for _, s := range servers {
 			f.waitState(t, s, 15*time.Second, "up")
@@ -65,7 +86,13 @@ func TestHungMemberCostsNoServer(t *testing.T) {
 	if err := hung.coord.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	frozen := time.Now()
 	defer func() { _ = hung.coord.cmd.Process.Signal(syscall.SIGCONT) }()
+	var election time.Duration
+	if leader {
+		c.waitFormed(t, survivors)
+		election = time.Since(frozen)
+	}
 	// 20 s of the fault, watching the survivors all along.
 	end := time.Now().Add(20 * time.Second)
 	testutil.WaitFor(t, 30*time.Second, 100*time.Millisecond, func() error {
@@ -117,5 +144,5 @@ func TestHungMemberCostsNoServer(t *testing.T) {
 	placed, refused, errs := load.halt()
 	mc := countMails(smtp.Messages()[mails:], nil)
 	figures{placed: placed, refused: refused, errors: errs, mails: &mc,
-		falseDowns: falseDowns(t, survivors, before, 0) + falseDowns(t, []*farm{hung}, beforeHung, 0)}.report(t)
+		falseDowns: falseDowns(t, survivors, before, 0) + falseDowns(t, []*farm{hung}, beforeHung, 0), election: election}.report(t)
 }

@@ -12,15 +12,24 @@
 # is kept in the log folder named at the end.
 #   scripts/faults.sh            # every scenario, 10 times
 #   RUNS=3 scripts/faults.sh TestHungMemberCostsNoServer
+# Run as root, it also runs the scenarios that need it: network namespaces
+# for the partitions, and TestClockStepKeepsPendingMail, which steps this
+# machine's wall clock 48 h forward and back (SIMGATE_FAULT_CLOCK=1; a
+# run killed meanwhile has the next one put the clock back). Set
+# SIMGATE_FAULT_CLOCK=0 to leave the clock alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=auto
+if [ "$(id -u)" = 0 ]; then export SIMGATE_FAULT_CLOCK=${SIMGATE_FAULT_CLOCK:-1}; fi
 runs=${RUNS:-10}
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
   scenarios=(
     TestFailureDuringElectionIsMailed   # kill -9 of the leader and, within 1 s, an agent
-    TestHungMemberCostsNoServer         # SIGSTOP of the member holding the agents, 20 s
+    TestHungMemberCostsNoServer         # SIGSTOP of a follower holding the agents, 20 s
+    TestHungLeaderCostsNoServer         # SIGSTOP of the leader holding the agents, 20 s
+    TestStepdownWhileSMTPHangsSendsOnce # SIGSTOP of the leader while its mail hangs in SMTP
+    TestClockStepKeepsPendingMail       # kill -9 of the leader, mail pending; the clock +48 h, then back (root)
     TestStalledCoordinatorInventsNoFailure
     TestNoSessionToADrainedServerAfterRestart
     TestQuorumLossIsLoud

@@ -19,15 +19,21 @@ package cluster
 //
 // The meta leader's title lingers ~10 s on a member cut off from the
 // others (issue 30: it mailed false failures meanwhile): a member leads
-// only while it also reaches a majority now (Quorum.Current).
+// only while it also reaches a majority now (Quorum.Current). It lingers a
+// moment on a member resumed after a pause, which hears the others again
+// before RAFT tells it of the new leader (issue 30: both mailed): a member
+// leads only while no other member it hears claims the title (rival).
 type Lead struct {
 	leader func() bool // nil: a lone coordinator, which always leads
 	quorum *Quorum
+	rival  func() bool // nil: no one to hear (Peers.RivalLeads)
 }
 
-// NewLead follows leader (bus.Server.Leader), fenced by quorum; leader nil
-// for a lone coordinator.
-func NewLead(leader func() bool, quorum *Quorum) *Lead { return &Lead{leader: leader, quorum: quorum} }
+// NewLead follows leader (bus.Server.Leader), fenced by quorum and by
+// rival; leader nil for a lone coordinator.
+func NewLead(leader func() bool, quorum *Quorum, rival func() bool) *Lead {
+	return &Lead{leader: leader, quorum: quorum, rival: rival}
+}
 
 // Holds reports whether this member leads now. A side effect is fenced by
 // asking it immediately before acting, and not acting on false.
@@ -35,5 +41,5 @@ func (l *Lead) Holds() bool {
 	if l == nil || l.leader == nil {
 		return true
 	}
-	return l.quorum.Current() && l.leader()
+	return l.quorum.Current() && l.leader() && (l.rival == nil || !l.rival())
 }

@@ -66,10 +66,10 @@ func TestLeadFences(t *testing.T) {
 		flip bool
 		want []bool
 	}{
-		{"alone", NewLead(nil, newQuorum(1, 1)), false, []bool{true, true}},
+		{"alone", NewLead(nil, newQuorum(1, 1), nil), false, []bool{true, true}},
 		{"no lead at all", nilLead, false, []bool{true}},
-		{"a member that loses the lead", NewLead(func() bool { return leads }, withMajority), true, []bool{true, false}},
-		{"a leader cut off from the others", NewLead(func() bool { return leads }, cutOff), false, []bool{false, false}},
+		{"a member that loses the lead", NewLead(func() bool { return leads }, withMajority, nil), true, []bool{true, false}},
+		{"a leader cut off from the others", NewLead(func() bool { return leads }, cutOff, nil), false, []bool{false, false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			leads = true
@@ -131,10 +131,37 @@ func TestQuorumCurrent(t *testing.T) {
 // PeerSilence, itself included, by the monotonic clock.
 func TestPeersHeardLately(t *testing.T) {
 	now := time.Now()
-	p := &Peers{self: "a", heard: map[string]time.Time{
-		"b": now.Add(-PeerSilence / 2), "c": now.Add(-PeerSilence - time.Millisecond)}}
+	p := &Peers{self: "a", heard: map[string]heard{
+		"b": {at: now.Add(-PeerSilence / 2)}, "c": {at: now.Add(-PeerSilence - time.Millisecond)}}}
 	if got := p.reachedAt(now); got != 2 {
 		t.Errorf("reached %d, want 2 (itself and b)", got)
+	}
+}
+
+// TestRivalFencesTheLead: issue 30. A member that holds the meta leader's
+// title and a quorum does not lead while a member it hears claims the
+// title too (its own title lingering after a pause); an old claim, or one
+// from a member no longer heard, is no rival.
+func TestRivalFencesTheLead(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		heard map[string]heard
+		leads bool
+	}{
+		{"no other claim", map[string]heard{"b": {at: now}, "c": {at: now}}, true},
+		{"a rival heard now", map[string]heard{"b": {at: now, leads: true}, "c": {at: now}}, false},
+		{"a rival unheard", map[string]heard{"b": {at: now.Add(-2 * PeerSilence), leads: true}, "c": {at: now}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Peers{self: "a", heard: tc.heard}
+			q := &Quorum{configured: 3}
+			q.current.Store(true)
+			l := NewLead(func() bool { return true }, q, func() bool { return p.rivalAt(now) })
+			if got := l.Holds(); got != tc.leads {
+				t.Errorf("leads %v, want %v", got, tc.leads)
+			}
+		})
 	}
 }
 

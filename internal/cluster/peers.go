@@ -15,13 +15,31 @@ import (
 // lists the routes it had: a member it has not heard for PeerSilence is
 // not counted, whatever the routes say (issue 30: a cut-off member stayed
 // ready, and kept leading, for ~10 s).
+//
+// A beat also says whether its member holds the JetStream meta leader's
+// title (header LeadsHeader): a member resumed after a pause keeps the
+// title for a moment after the others elected another, and RivalLeads
+// lets it see that before it acts (issue 30: a frozen leader, resumed,
+// mailed what the new leader mailed too). A member of an older release
+// beats without the header and claims nothing.
 type Peers struct {
 	nc      *nats.Conn
 	subject string
 	self    string
-	mu      sync.Mutex // guards heard
-	heard   map[string]time.Time
+	claims  func() bool // whether this member holds the title now; nil: never
+	mu      sync.Mutex  // guards heard
+	heard   map[string]heard
 }
+
+// heard is a member's latest beat: when, and whether it claimed the title.
+type heard struct {
+	at    time.Time
+	leads bool
+}
+
+// LeadsHeader marks the beat of a member that holds the meta leader's
+// title.
+const LeadsHeader = "Simgate-Leads"
 
 // BeatEvery is how often a member says it is there; PeerSilence is how
 // long unheard makes a member not reached: several beats, so that a
@@ -33,18 +51,19 @@ const (
 )
 
 // NewPeers listens for the other members' beats on subject over nc; self
-// is this member's name (its NATS server name).
-func NewPeers(nc *nats.Conn, subject, self string) (*Peers, error) {
-	p := &Peers{nc: nc, subject: subject, self: self, heard: map[string]time.Time{}}
+// is this member's name (its NATS server name), claims whether it holds
+// the meta leader's title (bus.Server.Leader), said in each beat.
+func NewPeers(nc *nats.Conn, subject, self string, claims func() bool) (*Peers, error) {
+	p := &Peers{nc: nc, subject: subject, self: self, claims: claims, heard: map[string]heard{}}
 	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		name := string(m.Data)
 		if name == "" || name == self || len(name) > 256 {
 			return
 		}
-		now := time.Now()
+		h := heard{at: time.Now(), leads: m.Header.Get(LeadsHeader) == "1"}
 		p.mu.Lock()
 		if _, ok := p.heard[name]; ok || len(p.heard) < maxPeers {
-			p.heard[name] = now
+			p.heard[name] = h
 		}
 		p.mu.Unlock()
 	})
@@ -59,7 +78,12 @@ func (p *Peers) Run(ctx context.Context) {
 	t := time.NewTicker(BeatEvery)
 	defer t.Stop()
 	for {
-		_ = p.nc.Publish(p.subject, []byte(p.self))
+		m := nats.NewMsg(p.subject)
+		m.Data = []byte(p.self)
+		if p.claims != nil && p.claims() {
+			m.Header.Set(LeadsHeader, "1")
+		}
+		_ = p.nc.PublishMsg(m)
 		select {
 		case <-ctx.Done():
 			return
@@ -76,10 +100,27 @@ func (p *Peers) reachedAt(now time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 1
-	for _, at := range p.heard {
-		if now.Sub(at) <= PeerSilence {
+	for _, h := range p.heard {
+		if now.Sub(h.at) <= PeerSilence {
 			n++
 		}
 	}
 	return n
+}
+
+// RivalLeads reports whether another member heard within PeerSilence
+// claimed the meta leader's title in its latest beat. Two claims at once
+// happen only while a title lingers (a pause, a cut just healed): neither
+// acts until one is left, so a mail waits a moment rather than going twice.
+func (p *Peers) RivalLeads() bool { return p.rivalAt(time.Now()) }
+
+func (p *Peers) rivalAt(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.heard {
+		if h.leads && now.Sub(h.at) <= PeerSilence {
+			return true
+		}
+	}
+	return false
 }

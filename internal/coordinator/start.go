@@ -171,7 +171,7 @@ func (c *Coordinator) startState() (err error) {
 	reached := c.nats.Members
 	if cl := cfg.NATS.Cluster; cl != nil {
 		members = cluster.Size(cl.Listen, cl.Routes, bound)
-		if c.peers, err = cluster.NewPeers(c.stateConn, c.subj.MemberBeats(), c.nats.Name()); err != nil {
+		if c.peers, err = cluster.NewPeers(c.stateConn, c.subj.MemberBeats(), c.nats.Name(), c.nats.Leader); err != nil {
 			return fmt.Errorf("listening for the other members: %w", err)
 		}
 		// Routed to, and heard lately: a route outlives a cut or a pause.
@@ -179,9 +179,9 @@ func (c *Coordinator) startState() (err error) {
 	}
 	c.members = members
 	c.quorum = cluster.NewQuorum(members, reached, c.ready.started, c.log, c.metrics.ClusterQuorum)
-	c.lead = cluster.NewLead(nil, c.quorum)
+	c.lead = cluster.NewLead(nil, c.quorum, nil)
 	if cfg.Clustered() {
-		c.lead = cluster.NewLead(c.nats.Leader, c.quorum)
+		c.lead = cluster.NewLead(c.nats.Leader, c.quorum, c.peers.RivalLeads)
 		c.quorum.OnChange(c.quorumLost, c.quorumBack)
 	}
 	if c.state, err = state.New(c.stateConn, cluster.Replicas(members), c.log.With("component", "state")); err != nil {

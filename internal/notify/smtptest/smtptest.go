@@ -39,6 +39,13 @@ type Server struct {
 	mu       sync.Mutex // guards msgs
 	msgs     []Message
 	arrived  chan struct{}
+	hang     atomic.Pointer[hang] // the next DATA held (HangNext), or nil
+}
+
+// hang is one held DATA: entered when a client is inside it, release to
+// end it with a temporary failure.
+type hang struct {
+	entered, release chan struct{}
 }
 
 // Start runs a server on addr ("127.0.0.1:0" for any port) until the test ends.
@@ -70,6 +77,18 @@ func (s *Server) Close() { _ = s.srv.Close() }
 // closed before the greeting, so each attempt fails at once, and the port
 // stays held for the server's return (no other process can take it).
 func (s *Server) SetDown(down bool) { s.gate.down.Store(down) }
+
+// HangNext holds the next message's DATA, as a hung mail server does: the
+// client has sent the whole message and waits for an answer that comes
+// only when the returned release is called, and is then a temporary
+// failure (451: the message was not taken). Entered fires when a client
+// is inside the held DATA. Other sessions meanwhile are served as usual.
+func (s *Server) HangNext() (entered <-chan struct{}, release func()) {
+	h := &hang{entered: make(chan struct{}), release: make(chan struct{})}
+	s.hang.Store(h)
+	var once sync.Once
+	return h.entered, func() { once.Do(func() { close(h.release) }) }
+}
 
 // gate is the server's listener, closing connections during an outage.
 type gate struct {
@@ -144,6 +163,11 @@ func (se *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if h := se.s.hang.Swap(nil); h != nil {
+		close(h.entered)
+		<-h.release
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "timed out; message not taken"}
 	}
 	se.msg.Data = string(b)
 	se.s.mu.Lock()
