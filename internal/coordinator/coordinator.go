@@ -25,6 +25,7 @@ import (
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/metrics"
+	"github.com/simgate/simgate/internal/notify"
 	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/state"
 	"github.com/simgate/simgate/internal/version"
@@ -54,7 +55,7 @@ type Coordinator struct {
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	local   *localAgent
-	mail    *mailer
+	mail    *notify.Mailer
 	stopped sync.Once
 	// The cluster's shared state and placements.
 	stateConn *nats.Conn
@@ -157,7 +158,7 @@ func busUsers(users []config.NATSUser) []bus.User {
 
 // alerts is what an operator must know now (summary.alerts, the monitor).
 func (c *Coordinator) alerts() []string {
-	out := c.mail.alerts()
+	out := c.mail.Alerts()
 	if q := c.quorum.Alert(); q != "" {
 		out = append(out, q)
 	}
@@ -168,7 +169,7 @@ func (c *Coordinator) alerts() []string {
 // the mail policy watches loads.
 func (c *Coordinator) report(rep alloc.Report) {
 	c.tryOpen()
-	c.mail.report(rep)
+	c.mail.Load(rep.Server, rep.Status, rep.Load, rep.Vector, rep.At)
 }
 
 // HTTPAddr is the address the HTTP API listens on.
@@ -365,7 +366,7 @@ func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 			_ = c.pubConn.Drain()
 		}
 		// The mails pending go to the state store before NATS stops.
-		c.mail.close()
+		c.mail.Close()
 		if c.stateConn != nil {
 			c.stateConn.Close()
 		}
@@ -384,7 +385,7 @@ func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 func (c *Coordinator) onChange(ch alloc.Change) {
 	c.log.Info("server state changed", "server", ch.Server, "from", ch.From.String(), "state", ch.To.String(), "reason", ch.Reason)
 	c.metrics.StateChanges.WithLabelValues(ch.To.String()).Inc()
-	c.mail.change(ch)
+	c.mail.Change(ch)
 	ev := schema.Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
 		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
 	if ch.Reported {

@@ -196,7 +196,7 @@ func (c *Coordinator) startState() (err error) {
 		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", cluster.Replicas(members),
 			"routes", cfg.NATS.Cluster.Routes)
 	}
-	c.mail, err = startMailer(cfg, c.log, c.metrics, c.state, c.lead)
+	c.mail, err = startMailer(cfg, c.log, c.metrics, c.state, c.lead, c.reg)
 	return err
 }
 
@@ -336,8 +336,8 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 	}
 	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
-	go func() { defer c.wg.Done(); c.mail.check(ctx) }()
-	go func() { defer c.wg.Done(); c.mail.run(ctx, c.reg) }()
+	go func() { defer c.wg.Done(); c.mail.Check(ctx) }()
+	go func() { defer c.wg.Done(); c.mail.Run(ctx) }()
 	c.serving.Add(1)
 	go func() {
 		defer c.serving.Done()

@@ -305,6 +305,9 @@ type Now struct {
 	Load    float64
 	Leaving bool // its agent's last word was a clean stop
 	Heard   bool // a report came since start
+	// ServiceDown: its agent's last word was that the simulation server
+	// does not answer (PROTOCOL §2 status "down").
+	ServiceDown bool
 }
 
 // TakeLead is called when this coordinator has become the one that tells
