@@ -54,6 +54,17 @@ type View struct {
 	DrainedBy   string // the operator who drained it; "": not drained
 }
 
+// Drains is every server known, with who drained it ("" for none).
+func (r *Registry) Drains() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.servers))
+	for _, s := range r.servers {
+		out[s.name] = s.drainedBy
+	}
+	return out
+}
+
 // Snapshot returns every server in configuration order.
 func (r *Registry) Snapshot() []View {
 	r.mu.Lock()

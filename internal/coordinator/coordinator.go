@@ -23,7 +23,6 @@ import (
 	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
-	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/notify"
 	"github.com/simgate/simgate/internal/schema"
@@ -60,12 +59,12 @@ type Coordinator struct {
 	// The cluster's shared state and placements.
 	stateConn *nats.Conn
 	state     *state.KV
+	drains    *state.Drains
 	bookings  *cluster.Bookings
 	// What operators use over NATS.
-	apiConn     *nats.Conn
-	serversKV   *state.ServersKV
-	serversErrs *logging.Throttle
-	ready       readiness
+	apiConn   *nats.Conn
+	serversKV *state.ServersKV
+	ready     readiness
 	// The cluster, in one place: who leads (every side effect asks it
 	// right before acting), and whether a majority is reached.
 	lead   *cluster.Lead

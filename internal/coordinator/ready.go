@@ -174,9 +174,9 @@ func (c *Coordinator) quorumBack() {
 		for tries := 1; c.runCtx.Err() == nil; tries++ {
 			// From a member that kept its majority; else, when none has
 			// (the whole cluster is coming back), from the state bucket.
-			ok := c.askDrains()
+			ok := c.drains.Ask()
 			if !ok && tries > 8 {
-				ok = c.state.ReadDrains(c.runCtx, c.nats.Name(), c.applyDrain) == nil
+				ok = c.drains.Read(c.runCtx, c.nats.Name()) == nil
 			}
 			if ok && c.quorum.Current() {
 				c.regainMu.Lock()

@@ -17,7 +17,6 @@ import (
 	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
-	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/poll"
 	"github.com/simgate/simgate/internal/schema"
@@ -188,10 +187,16 @@ func (c *Coordinator) startState() (err error) {
 		return fmt.Errorf("state store: %w", err)
 	}
 	c.state.KeepManifest(state.ManifestPath(c.storeDir()))
+	tell := c.stateConn // the members', of the drains; a lone coordinator tells no one
+	if !cfg.Clustered() {
+		tell = nil
+	}
+	if c.drains, err = state.NewDrains(c.state, tell, c.subj, c.reg, c.quorum.HeldFor, c.log); err != nil {
+		return fmt.Errorf("listening for the other members' drains: %w", err)
+	}
 	if c.serversKV, err = state.NewServersKV(c.stateConn, cluster.Replicas(members)); err != nil {
 		return fmt.Errorf("farm bucket: %w", err)
 	}
-	c.serversErrs = logging.NewThrottle(time.Minute, 4)
 	if cfg.Clustered() {
 		c.log.Info("cluster member", "cluster", cfg.NATS.Cluster.Name, "members", members, "state_replicas", cluster.Replicas(members),
 			"routes", cfg.NATS.Cluster.Routes)

@@ -95,6 +95,22 @@ const (
 // server: written by the coordinators, read by monitors and admins.
 const ServersBucket = "simgate-servers"
 
+// FarmEntry is one server's value in ServersBucket (PROTOCOL §2), under
+// its node: what `nats kv watch simgate-servers` shows.
+type FarmEntry struct {
+	Server    string  `json:"server"`
+	State     string  `json:"state"`
+	Reason    string  `json:"reason,omitempty"`
+	Since     string  `json:"since"`
+	Load      float64 `json:"load"`
+	Sessions  int     `json:"sessions"`
+	Max       int     `json:"maxSessions,omitempty"`
+	LastSeen  string  `json:"lastSeen,omitempty"`
+	Source    string  `json:"source,omitempty"`
+	DrainedBy string  `json:"drainedBy,omitempty"`
+	Probe     string  `json:"probe,omitempty"`
+}
+
 // AgentInbox is the inbox prefix of the agent of entry: its request replies
 // (the acknowledgement of its leaving heartbeat) arrive under it, and an
 // agent user may subscribe there and nowhere else.
