@@ -1,6 +1,9 @@
 package alloc
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Open lets a gated registry place (Options.Gated): the coordinator has its
 // state back. It is a no-op on a registry that places already.
@@ -95,4 +98,45 @@ const StallGap = 2 * time.Second
 // judges them. r.mu is held.
 func (r *Registry) stalling(now time.Time) bool {
 	return (!r.lastSweep.IsZero() && now.Sub(r.lastSweep) > StallGap) || now.Before(r.graceUntil)
+}
+
+// Watch sweeps r every `every` until ctx ends (Sweep): a server unheard
+// past its timeout goes down. A sweep that follows a stall of this
+// process (SIGSTOP, a frozen machine) or a jump of the wall clock gives
+// every server one more timeout first (Grace: the heartbeats that came
+// meanwhile wait in the sockets), and tells onStall. While judging says
+// no (a cluster member cut off from its majority, which cannot tell a
+// silent server from one whose agent is on the other side, issue 30), it
+// judges none.
+func (r *Registry) Watch(ctx context.Context, every time.Duration, judging func() bool, onStall func(now time.Time, gap, clock time.Duration)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if gap, clock, ok := stalled(last, now); ok {
+				r.Grace(now)
+				onStall(now, gap, clock)
+			}
+			last = now
+			if !judging() {
+				r.Grace(now)
+			}
+			r.Sweep(now)
+		}
+	}
+}
+
+// stalled says whether the sweep at now, after the one at last, follows a
+// stall (gap, on the monotonic clock) or a jump of the wall clock, which
+// heartbeats' times and the silence deadlines are on (clock, its gap).
+func stalled(last, now time.Time) (gap, clock time.Duration, ok bool) {
+	if last.IsZero() {
+		return 0, 0, false
+	}
+	gap, clock = now.Sub(last), now.Round(0).Sub(last.Round(0))
+	return gap, clock, gap > StallGap || clock > StallGap || clock < -time.Second || (clock-gap).Abs() > time.Second
 }

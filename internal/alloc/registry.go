@@ -22,6 +22,7 @@ type (
 	Status = domain.Status
 	Vector = domain.Vector
 	Change = domain.Change
+	Report = domain.Report
 )
 
 // States and statuses (domain's).
@@ -37,28 +38,6 @@ const (
 	StatusServiceDown = domain.StatusServiceDown
 	StatusLeaving     = domain.StatusLeaving
 )
-
-// Report is one heartbeat, in the registry's words.
-type Report struct {
-	Server      string
-	Status      Status
-	Load        float64
-	Vector      Vector
-	Sessions    int // -1: not reported
-	MaxSessions int // 0: not reported
-	Interval    time.Duration
-	Note        string // why the agent thinks its simulation server is unwell
-	At          time.Time
-	// Polled: the coordinator polled the server's /load (no agent speaks
-	// for it); an agent's report always wins over a poll.
-	Polled bool
-	// Sharing is the server's own repository policy, nil when its agent
-	// reports none: it then runs every world (PROTOCOL §1.1).
-	Sharing *Sharing
-	// InstantLoad is the agent's latest single sample, nil when not
-	// reported: what the simulation server compares with its shareIdleTime.
-	InstantLoad *float64
-}
 
 // Sharing is a server's repository policy (domain's).
 type Sharing = domain.Sharing

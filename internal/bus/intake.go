@@ -332,15 +332,21 @@ func (in *Intake) forgetServer(id, why string) {
 	}
 }
 
+// StallCloses is how long after a stall the closes of agents'
+// connections are failovers: the embedded server notices a connection its
+// agent left after its pings go unanswered (3 × 1 s), with margin.
+const StallCloses = 10 * time.Second
+
 // Stalled says this coordinator was stopped (SIGSTOP, a frozen machine)
 // or its clock jumped: its agents failed over to other members meanwhile,
 // and the connections they left here close now, seconds after it resumed
-// (its pings to them go unanswered). Until until, such closes forget the
-// connection without judging its server, and the closes seen already
-// no longer hold back the agents' heartbeats from their new connections
-// (issue 30: a resumed member dropped them for 10 s and judged three
-// servers down). Silence stays the backstop.
-func (in *Intake) Stalled(until time.Time) {
+// (its pings to them go unanswered). For StallCloses from now, such
+// closes forget the connection without judging its server, and the
+// closes seen already no longer hold back the agents' heartbeats from
+// their new connections (issue 30: a resumed member dropped them for
+// 10 s and judged three servers down). Silence stays the backstop.
+func (in *Intake) Stalled(now time.Time) {
+	until := now.Add(StallCloses)
 	in.mu.Lock()
 	if until.After(in.stalledUntil) {
 		in.stalledUntil = until

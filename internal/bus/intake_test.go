@@ -270,7 +270,7 @@ func TestIntakeAfterAStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = other.Flush()
-	in.Stalled(time.Now().Add(10 * time.Second))
+	in.Stalled(time.Now())
 	testutil.WaitFor(t, 2*time.Second, time.Millisecond, func() error {
 		if n, _ := rec.counts(); n != 1 {
 			return fmt.Errorf("%d heartbeats applied, want the held one", n)

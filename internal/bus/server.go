@@ -630,3 +630,31 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// AwaitPorts waits until the process this one replaces (a reload) has let
+// go of so's ports (it does once this one said it is ready: a moment
+// later), at most within: NATS would log each failed bind as an error.
+func AwaitPorts(so ServerOptions, within time.Duration, log *slog.Logger) {
+	addrs := []string{so.Listen, so.Websocket}
+	if so.Cluster != nil {
+		addrs = append(addrs, so.Cluster.Listen)
+	}
+	deadline := time.Now().Add(within)
+	for _, addr := range addrs {
+		if addr == "" || strings.HasSuffix(addr, ":0") {
+			continue
+		}
+		for {
+			ln, err := net.Listen("tcp", addr)
+			if err == nil {
+				_ = ln.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				log.Warn("reload: the previous process still holds a NATS port", "address", addr, "error", err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // the previous process is stopping
+		}
+	}
+}

@@ -142,11 +142,11 @@ func (q *Quorum) check(now time.Time) {
 	}
 }
 
-// Alert is the alert while quorum is lost, "" otherwise.
-func (q *Quorum) Alert() string {
+// Alerts is the alert while quorum is lost, none otherwise.
+func (q *Quorum) Alerts() []string {
 	if q == nil || !q.lost.Load() {
-		return ""
+		return nil
 	}
-	return fmt.Sprintf("this coordinator reaches %d of the cluster's %d members, %d needed: it places no visitor and sends no mail",
-		q.seen.Load(), q.configured, q.Needed())
+	return []string{fmt.Sprintf("this coordinator reaches %d of the cluster's %d members, %d needed: it places no visitor and sends no mail",
+		q.seen.Load(), q.configured, q.Needed())}
 }

@@ -55,10 +55,10 @@ type NATS struct {
 	// that reach the coordinator through Apache on 443 (wss://host/nats);
 	// "" is off.
 	Websocket string
-	Prefix    string     // first token of every subject
-	TLSCert   string     // PEM certificate of the listener; with TLSKey, TLS only
-	TLSKey    string     // its private key
-	Users     []NATSUser // any: authentication on, nobody connects without credentials
+	Prefix    string    // first token of every subject
+	TLSCert   string    // PEM certificate of the listener; with TLSKey, TLS only
+	TLSKey    string    // its private key
+	Users     NATSUsers // any: authentication on, nobody connects without credentials
 	// Cluster, when set, makes this coordinator one member of several.
 	Cluster *Cluster
 }

@@ -255,3 +255,48 @@ func (n *NATS) BoundServers() []string {
 	}
 	return out
 }
+
+// NATSUsers is the configured NATS users (nats.users).
+type NATSUsers []NATSUser
+
+// AdminNamed names the admin behind a NATS user (a user name, or an nkey),
+// as Nats-Request-Info carries it; "" when it is no admin.
+func (us NATSUsers) AdminNamed(user string) string {
+	for _, u := range us {
+		if u.Role != domain.RoleAdmin {
+			continue
+		}
+		switch {
+		case u.User != "" && u.User == user && u.Password != "":
+			return u.User
+		case u.Nkey != "" && u.Nkey == user:
+			if u.User != "" {
+				return u.User
+			}
+			return "nkey " + u.Nkey
+		}
+	}
+	return ""
+}
+
+// AdminPassword is the password of the admin user named user, "" when
+// there is none (the check then fails at the same cost).
+func (us NATSUsers) AdminPassword(user string) string {
+	want := ""
+	for _, u := range us {
+		if u.Role == domain.RoleAdmin && u.User == user && u.Password != "" {
+			want = u.Password
+		}
+	}
+	return want
+}
+
+// Passwords is every user's password ("" for users without one), for the
+// one password guard of NATS logins and the monitor's HTTP Basic.
+func (us NATSUsers) Passwords() []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.Password
+	}
+	return out
+}

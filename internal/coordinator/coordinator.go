@@ -6,23 +6,22 @@ package coordinator
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/simgate/simgate/internal/agent"
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
+	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/internal/notify"
 	"github.com/simgate/simgate/internal/schema"
@@ -53,7 +52,7 @@ type Coordinator struct {
 	serving sync.WaitGroup // http.Serve: a reload stops it last (Yield)
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
-	local   *localAgent
+	local   func() // stops the in-process agent; nil: none
 	mail    *notify.Mailer
 	stopped sync.Once
 	// The cluster's shared state and placements.
@@ -64,21 +63,16 @@ type Coordinator struct {
 	// What operators use over NATS.
 	apiConn   *nats.Conn
 	serversKV *state.ServersKV
-	ready     readiness
+	ready     *cluster.Readiness
 	// The cluster, in one place: who leads (every side effect asks it
 	// right before acting), and whether a majority is reached.
-	lead   *cluster.Lead
-	quorum *cluster.Quorum
-	peers  *cluster.Peers // the members heard lately; nil alone
-	// regained is non-nil from a loss of the majority until placement is
-	// back (quorumBack reads the drains first), and closed then: the
-	// visitors held meanwhile wait on it. Guarded by regainMu.
-	regainMu sync.Mutex
-	regained chan struct{}
-	runCtx   context.Context // the loops' lifetime
-	members  int             // the cluster's configured size (1 alone)
-	subj     schema.Subjects // the subjects under nats.prefix
-	from     Inherited       // what it took over from the process it replaces
+	lead    *cluster.Lead
+	quorum  *cluster.Quorum
+	peers   *cluster.Peers  // the members heard lately; nil alone
+	runCtx  context.Context // the loops' lifetime
+	members int             // the cluster's configured size (1 alone)
+	subj    schema.Subjects // the subjects under nats.prefix
+	from    Inherited       // what it took over from the process it replaces
 }
 
 // Inherited is what a coordinator takes over from the process it replaces
@@ -103,8 +97,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 // StartFrom is Start for a coordinator that replaces another (from).
 func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordinator, err error) {
 	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: schema.Subjects{Prefix: cfg.NATS.Prefix}, from: from}
-	c.ready.started, c.ready.silence = time.Now(), silenceTimeout(cfg.HeartbeatTimeout)
-	c.ready.opened = make(chan struct{})
+	c.ready = cluster.NewReadiness(time.Now())
 	defer func() {
 		if err != nil {
 			c.Stop(context.Background())
@@ -117,7 +110,7 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 		return c, err
 	}
 	c.newRegistry()
-	guard := newGuard(c.cfg.NATS.Users)
+	guard := login.New(cfg.NATS.Users.Passwords()) // NATS logins and the monitor's HTTP Basic: failing on one waits on both
 	if err = c.startNATS(guard); err != nil {
 		return c, err
 	}
@@ -138,10 +131,12 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 	}
 	log.Info("session server running", "port", c.cfg.Port, "servers", len(cfg.SimulationServers),
 		"version", version.String(), "monitor", c.cfg.MonitorURL())
-	if cfg.LocalAgent != "" {
-		if c.local, err = startLocalAgent(c, cfg.LocalAgent); err != nil {
+	if cfg.LocalAgent != "" { // over an in-process connection named after its entry
+		nc, err := c.nats.Connect(cfg.LocalAgent)
+		if err != nil {
 			return c, fmt.Errorf("starting the in-process agent: %w", err)
 		}
+		c.local = agent.RunLocal(nc, cfg.LocalAgent, c.subj, cfg.Path != "", log)
 	}
 	return c, nil
 }
@@ -155,24 +150,12 @@ func busUsers(users []config.NATSUser) []bus.User {
 	return out
 }
 
-// alerts is what an operator must know now (summary.alerts, the monitor).
-func (c *Coordinator) alerts() []string {
-	out := c.mail.Alerts()
-	if q := c.quorum.Alert(); q != "" {
-		out = append(out, q)
-	}
-	return out
-}
-
 // report is shown every report applied: the start may be ready now, and
 // the mail policy watches loads.
 func (c *Coordinator) report(rep alloc.Report) {
-	c.tryOpen()
+	c.ready.TryOpen()
 	c.mail.Load(rep.Server, rep.Status, rep.Load, rep.Vector, rep.At)
 }
-
-// HTTPAddr is the address the HTTP API listens on.
-func (c *Coordinator) HTTPAddr() string { return c.httpLn.Addr().String() }
 
 // Listening is what a running coordinator bound: what -listen-file writes,
 // for supervisors and tests that start it on port 0.
@@ -198,82 +181,16 @@ func (c *Coordinator) Listening() Listening {
 	}
 }
 
-// WriteListenFile writes Listening as JSON to path, atomically: a reader
-// sees no file or the whole file.
-func (c *Coordinator) WriteListenFile(path string) error {
-	data, err := json.Marshal(c.Listening())
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing the listen file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing the listen file: %w", err)
-	}
-	return nil
-}
-
-// NATSURL is the URL agents connect to.
-func (c *Coordinator) NATSURL() string { return c.nats.ClientURL() }
-
-// Registry gives tests and wiring read access to the registry.
-func (c *Coordinator) Registry() *alloc.Registry { return c.reg }
-
+// sweep judges silent servers every sweepEvery until ctx ends.
 func (c *Coordinator) sweep(ctx context.Context) {
-	t := time.NewTicker(sweepEvery)
-	defer t.Stop()
-	var last time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if gap, clock, ok := stalled(last, now); ok {
-				// The heartbeats that came meanwhile wait in the sockets:
-				// give them time to be read before anyone is judged silent.
-				c.reg.Grace(now)
-				if c.intake != nil {
-					// Its agents' old connections close over the next
-					// seconds (pings unanswered): failovers, not failures.
-					c.intake.Stalled(now.Add(stallCloses))
-				}
-				c.metrics.Stalls.Inc()
-				c.log.Warn("this coordinator stalled, or its clock jumped: every server gets one more timeout before it is judged silent",
-					"gap", gap.Round(time.Millisecond), "clock_gap", clock.Round(time.Millisecond))
-			}
-			last = now
-			if !c.quorum.Current() {
-				// Cut off from the majority, this member cannot tell a
-				// silent server from one whose agent is on the other side:
-				// it judges none (issue 30); the majority does.
-				c.reg.Grace(now)
-			}
-			c.reg.Sweep(now)
-		}
-	}
-}
-
-// stallCloses is how long after a stall the closes of agents' connections
-// are failovers: the embedded server notices a connection its agent left
-// after its pings go unanswered (3 × 1 s), with margin.
-const stallCloses = 10 * time.Second
-
-// stallGap is a gap between two sweeps (100 ms apart) that only a stalled
-// process (a machine that froze, SIGSTOP, a VM paused) or a clock that
-// jumped explains.
-const stallGap = alloc.StallGap
-
-// stalled says whether the sweep at now, after the one at last, follows a
-// stall (gap, on the monotonic clock) or a jump of the wall clock, which
-// heartbeats' times and the silence deadlines are on (clock, its gap).
-func stalled(last, now time.Time) (gap, clock time.Duration, ok bool) {
-	if last.IsZero() {
-		return 0, 0, false
-	}
-	gap, clock = now.Sub(last), now.Round(0).Sub(last.Round(0))
-	return gap, clock, gap > stallGap || clock > stallGap || clock < -time.Second || (clock-gap).Abs() > time.Second
+	c.reg.Watch(ctx, sweepEvery, c.quorum.Current, func(now time.Time, gap, clock time.Duration) {
+		// Its agents' old connections close over the next seconds (pings
+		// unanswered): failovers, not failures.
+		c.intake.Stalled(now)
+		c.metrics.Stalls.Inc()
+		c.log.Warn("this coordinator stalled, or its clock jumped: every server gets one more timeout before it is judged silent",
+			"gap", gap.Round(time.Millisecond), "clock_gap", clock.Round(time.Millisecond))
+	})
 }
 
 // Stop shuts down gracefully: the in-process agent says it is leaving,
@@ -292,7 +209,7 @@ func (c *Coordinator) Yield(ctx context.Context, next <-chan struct{}) {
 		c.shutdown(ctx, false)
 		return
 	}
-	c.api.HandOver(loopback(c.httpLn.Addr())) // each answer closes its connection: the next goes to the new process
+	c.api.HandOver(c.httpLn.Addr()) // each answer closes its connection: the next goes to the new process
 	c.shutdown(ctx, true)
 	t := time.NewTimer(handoverWait)
 	select {
@@ -314,27 +231,13 @@ func (c *Coordinator) Yield(ctx context.Context, next <-chan struct{}) {
 	c.api.WaitRelays(ctx)
 }
 
-// loopback is where this machine reaches the listener at addr: its own
-// address, or loopback for one on every address.
-func loopback(addr net.Addr) string {
-	a, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return addr.String()
-	}
-	ip := a.IP
-	if ip == nil || ip.IsUnspecified() {
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
-}
-
 // Opened is closed once the coordinator places visitors (ready).
-func (c *Coordinator) Opened() <-chan struct{} { return c.ready.opened }
+func (c *Coordinator) Opened() <-chan struct{} { return c.ready.Opened() }
 
 func (c *Coordinator) shutdown(ctx context.Context, keepRelays bool) {
 	c.stopped.Do(func() {
 		if c.local != nil {
-			c.local.stop()
+			c.local()
 		}
 		if c.http != nil && !keepRelays { // a reload's HTTP stops last: Yield
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -385,31 +288,9 @@ func (c *Coordinator) onChange(ch alloc.Change) {
 	c.log.Info("server state changed", "server", ch.Server, "from", ch.From.String(), "state", ch.To.String(), "reason", ch.Reason)
 	c.metrics.StateChanges.WithLabelValues(ch.To.String()).Inc()
 	c.mail.Change(ch)
-	ev := schema.Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
-		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
-	if ch.Reported {
-		load := ch.Load
-		ev.Load, ev.Vector = &load, ch.Vector
-	}
 	if c.pub != nil {
-		if err := c.pub.Publish(ev); err != nil {
+		if err := c.pub.Publish(schema.EventFor(ch)); err != nil {
 			c.log.Warn("event not published", "server", ch.Server, "error", err)
 		}
 	}
-}
-
-// eventKind names a change as PROTOCOL.md §2's event kinds do.
-func eventKind(ch alloc.Change) string {
-	switch ch.To {
-	case alloc.Down, alloc.Unknown:
-		return schema.EventDown
-	case alloc.Full:
-		return schema.EventFull
-	case alloc.Draining:
-		return schema.EventDraining
-	}
-	if ch.From == alloc.Full {
-		return schema.EventAvailable
-	}
-	return schema.EventUp
 }

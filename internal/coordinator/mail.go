@@ -2,11 +2,7 @@ package coordinator
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/simgate/simgate/internal/alloc"
@@ -19,25 +15,9 @@ import (
 // mailSMTP is the mail server as the configuration gives it, with the TLS
 // its certificate is checked by.
 func mailSMTP(cfg config.Config) (*notify.SMTP, error) {
-	var tlsCfg *tls.Config
-	if cfg.Mail.CAFile != "" {
-		pem, err := os.ReadFile(cfg.Mail.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mail.caFile: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mail.caFile %s holds no PEM certificate", cfg.Mail.CAFile)
-		}
-		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	if !cfg.VerifyMailCertificate() {
-		// As the original did (Python's starttls() verifies nothing): by
-		// default only for a mail server on this machine.
-		tlsCfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // mail.verifyCertificate
+	tlsCfg, err := notify.TLSFor(cfg.Mail.CAFile, cfg.VerifyMailCertificate())
+	if err != nil {
+		return nil, err
 	}
 	return &notify.SMTP{Host: cfg.MailServer, Port: cfg.MailServerPort, User: cfg.MailSenderUser,
 		Password: cfg.MailSenderPassword, From: cfg.MailSender, To: cfg.Administrator, TLS: tlsCfg}, nil

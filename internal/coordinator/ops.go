@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/alloc"
-	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/login"
@@ -18,21 +17,17 @@ import (
 // startOps starts what operators use over NATS: the farm's service
 // (simgate.api.*), the drains kept in the state bucket, and the farm
 // bucket the leader keeps up to date.
-func (c *Coordinator) startOps(ctx context.Context) error {
+func (c *Coordinator) startOps() error {
 	var err error
 	if c.apiConn, err = c.nats.ConnectAPI("simgate-coordinator-api"); err != nil {
 		return fmt.Errorf("connecting the farm's NATS service: %w", err)
 	}
 	if _, err = opsapi.Start(opsapi.Options{Conn: c.apiConn, Subjects: schema.Subjects{Prefix: c.cfg.NATS.Prefix},
-		Farm: opsFarm{c}, Admin: adminByNATS(c.cfg.NATS.Users), Version: version.String(), Logger: c.log}); err != nil {
+		Farm: opsFarm{c}, Admin: c.cfg.NATS.Users.AdminNamed, Version: version.String(), Logger: c.log}); err != nil {
 		return fmt.Errorf("the farm's NATS service: %w", err)
 	}
-	c.wg.Add(2)
-	go func() {
-		defer c.wg.Done()
-		c.drains.Watch(ctx, func() { c.ready.drains.Store(true); c.tryOpen() })
-	}()
-	go func() { defer c.wg.Done(); c.serversKV.Keep(ctx, c.lead, c.farmEntries, c.log) }()
+	c.spawn(func(ctx context.Context) { c.drains.Watch(ctx, c.ready.DrainsLoaded) })
+	c.spawn(func(ctx context.Context) { c.serversKV.Keep(ctx, c.lead, c.farmEntries, c.log) })
 	return nil
 }
 
@@ -68,40 +63,12 @@ func (f opsFarm) Drain(node, by string, on bool) (string, error) {
 	return server, f.c.drain(server, by, on)
 }
 
-// adminByNATS names the admin behind a NATS user (a user name, or an
-// nkey), as Nats-Request-Info carries it.
-func adminByNATS(users []config.NATSUser) func(string) string {
-	return func(user string) string {
-		for _, u := range users {
-			if u.Role != bus.RoleAdmin {
-				continue
-			}
-			switch {
-			case u.User != "" && u.User == user && u.Password != "":
-				return u.User
-			case u.Nkey != "" && u.Nkey == user:
-				if u.User != "" {
-					return u.User
-				}
-				return "nkey " + u.Nkey
-			}
-		}
-		return ""
-	}
-}
-
 // adminByPassword names the admin with this user name and password (HTTP
 // Basic on the monitor page), "" for none; guard checks the password as
 // NATS's logins are checked, addr is the client's address.
-func adminByPassword(users []config.NATSUser, guard *login.Guard) func(addr, user, password string) string {
+func adminByPassword(users config.NATSUsers, guard *login.Guard) func(addr, user, password string) string {
 	return func(addr, user, password string) string {
-		want := ""
-		for _, u := range users {
-			if u.Role == bus.RoleAdmin && u.User == user && u.Password != "" {
-				want = u.Password
-			}
-		}
-		if guard.Check(addr, user, want, password) != login.OK {
+		if guard.Check(addr, user, users.AdminPassword(user), password) != login.OK {
 			return ""
 		}
 		return user

@@ -18,38 +18,8 @@ type sink struct {
 	judges func() bool
 }
 
-var statuses = map[string]alloc.Status{
-	schema.StatusUp:          alloc.StatusUp,
-	schema.StatusDraining:    alloc.StatusDraining,
-	schema.StatusServiceDown: alloc.StatusServiceDown,
-	schema.StatusLeaving:     alloc.StatusLeaving,
-}
-
 func (s sink) Heartbeat(hb schema.Heartbeat) error {
-	rep := alloc.Report{
-		Server:   hb.Server,
-		Status:   statuses[hb.Status],
-		Load:     hb.Load,
-		Vector:   hb.Vector,
-		Sessions: -1,
-		Interval: hb.IntervalDuration(),
-		Note:     hb.Probe,
-		At:       time.Now(), // the coordinator's clock: agents' clocks may drift
-	}
-	if hb.Sessions != nil {
-		rep.Sessions = *hb.Sessions
-	}
-	if hb.MaxSessions != nil {
-		rep.MaxSessions = *hb.MaxSessions
-	}
-	rep.InstantLoad = hb.InstantLoad
-	if sh := hb.Sharing; sh != nil {
-		rep.Sharing = &alloc.Sharing{Allowed: sh.AllowedRepositories, Blocked: sh.BlockedRepositories,
-			Docker: sh.Docker, ShareIdle: 50} // webots-server's default
-		if sh.ShareIdleTime != nil {
-			rep.Sharing.ShareIdle = *sh.ShareIdleTime
-		}
-	}
+	rep := hb.Report(time.Now())
 	if err := s.reg.Apply(rep); err != nil {
 		return err
 	}

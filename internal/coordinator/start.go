@@ -44,34 +44,6 @@ func (c *Coordinator) listenHTTP() (err error) {
 	return nil
 }
 
-// awaitPorts waits until the process this one replaces has let go of the
-// NATS ports (it does once this one said it is ready: a moment later), at
-// most handoverWait: NATS would log each failed bind as an error.
-func (c *Coordinator) awaitPorts(so bus.ServerOptions) {
-	addrs := []string{so.Listen, so.Websocket}
-	if so.Cluster != nil {
-		addrs = append(addrs, so.Cluster.Listen)
-	}
-	deadline := time.Now().Add(handoverWait)
-	for _, addr := range addrs {
-		if addr == "" || strings.HasSuffix(addr, ":0") {
-			continue
-		}
-		for {
-			ln, err := net.Listen("tcp", addr)
-			if err == nil {
-				_ = ln.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				c.log.Warn("reload: the previous process still holds a NATS port", "address", addr, "error", err)
-				return
-			}
-			time.Sleep(50 * time.Millisecond) // the previous process is stopping
-		}
-	}
-}
-
 // newRegistry builds the registry of servers, closed to placement until
 // the coordinator is ready.
 func (c *Coordinator) newRegistry() {
@@ -92,16 +64,6 @@ func (c *Coordinator) newRegistry() {
 			}
 		},
 	})
-}
-
-// newGuard is the one password guard for NATS logins and the monitor's
-// HTTP Basic: a client failing on one waits on both.
-func newGuard(users []config.NATSUser) *login.Guard {
-	secrets := make([]string, len(users))
-	for i, u := range users {
-		secrets[i] = u.Password
-	}
-	return login.New(secrets)
 }
 
 // storeDir is where the NATS server keeps its state store and name.
@@ -137,7 +99,7 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 		return err
 	}
 	if c.from.Parent {
-		c.awaitPorts(so)
+		bus.AwaitPorts(so, handoverWait, c.log)
 	}
 	c.nats, err = bus.StartServer(so)
 	if errors.Is(err, bus.ErrStore) {
@@ -177,11 +139,11 @@ func (c *Coordinator) startState() (err error) {
 		reached = func() int { return min(c.nats.Members(), c.peers.Reached()) }
 	}
 	c.members = members
-	c.quorum = cluster.NewQuorum(members, reached, c.ready.started, c.log, c.metrics.ClusterQuorum)
+	c.quorum = cluster.NewQuorum(members, reached, c.ready.Started(), c.log, c.metrics.ClusterQuorum)
 	c.lead = cluster.NewLead(nil, c.quorum, nil)
 	if cfg.Clustered() {
 		c.lead = cluster.NewLead(c.nats.Leader, c.quorum, c.peers.RivalLeads)
-		c.quorum.OnChange(c.quorumLost, c.quorumBack)
+		c.quorum.OnChange(c.ready.QuorumLost, c.ready.QuorumBack)
 	}
 	if c.state, err = state.New(c.stateConn, cluster.Replicas(members), c.log.With("component", "state")); err != nil {
 		return fmt.Errorf("state store: %w", err)
@@ -194,6 +156,10 @@ func (c *Coordinator) startState() (err error) {
 	if c.drains, err = state.NewDrains(c.state, tell, c.subj, c.reg, c.quorum.HeldFor, c.log); err != nil {
 		return fmt.Errorf("listening for the other members' drains: %w", err)
 	}
+	c.ready.Follow(cluster.ReadinessOptions{Registry: c.reg, Drains: c.drains, Node: c.nats, Quorum: c.quorum,
+		Up: func() bool { return c.nats.Ready() && c.pubConn.IsConnected() }, Clustered: cfg.Clustered(),
+		Configured: members, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: c.log,
+		Go: c.spawn})
 	if c.serversKV, err = state.NewServersKV(c.stateConn, cluster.Replicas(members)); err != nil {
 		return fmt.Errorf("farm bucket: %w", err)
 	}
@@ -233,7 +199,7 @@ func (c *Coordinator) startIntake() (err error) {
 	}
 	c.bookings = b
 	c.registerGauges()
-	c.ready.intake.Store(time.Now().UnixNano()) // the silence window starts now
+	c.ready.IntakeStarted()
 	return nil
 }
 
@@ -277,9 +243,9 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 		SSL:                  cfg.SSL,
 		Logger:               c.log,
 		Metrics:              c.metrics,
-		Ready:                c.isReady,
-		AwaitReady:           c.awaitOpen,
-		MaxWebSocketClients:  wsCap(cfg.HTTP.MaxWebSocketClients, c.log),
+		Ready:                c.ready.Ready,
+		AwaitReady:           c.ready.AwaitOpen,
+		MaxWebSocketClients:  httpapi.WebSocketCap(cfg.HTTP.MaxWebSocketClients, cfg.HTTP.MaxWebSocketClients == config.Default().HTTP.MaxWebSocketClients, c.log),
 		MaxMonitorClients:    cfg.HTTP.MaxMonitorClients,
 		MaxMonitorPerAddress: cfg.HTTP.MaxMonitorPerAddr,
 		Limiter:              limiter,
@@ -292,7 +258,7 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 				Quorum: c.quorum.Have(seen), Needed: c.quorum.Needed()}
 		},
 		Admin:       adminByPassword(cfg.NATS.Users, guard),
-		Alerts:      c.alerts,
+		Alerts:      func() []string { return append(c.mail.Alerts(), c.quorum.Alerts()...) }, // summary.alerts, the monitor
 		Drain:       c.drain,
 		Line:        line,
 		Server:      cfg.Server,
@@ -300,7 +266,7 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 		PortRewrite: cfg.PortRewrite,
 	})
 	limits := httpapi.DefaultLimits()
-	limits.MaxConns = connCap()
+	limits.MaxConns = httpapi.ConnCap()
 	limits.Exempt = limiter.TrustedHost // the local Apache's pool
 	c.http = httpapi.NewServer(c.api, limits, c.log)
 }
@@ -309,44 +275,35 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 // service and drains, the bookings and quorum watch of a cluster, the
 // poller, readiness, mail, HTTP and the silence sweep.
 func (c *Coordinator) startLoops(ctx context.Context) error {
-	cfg := c.cfg
-	if err := c.startOps(ctx); err != nil {
+	if err := c.startOps(); err != nil {
 		return err
 	}
-	if c.cfg.Clustered() {
-		c.wg.Add(2)
-		go func() { defer c.wg.Done(); c.bookings.Run(ctx) }()
-		go func() { defer c.wg.Done(); c.quorum.Run(ctx) }()
-		if c.peers != nil {
-			c.wg.Add(1)
-			go func() { defer c.wg.Done(); c.peers.Run(ctx) }()
-		}
+	if c.cfg.Clustered() { // with peers to hear
+		c.spawn(c.bookings.Run)
+		c.spawn(c.quorum.Run)
+		c.spawn(c.peers.Run)
 	}
 	// Servers without an agent are polled as the original polled them;
 	// the in-process agent's own server never needs it.
-	polled := slices.DeleteFunc(slices.Clone(cfg.SimulationServers), func(s string) bool { return s == cfg.LocalAgent })
+	polled := slices.DeleteFunc(slices.Clone(c.cfg.SimulationServers), func(s string) bool { return s == c.cfg.LocalAgent })
 	if len(polled) > 0 {
-		p := poll.New(poll.Options{Servers: polled, SSL: cfg.SSL, Registry: c.reg, OnReport: c.report,
+		p := poll.New(poll.Options{Servers: polled, SSL: c.cfg.SSL, Registry: c.reg, OnReport: c.report,
 			Logger: c.log.With("component", "poll")})
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); p.Run(ctx) }()
+		c.spawn(p.Run)
 	}
 	if c.line != nil {
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.line.Run(ctx.Done(), sweepEvery) }()
+		c.spawn(func(ctx context.Context) { c.line.Run(ctx.Done(), sweepEvery) })
 		if c.lineKV != nil {
-			c.wg.Add(1)
-			go func() { defer c.wg.Done(); c.lineKV.Watch(ctx, c.line) }()
+			c.spawn(func(ctx context.Context) { c.lineKV.Watch(ctx, c.line) })
 		}
 	}
-	c.wg.Add(4)
-	go func() { defer c.wg.Done(); c.awaitReady(ctx) }()
-	go func() { defer c.wg.Done(); c.mail.Check(ctx) }()
-	go func() { defer c.wg.Done(); c.mail.Run(ctx) }()
+	c.spawn(c.ready.AwaitReady)
+	c.spawn(c.mail.Check)
+	c.spawn(c.mail.Run)
 	c.serving.Add(1)
 	go func() {
 		defer c.serving.Done()
-		if c.from.Parent && !c.awaitOpenOr(ctx, handoverWait) {
+		if c.from.Parent && !c.ready.AwaitOpenOr(ctx, handoverWait) {
 			return
 		}
 		// Closed: stopped, or a reload's hand-over closed the listener first.
@@ -354,6 +311,13 @@ func (c *Coordinator) startLoops(ctx context.Context) error {
 			c.log.Error("HTTP server stopped", "error", err)
 		}
 	}()
-	go func() { defer c.wg.Done(); c.sweep(ctx) }()
+	c.spawn(c.sweep)
 	return nil
+}
+
+// spawn runs f in the coordinator's lifetime: with its loops' context,
+// waited for by Stop.
+func (c *Coordinator) spawn(f func(ctx context.Context)) {
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); f(c.runCtx) }()
 }

@@ -125,3 +125,26 @@ type Sharing struct {
 	Docker    bool     `json:"docker"`
 	ShareIdle float64  `json:"shareIdleTime"`
 }
+
+// Report is one heartbeat, as the registry takes it (schema.Heartbeat.Report
+// converts the wire's).
+type Report struct {
+	Server      string
+	Status      Status
+	Load        float64
+	Vector      Vector
+	Sessions    int // -1: not reported
+	MaxSessions int // 0: not reported
+	Interval    time.Duration
+	Note        string // why the agent thinks its simulation server is unwell
+	At          time.Time
+	// Polled: the coordinator polled the server's /load (no agent speaks
+	// for it); an agent's report always wins over a poll.
+	Polled bool
+	// Sharing is the server's own repository policy, nil when its agent
+	// reports none: it then runs every world (PROTOCOL §1.1).
+	Sharing *Sharing
+	// InstantLoad is the agent's latest single sample, nil when not
+	// reported: what the simulation server compares with its shareIdleTime.
+	InstantLoad *float64
+}

@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,10 +58,11 @@ type handover struct {
 	count  atomic.Int64 // requests held so far
 }
 
-// HandOver starts answering as a process that hands over to the one at
-// next (host:port, the new process's listener on this machine): see above.
-func (a *API) HandOver(next string) {
-	target := &url.URL{Scheme: "http", Host: next}
+// HandOver starts answering as a process that hands over to the one
+// listening on listener (the new process shares this process's listener):
+// see above.
+func (a *API) HandOver(listener net.Addr) {
+	target := &url.URL{Scheme: "http", Host: loopback(listener)}
 	h := &handover{since: time.Now(), released: make(chan struct{})}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -178,4 +181,18 @@ func (a *API) placeStale(w http.ResponseWriter, r *http.Request) bool {
 	_, _ = w.Write(a.serverURL(name))
 	a.placed.Inc()
 	return true
+}
+
+// loopback is where this machine reaches the listener at addr: its own
+// address, or loopback for one on every address.
+func loopback(addr net.Addr) string {
+	a, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	ip := a.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
 }

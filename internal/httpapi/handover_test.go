@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +34,7 @@ func TestHandOver(t *testing.T) {
 	}))
 	t.Cleanup(next.Close)
 	addr, api := serve(t, DefaultLimits(), Options{})
-	api.HandOver(strings.TrimPrefix(next.URL, "http://"))
+	api.HandOver(next.Listener.Addr())
 
 	get := func(path string) (*http.Response, string, error) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)

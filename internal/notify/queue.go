@@ -111,10 +111,13 @@ type QueueOptions struct {
 
 // Queue sends mails in the background.
 type Queue struct {
-	o       QueueOptions
-	mu      sync.Mutex // guards mails, dirty and leading; never held across Store or Transport calls
-	mails   []Mail
-	dirty   bool // Store is behind q.mails: the sender writes it
+	o     QueueOptions
+	mu    sync.Mutex // guards mails, dirty, leading and sent; never held across Store or Transport calls
+	mails []Mail
+	dirty bool // Store is behind q.mails: the sender writes it
+	// sent is the mails this queue handed to SMTP that may still be in
+	// Store (their removal not written yet): never taken from it again.
+	sent    map[string]bool
 	leading bool // this queue sends (it has loaded Store's mails)
 	wake    chan struct{}
 	done    chan struct{}
@@ -141,7 +144,7 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 	if o.FirstTry <= 0 {
 		o.FirstTry = 500 * time.Millisecond
 	}
-	q := &Queue{o: o, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16),
+	q := &Queue{o: o, sent: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16),
 		started: time.Now()}
 	q.lead() // a single coordinator sends from the start
 	q.pending()
@@ -189,6 +192,11 @@ func (q *Queue) lead() {
 		}
 		for _, m := range kept {
 			if q.indexLocked(m) >= 0 {
+				continue
+			}
+			if q.sent[m.ID] {
+				q.dirty = true // it leaves Store at the next write
+				q.o.Logger.Info("a mail this coordinator sent is still in the shared record: not sent again", "id", m.ID)
 				continue
 			}
 			if !wellFormed([]Mail{m}) {
@@ -385,6 +393,7 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 		switch {
 		case err == nil:
 			q.mails = append(q.mails[:i], q.mails[i+1:]...)
+			q.sent[m.ID] = true
 			q.o.Logger.Info("mail sent", "subject", m.Subject, "attempts", m.Attempts+1, "id", m.ID)
 			call(q.o.OnSent)
 		case m.age(time.Now()) >= q.o.GiveUp:
@@ -407,6 +416,9 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 		}
 		q.dirty = true
 		q.mu.Unlock()
+		if err == nil {
+			q.forget(m.ID)
+		}
 		if err == nil || time.Since(saved) >= time.Second {
 			// A sent mail leaves Store at once (a new leader must not send it
 			// again); a long pass of failures writes once a second.
@@ -424,6 +436,24 @@ func (q *Queue) indexLocked(m Mail) int {
 		}
 	}
 	return -1
+}
+
+// forgetter is a Store that can drop one mail whoever leads (state.KV).
+type forgetter interface{ ForgetMail(id string) error }
+
+// forget takes a mail this queue sent out of Store at once, even if this
+// coordinator lost the lead meanwhile: removing a sent mail is right
+// whoever leads, and a leader that takes over before the removal would
+// send it again (issue 30: the lead lost for a moment between the send
+// and the write, and regained: the mail went twice).
+func (q *Queue) forget(id string) {
+	f, ok := q.o.Store.(forgetter)
+	if !ok || f.ForgetMail(id) != nil {
+		return // the next write as leader removes it; until then q.sent keeps it from coming back
+	}
+	q.mu.Lock()
+	delete(q.sent, id)
+	q.mu.Unlock()
 }
 
 // persist writes the pending mails to Store when they changed, outside
@@ -455,6 +485,15 @@ func (q *Queue) persist() {
 		return
 	}
 	q.mu.Lock()
+	inSnap := make(map[string]bool, len(snap))
+	for _, m := range snap {
+		inSnap[m.ID] = true
+	}
+	for id := range q.sent {
+		if !inSnap[id] {
+			delete(q.sent, id) // Store no longer has it
+		}
+	}
 	for _, m := range snap {
 		if i := q.indexLocked(m); i >= 0 {
 			q.mails[i].kept = true

@@ -3,10 +3,12 @@ package notify
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/smtp"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -205,4 +207,30 @@ func (s *SMTP) deliver(ctx context.Context, from string, to []string, w io.Write
 	}
 	step()
 	return client.Quit()
+}
+
+// TLSFor is the TLS a mail server's certificate is checked by: the
+// system's roots, and caFile's certificates when set (mail.caFile); with
+// verify false (mail.verifyCertificate), none is checked, as the
+// original did (Python's starttls() verifies nothing). nil: the defaults.
+func TLSFor(caFile string, verify bool) (*tls.Config, error) {
+	var cfg *tls.Config
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("mail.caFile: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mail.caFile %s holds no PEM certificate", caFile)
+		}
+		cfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if !verify {
+		cfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // mail.verifyCertificate
+	}
+	return cfg, nil
 }

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -19,6 +20,33 @@ type Event struct {
 	Load   *float64 `json:"load,omitempty"`
 	domain.Vector
 	Time string `json:"time"`
+}
+
+// EventFor is the event of a state change.
+func EventFor(ch domain.Change) Event {
+	ev := Event{Server: ch.Server, Kind: eventKind(ch), From: ch.From.String(), To: ch.To.String(),
+		Reason: ch.Reason, Time: ch.At.UTC().Format(time.RFC3339Nano)}
+	if ch.Reported {
+		load := ch.Load
+		ev.Load, ev.Vector = &load, ch.Vector
+	}
+	return ev
+}
+
+// eventKind names a change as PROTOCOL.md §2's event kinds do.
+func eventKind(ch domain.Change) string {
+	switch ch.To {
+	case domain.Down, domain.Unknown:
+		return EventDown
+	case domain.Full:
+		return EventFull
+	case domain.Draining:
+		return EventDraining
+	}
+	if ch.From == domain.Full {
+		return EventAvailable
+	}
+	return EventUp
 }
 
 // Publisher publishes the coordinator's events.

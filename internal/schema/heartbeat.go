@@ -429,6 +429,35 @@ func (hb Heartbeat) Encode() ([]byte, error) {
 	return json.Marshal(hb)
 }
 
+// statuses are the wire's statuses in the domain's words.
+var statuses = map[string]domain.Status{
+	StatusUp:          domain.StatusUp,
+	StatusDraining:    domain.StatusDraining,
+	StatusServiceDown: domain.StatusServiceDown,
+	StatusLeaving:     domain.StatusLeaving,
+}
+
+// Report is the heartbeat in the domain's words, received at (the
+// coordinator's clock: agents' clocks may drift).
+func (hb Heartbeat) Report(at time.Time) domain.Report {
+	rep := domain.Report{Server: hb.Server, Status: statuses[hb.Status], Load: hb.Load, Vector: hb.Vector,
+		Sessions: -1, Interval: hb.IntervalDuration(), Note: hb.Probe, At: at, InstantLoad: hb.InstantLoad}
+	if hb.Sessions != nil {
+		rep.Sessions = *hb.Sessions
+	}
+	if hb.MaxSessions != nil {
+		rep.MaxSessions = *hb.MaxSessions
+	}
+	if sh := hb.Sharing; sh != nil {
+		rep.Sharing = &domain.Sharing{Allowed: sh.AllowedRepositories, Blocked: sh.BlockedRepositories,
+			Docker: sh.Docker, ShareIdle: 50} // webots-server's default
+		if sh.ShareIdleTime != nil {
+			rep.Sharing.ShareIdle = *sh.ShareIdleTime
+		}
+	}
+	return rep
+}
+
 // IntervalDuration is the heartbeat's interval as a duration.
 func (hb Heartbeat) IntervalDuration() time.Duration {
 	return time.Duration(hb.Interval * float64(time.Second))

@@ -296,6 +296,25 @@ func (k *KV) SaveMails(mails []notify.Mail) error {
 	return nil
 }
 
+// ForgetMail deletes one mail from the bucket: a mail sent leaves it
+// whoever leads (notify's Queue, right after SMTP took it).
+func (k *KV) ForgetMail(id string) error {
+	k.mailsMu.Lock()
+	defer k.mailsMu.Unlock()
+	ctx, kv, done, err := k.open()
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := kv.Delete(ctx, mailKey(id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	if k.mails != nil {
+		delete(k.mails, schema.Node(id))
+	}
+	return nil
+}
+
 // hold is one server's mail state as the bucket keeps it.
 type hold struct {
 	Server string `json:"server"`

@@ -4,6 +4,7 @@ package coordcmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -174,7 +175,7 @@ func serve(o options, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *listenFile != "" {
-		if err := c.WriteListenFile(*listenFile); err != nil {
+		if err := writeListenFile(*listenFile, c.Listening()); err != nil {
 			log.Error("cannot write the listen file", "error", err)
 			fmt.Fprintln(stderr, "coordinator:", err)
 			c.Stop(context.Background())
@@ -199,4 +200,21 @@ func serve(o options, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
+}
+
+// writeListenFile writes what the coordinator bound (Listening) as JSON
+// to path, atomically: a reader sees no file or the whole file.
+func writeListenFile(path string, l coordinator.Listening) error {
+	data, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the listen file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing the listen file: %w", err)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package coordinator
+package httpapi
 
 import (
 	"log/slog"
@@ -18,7 +18,7 @@ func TestWebSocketCapFollowsTheFileLimit(t *testing.T) {
 		{20000, 1024, 512},
 		{20000, 256, 1},
 	} {
-		if got := capFor(tt.configured, tt.limit, quiet); got != tt.want {
+		if got := capFor(tt.configured, false, tt.limit, quiet); got != tt.want {
 			t.Errorf("capFor(%d, file limit %d) = %d, want %d", tt.configured, tt.limit, got, tt.want)
 		}
 	}
