@@ -236,6 +236,28 @@ var refusalNames = [...]string{"busy", "blocked", "not-shared"}
 
 func (r Refusal) String() string { return refusalNames[r] }
 
+// BusyCause says why a busy farm took no visitor (simgate_refusals_total):
+// "full" while a server is up (at its threshold, or booked to it), else
+// "drained" while one is drained or draining, else "down" (none up, none
+// heard). It runs on the refusal path only.
+func (r *Registry) BusyCause() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	drained := false
+	for _, s := range r.servers {
+		switch s.state {
+		case Up, Full:
+			return "full"
+		case Draining:
+			drained = true
+		}
+	}
+	if drained {
+		return "drained"
+	}
+	return "down"
+}
+
 // Why explains a refused placement of url: Busy unless no server would
 // ever run it. Servers that report no policy (or were never heard from)
 // might, so they make it Busy. It runs on the refusal path only.

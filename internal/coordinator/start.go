@@ -215,7 +215,7 @@ func (c *Coordinator) newLine() error {
 	m := c.metrics
 	o := waitroom.Options{Seats: c.reg, Max: q.Max, PerAddress: q.MaxPerAddress, MaxWait: q.MaxWait,
 		Seated: func(wait time.Duration) { m.QueueSeated.Inc(); m.QueueWait.Observe(wait.Seconds()) },
-		Left:   func(why waitroom.Reason) { m.QueueLeft.WithLabelValues(why.String()).Inc() },
+		Left:   func(why waitroom.Reason) { m.LeftLine(why.String()) },
 		Logger: c.log.With("component", "waitroom"),
 	}
 	if c.cfg.Clustered() {

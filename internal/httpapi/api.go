@@ -32,6 +32,7 @@ type Registry interface {
 	Waitable(url string) bool
 	Peek(url string) (name string, ok bool)
 	Why(url string) alloc.Refusal
+	BusyCause() string
 	Placed(t alloc.Tier) uint64
 	Available() bool
 	AvailabilityChanged() <-chan struct{}
@@ -280,6 +281,7 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	v, limited := a.visitor(r)
 	if limited {
 		a.limited.Inc()
+		a.o.Metrics.TurnedAway("rate-limited")
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = w.Write(limitedBody)
@@ -301,7 +303,8 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Content-Type"] = textPlain
 	if !ok {
 		if r.Method == http.MethodHead {
-			_, _ = w.Write(a.refusal(v.URL, false))
+			body, _ := a.refusal(v.URL, false)
+			_, _ = w.Write(body)
 		} else {
 			_, _ = w.Write(a.unplaced(r, v, out))
 		}
@@ -352,7 +355,8 @@ func (a *API) place(ctx context.Context, v alloc.Visitor) (string, alloc.Outcome
 // original's sentence or why no server ever would; an address at its cap
 // that gets no ticket is answered from the bookings it holds.
 func (a *API) unplaced(r *http.Request, v alloc.Visitor, out alloc.Outcome) []byte {
-	if body, ok := a.ticket(r, v, out); ok {
+	body, ok, lineFull := a.ticket(r, v, out)
+	if ok {
 		a.waiting.Inc()
 		return body
 	}
@@ -363,7 +367,13 @@ func (a *API) unplaced(r *http.Request, v alloc.Visitor, out alloc.Outcome) []by
 		}
 	}
 	a.none.Inc()
-	return a.refusal(v.URL, true)
+	body, why := a.refusal(v.URL, true)
+	if lineFull {
+		a.o.Metrics.TurnedAway("line-full")
+	} else {
+		a.turnedAway(why, out)
+	}
+	return body
 }
 
 // client is the request's client: key is what the rate limiter counts ("" for
@@ -421,21 +431,34 @@ func hasWebScheme(v string) bool {
 	return strings.EqualFold(v[:min(n, 7)], "http://") || strings.EqualFold(v[:n], "https://")
 }
 
-// refusal is the answer when no server takes url: the original's sentence
-// while the farm is merely busy, a specific one when none ever would;
-// counted by reason in /metrics when count is set (not for HEAD).
-func (a *API) refusal(url string, count bool) []byte {
+// turnedAway counts a visitor no server took (simgate_refusals_total):
+// why is the world's refusal, out why the registry placed nothing.
+func (a *API) turnedAway(why alloc.Refusal, out alloc.Outcome) {
+	switch {
+	case why != alloc.Busy:
+		a.o.Metrics.TurnedAway("blocked")
+	case out == alloc.NotReady:
+		a.o.Metrics.TurnedAway("not-ready")
+	default:
+		a.o.Metrics.TurnedAway(a.o.Registry.BusyCause())
+	}
+}
+
+// refusal is the answer when no server takes url, and why: the original's
+// sentence while the farm is merely busy, a specific one when none ever
+// would; counted by reason in /metrics when count is set (not for HEAD).
+func (a *API) refusal(url string, count bool) ([]byte, alloc.Refusal) {
 	why := a.o.Registry.Why(url)
 	if count {
 		a.o.Metrics.Refusals.WithLabelValues(why.String()).Inc()
 	}
 	switch why {
 	case alloc.Blocked:
-		return blockedEverywhere
+		return blockedEverywhere, why
 	case alloc.NotShared:
-		return notShared
+		return notShared, why
 	}
-	return noServer
+	return noServer, why
 }
 
 // ServersJSON is the /api/servers document, at most one refresh old.
@@ -454,6 +477,7 @@ const MaxWorldURL = 2048
 func (a *API) SessionFor(v alloc.Visitor) []byte {
 	if a.o.Limiter != nil && !a.o.Limiter.AllowAddr(v.Addr) {
 		a.limited.Inc()
+		a.o.Metrics.TurnedAway("rate-limited")
 		return limitedBody
 	}
 	// A NATS request is not held (its caller has its own timeout) and
@@ -461,10 +485,12 @@ func (a *API) SessionFor(v alloc.Visitor) []byte {
 	if len(v.URL) > MaxWorldURL {
 		return urlTooLong
 	}
-	name, ok := a.o.Registry.Place(v)
-	if !ok {
+	name, out := a.o.Registry.Admit(v, false)
+	if out != alloc.Placed {
 		a.none.Inc()
-		return a.refusal(v.URL, true)
+		body, why := a.refusal(v.URL, true)
+		a.turnedAway(why, out)
+		return body
 	}
 	a.placed.Inc()
 	return a.serverURL(name)

@@ -24,11 +24,16 @@ type connCap struct {
 	// mistaken for a silent flood while its requests are on their way.
 	quiet  time.Duration
 	exempt func(host string) bool
-	mu     sync.Mutex // guards open, idle, silent and byAddr
+	mu     sync.Mutex // guards open, idle, silent, byAddr and closing
 	open   int
 	idle   map[net.Conn]time.Time
 	silent map[net.Conn]silentConn
 	byAddr map[string]int
+	// closing is the connections closed here whose StateClosed has not
+	// come yet: already out of open, which under load would otherwise
+	// count them for a while and close a visitor's new connection for
+	// them (the cap's newcomer branch).
+	closing map[net.Conn]bool
 }
 
 // silentConn is a connection that has sent no request yet.
@@ -47,7 +52,7 @@ const silentAfter = time.Second
 
 func newConnCap(max int, exempt func(host string) bool) *connCap {
 	return &connCap{max: max, perAddr: silentPerAddr, exempt: exempt, quiet: silentAfter,
-		idle: map[net.Conn]time.Time{}, silent: map[net.Conn]silentConn{}, byAddr: map[string]int{}}
+		idle: map[net.Conn]time.Time{}, silent: map[net.Conn]silentConn{}, byAddr: map[string]int{}, closing: map[net.Conn]bool{}}
 }
 
 // state is the http.Server's ConnState hook.
@@ -87,6 +92,14 @@ func (c *connCap) state(conn net.Conn, s http.ConnState) {
 	case http.StateHijacked, http.StateClosed:
 		c.forgetSilent(conn)
 		delete(c.idle, conn)
+		if c.closing[conn] {
+			delete(c.closing, conn) // counted out when it was closed
+		} else {
+			c.open--
+		}
+	}
+	for _, v := range victims {
+		c.closing[v] = true
 		c.open--
 	}
 	c.mu.Unlock()

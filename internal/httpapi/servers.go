@@ -42,10 +42,13 @@ type summaryJSON struct {
 	MeanLoad  *float64 `json:"meanLoad"`
 	HandedOut uint64   `json:"handedOut"`
 	NoServer  uint64   `json:"noServer"`
-	Threshold float64  `json:"loadThreshold"`
-	Version   string   `json:"version"`
-	Started   string   `json:"started"`
-	Now       string   `json:"now"`
+	// Refusals is the visitors turned away since start, by reason
+	// (simgate_refusals_total's; only the reasons that happened).
+	Refusals  map[string]uint64 `json:"refusals"`
+	Threshold float64           `json:"loadThreshold"`
+	Version   string            `json:"version"`
+	Started   string            `json:"started"`
+	Now       string            `json:"now"`
 	// Coordinator is this coordinator in its cluster (members 1 alone).
 	Coordinator *Member `json:"coordinator,omitempty"`
 	// Alerts say what does not work that an operator must fix or know:
@@ -130,6 +133,7 @@ func (a *API) serversDoc() serversJSON {
 	handed, none := a.o.Registry.Counts()
 	doc.Summary.Servers = len(views)
 	doc.Summary.HandedOut, doc.Summary.NoServer = handed, none
+	doc.Summary.Refusals = a.o.Metrics.TurnedAwayCounts()
 	doc.Summary.Threshold = a.o.Registry.Threshold()
 	doc.Summary.Version = a.o.Version
 	doc.Summary.Started = a.o.Started.UTC().Format(time.RFC3339)

@@ -121,21 +121,22 @@ func (a *API) waitURL(r *http.Request, ticket string) []byte {
 
 // ticket gives v a place in line when the room may seat it (out says why
 // it was not placed): the waiting-room URL, ok; else ok is false and the
-// caller answers as the original would.
-func (a *API) ticket(r *http.Request, v alloc.Visitor, out alloc.Outcome) ([]byte, bool) {
+// caller answers as the original would; lineFull says the line had no
+// room for v.
+func (a *API) ticket(r *http.Request, v alloc.Visitor, out alloc.Outcome) (body []byte, ok, lineFull bool) {
 	if a.o.Line == nil || r == nil || (out != alloc.AtCap && out != alloc.NoRoom) {
-		return nil, false
+		return nil, false, false
 	}
 	if out == alloc.NoRoom && !a.o.Registry.Waitable(v.URL) {
-		return nil, false
+		return nil, false, false
 	}
 	t, ok := a.o.Line.Issue(v)
 	if !ok {
 		a.o.Metrics.QueueRefused.Inc()
-		return nil, false
+		return nil, false, true
 	}
 	a.o.Metrics.QueueTickets.Inc()
-	return a.waitURL(r, t), true
+	return a.waitURL(r, t), true, false
 }
 
 // wait serves /wait/<ticket> and /wait/<ticket>/client.

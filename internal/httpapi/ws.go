@@ -100,6 +100,7 @@ func (a *API) sessionWS(w http.ResponseWriter, r *http.Request) {
 	v, limited := a.visitor(r)
 	if limited {
 		a.limited.Inc()
+		a.o.Metrics.TurnedAway("rate-limited")
 		w.Header()["Content-Type"] = textPlain
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = w.Write(limitedBody)

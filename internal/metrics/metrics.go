@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +24,14 @@ type Metrics struct {
 	WebSocketClients   *prometheus.GaugeVec   // by endpoint
 	Refused            *prometheus.CounterVec // WebSocket clients refused at a cap, by endpoint
 	Refusals           *prometheus.CounterVec // /session answered "no server", by reason
-	Mails              *prometheus.CounterVec // by result: sent, failed, abandoned
-	MailsPending       prometheus.Gauge
-	StateChanges       *prometheus.CounterVec // by new state
+	// RefusedBy is every visitor turned away or lost, by why
+	// (RefusalReasons): what capacity planning reads (issue 34); turned
+	// holds the same counts for the monitor's summary.
+	RefusedBy    *prometheus.CounterVec
+	turned       map[string]*atomic.Uint64
+	Mails        *prometheus.CounterVec // by result: sent, failed, abandoned
+	MailsPending prometheus.Gauge
+	StateChanges *prometheus.CounterVec // by new state
 	// A cluster's bookings (placements shared between members).
 	BookingsApplied    prometheus.Counter
 	BookingsLost       prometheus.Counter
@@ -65,6 +72,8 @@ func New() *Metrics {
 			Name: "simgate_websocket_refused_total", Help: "WebSocket clients refused at a cap (503), by endpoint."}, []string{"endpoint"}),
 		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_session_refusals_total", Help: "/session answered without a server, by reason: busy, blocked (everywhere), not-shared (no server runs the repository)."}, []string{"reason"}),
+		RefusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simgate_refusals_total", Help: "Visitors turned away, by reason: full (servers up, none with room), drained (none up but drained ones), down (none up), not-ready (this member has no state or no quorum), blocked (no server runs the repository), line-full, rate-limited, gave-up (left the line), waited-too-long (queue.maxWait)."}, []string{"reason"}),
 		Mails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simgate_mails_total", Help: "Notification mails, by result (sent, failed attempt, abandoned)."}, []string{"result"}),
 		MailsPending: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -123,6 +132,7 @@ func New() *Metrics {
 	f(m.WebSocketClients)
 	f(m.Refused)
 	f(m.Refusals)
+	f(m.RefusedBy)
 	f(m.Mails)
 	f(m.MailsPending)
 	f(m.StateChanges)
@@ -134,6 +144,11 @@ func New() *Metrics {
 	for _, r := range []string{"busy", "blocked", "not-shared"} {
 		m.Refusals.WithLabelValues(r)
 	}
+	m.turned = make(map[string]*atomic.Uint64, len(RefusalReasons))
+	for _, r := range RefusalReasons {
+		m.RefusedBy.WithLabelValues(r)
+		m.turned[r] = new(atomic.Uint64)
+	}
 	for _, r := range []string{"closed", "max-wait", "no-server", "lapsed", "unreachable", "member-lost"} {
 		m.QueueLeft.WithLabelValues(r)
 	}
@@ -141,6 +156,42 @@ func New() *Metrics {
 		m.RelaysEnded.WithLabelValues(b)
 	}
 	return m
+}
+
+// RefusalReasons are simgate_refusals_total's reasons.
+var RefusalReasons = []string{"full", "drained", "down", "not-ready", "blocked", "line-full", "rate-limited", "gave-up", "waited-too-long"}
+
+// TurnedAway counts a visitor turned away for reason (RefusalReasons).
+func (m *Metrics) TurnedAway(reason string) {
+	m.RefusedBy.WithLabelValues(reason).Inc()
+	if n := m.turned[reason]; n != nil {
+		n.Add(1)
+	}
+}
+
+// TurnedAwayCounts is the visitors turned away since start, by reason
+// (only the reasons that happened).
+func (m *Metrics) TurnedAwayCounts() map[string]uint64 {
+	out := map[string]uint64{}
+	for r, n := range m.turned {
+		if v := n.Load(); v > 0 {
+			out[r] = v
+		}
+	}
+	return out
+}
+
+// LeftLine counts a visitor who left the waiting room's line unseated, by
+// why (waitroom.Reason); one who gave up, or waited queue.maxWait, is a
+// refusal too.
+func (m *Metrics) LeftLine(why string) {
+	m.QueueLeft.WithLabelValues(why).Inc()
+	switch why {
+	case "closed":
+		m.TurnedAway("gave-up")
+	case "max-wait":
+		m.TurnedAway("waited-too-long")
+	}
 }
 
 // Handler serves the exposition format.

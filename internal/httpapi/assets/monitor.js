@@ -82,6 +82,8 @@
     el("s-mean").textContent = m.meanLoad == null ? "N/A" : m.meanLoad.toFixed(1) + "%";
     el("s-handed").textContent = m.handedOut;
     el("s-none").textContent = m.noServer;
+    // Why visitors were turned away (simgate_refusals_total).
+    el("s-why").textContent = Object.keys(m.refusals || {}).sort().map(function (k) { return k + " " + m.refusals[k]; }).join(" · ");
     var q = doc.queue || { enabled: false, waiting: 0, oldestWaitSeconds: 0 };
     el("s-queue").textContent = q.enabled ? q.waiting : "off";
     el("s-queue-note").textContent = !q.enabled ? "waiting room" : q.waiting > 0 ?
