@@ -141,6 +141,14 @@ func New() *Metrics {
 	for _, s := range []string{"placed", "none", "limited", "waiting"} {
 		m.Sessions.WithLabelValues(s)
 	}
+	// Every label a dashboard or an alert reads exists from the start (a
+	// rate over a series that appears later misses its first increase).
+	for _, r := range []string{"sent", "failed", "abandoned"} {
+		m.Mails.WithLabelValues(r)
+	}
+	for _, r := range dropReasons {
+		m.HeartbeatsDropped.WithLabelValues(r)
+	}
 	for _, r := range []string{"busy", "blocked", "not-shared"} {
 		m.Refusals.WithLabelValues(r)
 	}
@@ -157,6 +165,9 @@ func New() *Metrics {
 	}
 	return m
 }
+
+// dropReasons are schema's Drop* reasons, simgate_heartbeats_dropped_total's.
+var dropReasons = []string{"schema", "subject", "unknown-server", "size", "closed-connection", "internal", "permission"}
 
 // RefusalReasons are simgate_refusals_total's reasons.
 var RefusalReasons = []string{"full", "drained", "down", "not-ready", "blocked", "line-full", "rate-limited", "gave-up", "waited-too-long"}

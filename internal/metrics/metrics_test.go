@@ -1,6 +1,11 @@
 package metrics
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/simgate/simgate/internal/schema"
+)
 
 // TestLeavingTheLineIsARefusal: issue 34. A visitor who leaves the line
 // unseated is counted by why; one who gave up, or waited queue.maxWait,
@@ -17,5 +22,15 @@ func TestLeavingTheLineIsARefusal(t *testing.T) {
 		if tc.want == "" && len(got) != 0 || tc.want != "" && (got[tc.want] != 1 || len(got) != 1) {
 			t.Errorf("left the line %s: turned away %v, want %q", tc.why, got, tc.want)
 		}
+	}
+}
+
+// TestDropReasonsAreTheWires: every drop reason of the wire contract is a
+// series from the start, and no other.
+func TestDropReasonsAreTheWires(t *testing.T) {
+	want := []string{schema.DropSchema, schema.DropSubject, schema.DropUnknown, schema.DropSize, schema.DropStale,
+		schema.DropInternal, schema.DropPermission}
+	if !slices.Equal(dropReasons, want) {
+		t.Errorf("dropReasons %v, want schema's %v", dropReasons, want)
 	}
 }
