@@ -63,6 +63,13 @@ func newReadmeHost(t *testing.T, name, src, netns string) *readmeHost {
 			t.Fatal(err)
 		}
 	}
+	// The units' users (the agent's is dynamic) reach what is theirs
+	// under the host's folder, as on a real machine: the test's temporary
+	// folders are its own (mode 700) otherwise.
+	for d := h.root; strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	h.copy(quietProc(t), "quiet-proc")
 	h.copy("/etc", "etc")
 	h.copy("/usr/lib/sysusers.d", "sysusers.d")
 	if _, err := os.Stat("/var/lib/apache2"); err == nil {
@@ -158,7 +165,7 @@ run() { printf '\n$ %%s\n' "$(cat "$1")"; sh "$1" 2>&1; echo "[exit $?]"; }
 	// The agents the commands start measure a quiet machine from testdata
 	// (gopsutil's HOST_PROC), not this one: CI runs beside other jobs, and
 	// a busy machine made the README's server full (issue 32).
-	cmd.Env = append(os.Environ(), "HOST_PROC="+quietProc(h.t))
+	cmd.Env = append(os.Environ(), "HOST_PROC="+filepath.Join(h.root, "quiet-proc"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	done := make(chan struct{})
 	var out []byte
