@@ -66,6 +66,13 @@ func (b *beater) set(server string, load int) {
 	b.mu.Unlock()
 }
 
+// silence stops the beats of server, as its agent's death would.
+func (b *beater) silence(server string) {
+	b.mu.Lock()
+	delete(b.load, server)
+	b.mu.Unlock()
+}
+
 // others is members but not.
 func others(members []*farm, not *farm) []*farm {
 	var out []*farm
@@ -175,7 +182,8 @@ func undoStaleClockStep(t *testing.T) {
 // server down) when the leader is killed; the new leader takes it over,
 // and then the clock steps forward 48 h, twice mail.giveUp: the mail is
 // neither abandoned nor sent twice when the SMTP server returns, and the
-// cluster places and judges as before, also once the clock steps back.
+// cluster places and judges as before, also once the clock steps back (a
+// server silent then is down within its timeout).
 // Members on one machine share one wall clock (Go reads it through the
 // vDSO: neither libfaketime nor a time namespace moves one process's), so
 // the step moves every member's clock, the new leader's among them. It
@@ -246,11 +254,17 @@ func TestClockStepKeepsPendingMail(t *testing.T) {
 	stepClock(t, -step)
 	stepped = false
 	_ = os.Remove(clockStepFile)
-	second := servers[1]
+	second, silent := servers[1], servers[2]
 	beats.set(second, 99)
 	waitMail(t, smtp, "Simulation server reached maximum load", second+" simulation server has reached maximum load (99.0%).")
+	// A server that falls silent after the step back is judged down within
+	// its timeout, not 48 h later (silence deadlines on the wall clock were).
+	beats.silence(silent)
 	for _, f := range keep {
-		for _, s := range servers {
+		f.waitState(t, silent, 10*time.Second, "down")
+	}
+	for _, f := range keep {
+		for _, s := range servers[:2] {
 			if st := f.servers(t)[s].State; st != "up" && st != "full" {
 				t.Errorf("%s is %s on %s after the steps", s, st, f.base)
 			}
@@ -267,7 +281,7 @@ func TestClockStepKeepsPendingMail(t *testing.T) {
 	placed, refused, errs := load.halt()
 	mc := countMails(smtp.Messages(), []mailWant{
 		{"Simulation server reached maximum load", full}, {"Simulation server available again", full},
-		{"Simulation server reached maximum load", second}})
+		{"Simulation server reached maximum load", second}, {"Simulation server not responding", silent}})
 	figures{placed: placed, refused: refused, errors: errs, mails: &mc,
-		falseDowns: falseDowns(t, keep, before, 0), election: election}.report(t)
+		falseDowns: falseDowns(t, keep, before, 1), election: election}.report(t)
 }

@@ -80,10 +80,10 @@ func (r *Registry) extendLocked(s *server, now time.Time) time.Time {
 		return time.Time{}
 	}
 	u := now.Add(r.timeout(s))
-	if d := u.UnixNano(); d > r.deadlines[i] {
+	if d := r.mono(u); d > r.deadlines[i] {
 		r.deadlines[i] = d
 	}
-	s.graced = max(s.graced, u.UnixNano())
+	s.graced = max(s.graced, r.mono(u))
 	return u
 }
 

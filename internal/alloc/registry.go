@@ -6,6 +6,7 @@ package alloc
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -134,9 +135,14 @@ type Registry struct {
 	handedOut uint64
 	noServer  uint64
 
-	// deadlines[i] is when servers[i] is silent too long (Unix ns; never
-	// when it is down or unknown): Sweep scans one packed array.
+	// deadlines[i] is when servers[i] is silent too long (ns since epoch,
+	// mono; never when it is down or unknown): Sweep scans one packed array.
 	deadlines []int64
+	// epoch is the registry's start: deadlines count from it on the
+	// monotonic clock, which a step of the wall clock does not move (a
+	// step back of 48 h kept every server from being judged silent for
+	// 48 h when they were wall-clock nanoseconds).
+	epoch time.Time
 
 	// holds remembers each address's unconfirmed bookings (PROTOCOL §1,
 	// visitors.go); holdBytes is what they take, URLs included.
@@ -171,8 +177,8 @@ type Registry struct {
 }
 
 type server struct {
-	// graced is the latest silence deadline a grace gave (Unix ns): a
-	// change of state keeps it (setDeadline).
+	// graced is the latest silence deadline a grace gave (ns since epoch,
+	// mono): a change of state keeps it (setDeadline).
 	graced    int64
 	name      string
 	state     State
@@ -213,6 +219,7 @@ func New(o Options) *Registry {
 	}
 	r := &Registry{
 		o:       o,
+		epoch:   o.Now(),
 		open:    len(o.Servers) == 0,
 		byName:  make(map[string]*server, len(o.Servers)),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
@@ -229,7 +236,7 @@ func New(o Options) *Registry {
 }
 
 func (r *Registry) add(name string) *server {
-	s := &server{name: name, heapIdx: -1, since: r.started, idx: len(r.servers)}
+	s := &server{name: name, heapIdx: -1, since: r.started, idx: len(r.servers), graced: math.MinInt64}
 	s.res.init()
 	r.servers = append(r.servers, s)
 	r.deadlines = append(r.deadlines, never)

@@ -175,6 +175,11 @@ func (r *Registry) ConnectionLost(name string) {
 	r.emit([]Change{c})
 }
 
+// mono is t as a deadline: nanoseconds since the registry's epoch, on the
+// monotonic clock when t has its reading (every time the coordinator
+// takes from time.Now does).
+func (r *Registry) mono(t time.Time) int64 { return int64(t.Sub(r.epoch)) }
+
 // never is the deadline of a server that cannot go silent (down, unknown).
 const never = math.MaxInt64
 
@@ -188,7 +193,7 @@ func (r *Registry) setDeadline(s *server) {
 		r.deadlines[s.idx] = never
 		return
 	}
-	r.deadlines[s.idx] = max(s.lastAt.Add(r.timeout(s)).UnixNano(), s.graced)
+	r.deadlines[s.idx] = max(r.mono(s.lastAt.Add(r.timeout(s))), s.graced)
 }
 
 // Sweep marks down every server silent for longer than its timeout at now,
@@ -202,7 +207,7 @@ func (r *Registry) Sweep(now time.Time) {
 		r.holdsSwept = now
 	}
 	var changes []Change
-	t := now.UnixNano()
+	t := r.mono(now)
 	for i, d := range r.deadlines {
 		if t <= d {
 			continue
