@@ -91,6 +91,7 @@ func others(members []*farm, not *farm) []*farm {
 // mail server's late refusal and does not send the mail again; a later
 // mail of the same server goes once.
 func TestStepdownWhileSMTPHangsSendsOnce(t *testing.T) {
+	t.Parallel() // a fault scenario of its own ports and processes: beside another, as on a busy machine
 	const full = "127.0.0.1:2981"
 	servers := []string{full, "127.0.0.1:2982", "127.0.0.1:2983"}
 	smtp, keys := mailing(t, map[string]any{"holdOff": 0})
