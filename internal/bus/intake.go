@@ -47,6 +47,14 @@ type IntakeOptions struct {
 	// their agents fail over to another member, and silence stays the
 	// backstop for one that does not.
 	Peers func() map[string]bool
+	// Quiet, when set, is the NATS server IDs of members whose beats
+	// stopped a moment ago (cluster.Peers.Quiet): their routes may stand
+	// for seconds more, and the agents on them are being sent away or
+	// failing over. While a member is quiet, its agents' servers are told
+	// to MemberGone every 250 ms, so that none is judged silent before its
+	// agent had the time to move (issue 30: the majority judged one down
+	// 0.1 s before its agent's first heartbeat from a new member).
+	Quiet func() []string
 }
 
 // Intake subscribes to heartbeats and to the server's connection advisories.
@@ -202,6 +210,7 @@ func (in *Intake) janitor() {
 			in.expireHeld(now)
 			if in.o.Peers != nil && n%5 == 0 {
 				known = in.watchPeers(known)
+				in.graceQuiet()
 			}
 		}
 	}
@@ -230,6 +239,27 @@ func (in *Intake) watchPeers(known map[string]bool) map[string]bool {
 		in.forgetServer(id, "its routes are gone")
 	}
 	return peers
+}
+
+// graceQuiet tells MemberGone the servers whose agents' connections are
+// on a quiet member (Options.Quiet), keeping their connections.
+func (in *Intake) graceQuiet() {
+	if in.o.Quiet == nil || in.o.MemberGone == nil {
+		return
+	}
+	for _, id := range in.o.Quiet() {
+		in.mu.Lock()
+		var entries []string
+		for key, name := range in.live {
+			if key.server == id {
+				entries = append(entries, name)
+			}
+		}
+		in.mu.Unlock()
+		if len(entries) > 0 {
+			in.o.MemberGone(entries)
+		}
+	}
 }
 
 // heldFor is how long a heartbeat for a server whose agent's connection

@@ -428,6 +428,17 @@ func (s *Server) Peers() map[string]bool {
 	return peers
 }
 
+// Routes is the members this one has routes to: NATS server ID → name.
+func (s *Server) Routes() map[string]string {
+	out := map[string]string{}
+	if rz, err := s.ns.Routez(nil); err == nil && s.clustered {
+		for _, r := range rz.Routes {
+			out[r.RemoteID] = r.RemoteName
+		}
+	}
+	return out
+}
+
 // SendAgentsAway, on, refuses agents (connections named after a
 // configured server entry) and closes those connected here, so that they
 // reconnect to another member: this member reaches no majority of its

@@ -138,6 +138,19 @@ func TestPeersHeardLately(t *testing.T) {
 	}
 }
 
+// TestQuietMembers: issue 30. A member heard once and not for QuietAfter
+// is quiet (its agents are about to move); one heard lately, or never,
+// is not.
+func TestQuietMembers(t *testing.T) {
+	now := time.Now()
+	p := &Peers{self: "a", heard: map[string]heard{
+		"b": {at: now.Add(-QuietAfter - time.Millisecond)}, "c": {at: now.Add(-QuietAfter / 2)}}}
+	got := p.quietAt(map[string]string{"IDB": "b", "IDC": "c", "IDD": "d"}, now)
+	if len(got) != 1 || got[0] != "IDB" {
+		t.Errorf("quiet %v, want [IDB]", got)
+	}
+}
+
 // TestRivalFencesTheLead: issue 30. A member that holds the meta leader's
 // title and a quorum does not lead while a member it hears claims the
 // title too (its own title lingering after a pause); an old claim, or one

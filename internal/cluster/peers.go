@@ -108,6 +108,27 @@ func (p *Peers) reachedAt(now time.Time) int {
 	return n
 }
 
+// QuietAfter is how long unheard makes a member quiet (Quiet): three
+// beats, well before it stops counting for a majority (PeerSilence).
+const QuietAfter = 3 * BeatEvery
+
+// Quiet is the IDs, of routes (NATS server ID → name, bus.Server.Routes),
+// whose members were heard once and not for QuietAfter: a cut or paused
+// member whose agents are about to move (bus.IntakeOptions.Quiet).
+func (p *Peers) Quiet(routes map[string]string) []string { return p.quietAt(routes, time.Now()) }
+
+func (p *Peers) quietAt(routes map[string]string, now time.Time) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for id, name := range routes {
+		if h, ok := p.heard[name]; ok && now.Sub(h.at) > QuietAfter {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // RivalLeads reports whether another member heard within PeerSilence
 // claimed the meta leader's title in its latest beat. Two claims at once
 // happen only while a title lingers (a pause, a cut just healed): neither

@@ -186,7 +186,7 @@ func (c *Coordinator) startIntake() (err error) {
 		Received: c.metrics.HeartbeatsReceived.Inc,
 	}
 	if c.cfg.Clustered() {
-		iopts.Peers = c.nats.Peers
+		iopts.Peers, iopts.Quiet = c.nats.Peers, func() []string { return c.peers.Quiet(c.nats.Routes()) }
 		iopts.MemberGone = func(entries []string) { c.reg.GraceServers(entries, time.Now()) }
 	}
 	if c.intake, err = bus.StartIntake(c.nats, iopts); err != nil {
