@@ -581,6 +581,45 @@ func TestSentMailLeavesTheRecordWithoutTheLead(t *testing.T) {
 	}
 }
 
+// staleStore forgets a mail but a stale replica still lists it.
+type staleStore struct{ memStore }
+
+func (s *staleStore) ForgetMail(string) error { return nil }
+
+// TestSentMailNotTakenBackFromAStaleRead: issue 30. The leader sent a mail
+// and removed it from the shared record, but after a flicker of the lead a
+// stale replica still lists it: the mail is not sent a second time.
+func TestSentMailNotTakenBackFromAStaleRead(t *testing.T) {
+	var logs syncBuffer
+	store, f := &staleStore{}, &fence{}
+	f.holds.Store(true)
+	tr := &deposing{fence: f}
+	q, err := NewQueue(QueueOptions{Transport: tr, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Store: store, Fence: f,
+		FirstTry: time.Millisecond, RetryMax: time.Millisecond, GiveUp: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Enqueue("s", "b")
+	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "no longer sends the mails") {
+			return fmt.Errorf("the leader has not lost the lead after the send")
+		}
+		return nil
+	})
+	f.holds.Store(true)
+	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "still in the shared record: not sent again") {
+			return fmt.Errorf("the lead not regained, or the stale mail taken: %s", logs.String())
+		}
+		return nil
+	})
+	q.Close()
+	if n := tr.sends.Load(); n != 1 {
+		t.Errorf("the mail was handed to SMTP %d times, want 1", n)
+	}
+}
+
 // syncBuffer is a log sink tests read while the queue writes.
 type syncBuffer struct {
 	mu sync.Mutex

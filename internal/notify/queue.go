@@ -115,9 +115,11 @@ type Queue struct {
 	mu    sync.Mutex // guards mails, dirty, leading and sent; never held across Store or Transport calls
 	mails []Mail
 	dirty bool // Store is behind q.mails: the sender writes it
-	// sent is the mails this queue handed to SMTP that may still be in
-	// Store (their removal not written yet): never taken from it again.
-	sent    map[string]bool
+	// sent is the mails this queue handed to SMTP, with when: never taken
+	// from Store again, even once their removal is written (a replica's
+	// stale read after a leader change brought one back: it went twice).
+	// Forgotten after sentKept.
+	sent    map[string]time.Time
 	leading bool // this queue sends (it has loaded Store's mails)
 	wake    chan struct{}
 	done    chan struct{}
@@ -144,7 +146,7 @@ func NewQueue(o QueueOptions) (*Queue, error) {
 	if o.FirstTry <= 0 {
 		o.FirstTry = 500 * time.Millisecond
 	}
-	q := &Queue{o: o, sent: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16),
+	q := &Queue{o: o, sent: map[string]time.Time{}, wake: make(chan struct{}, 1), done: make(chan struct{}), errLog: logging.NewThrottle(time.Minute, 16),
 		started: time.Now()}
 	q.lead() // a single coordinator sends from the start
 	q.pending()
@@ -194,7 +196,7 @@ func (q *Queue) lead() {
 			if q.indexLocked(m) >= 0 {
 				continue
 			}
-			if q.sent[m.ID] {
+			if _, sent := q.sent[m.ID]; sent {
 				q.dirty = true // it leaves Store at the next write
 				q.o.Logger.Info("a mail this coordinator sent is still in the shared record: not sent again", "id", m.ID)
 				continue
@@ -393,7 +395,12 @@ func (q *Queue) sendDue(ctx context.Context) time.Time {
 		switch {
 		case err == nil:
 			q.mails = append(q.mails[:i], q.mails[i+1:]...)
-			q.sent[m.ID] = true
+			q.sent[m.ID] = time.Now()
+			for id, at := range q.sent {
+				if time.Since(at) > sentKept {
+					delete(q.sent, id)
+				}
+			}
 			q.o.Logger.Info("mail sent", "subject", m.Subject, "attempts", m.Attempts+1, "id", m.ID)
 			call(q.o.OnSent)
 		case m.age(time.Now()) >= q.o.GiveUp:
@@ -447,14 +454,13 @@ type forgetter interface{ ForgetMail(id string) error }
 // send it again (issue 30: the lead lost for a moment between the send
 // and the write, and regained: the mail went twice).
 func (q *Queue) forget(id string) {
-	f, ok := q.o.Store.(forgetter)
-	if !ok || f.ForgetMail(id) != nil {
-		return // the next write as leader removes it; until then q.sent keeps it from coming back
+	if f, ok := q.o.Store.(forgetter); ok {
+		_ = f.ForgetMail(id) // else the next write as leader removes it; q.sent keeps it from coming back
 	}
-	q.mu.Lock()
-	delete(q.sent, id)
-	q.mu.Unlock()
 }
+
+// sentKept is how long a sent mail's ID is remembered (Queue.sent).
+const sentKept = time.Hour
 
 // persist writes the pending mails to Store when they changed, outside
 // the lock: Enqueue never waits for the disk or the cluster.
@@ -485,15 +491,6 @@ func (q *Queue) persist() {
 		return
 	}
 	q.mu.Lock()
-	inSnap := make(map[string]bool, len(snap))
-	for _, m := range snap {
-		inSnap[m.ID] = true
-	}
-	for id := range q.sent {
-		if !inSnap[id] {
-			delete(q.sent, id) // Store no longer has it
-		}
-	}
 	for _, m := range snap {
 		if i := q.indexLocked(m); i >= 0 {
 			q.mails[i].kept = true
