@@ -543,80 +543,63 @@ func (d *deposing) Send(context.Context, Mail) error {
 	return nil
 }
 
-// TestSentMailLeavesTheRecordWithoutTheLead: issue 30. The leader loses
-// the lead right after SMTP took a mail, before it wrote that down: the
-// mail leaves the shared record all the same, and the lead regained, it
-// is not sent again (it went twice in 1 of 5 fault runs).
-func TestSentMailLeavesTheRecordWithoutTheLead(t *testing.T) {
-	var logs syncBuffer
-	store, f := &memStore{}, &fence{}
-	f.holds.Store(true)
-	tr := &deposing{fence: f}
-	q, err := NewQueue(QueueOptions{Transport: tr, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Store: store, Fence: f,
-		FirstTry: time.Millisecond, RetryMax: time.Millisecond, GiveUp: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	q.Enqueue("s", "b")
-	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if !strings.Contains(logs.String(), "no longer sends the mails") {
-			return fmt.Errorf("the leader has not lost the lead after the send")
-		}
-		return nil
-	})
-	if mails, _ := store.LoadMails(); len(mails) != 0 {
-		t.Errorf("the sent mail is still in the shared record: %+v", mails)
-	}
-	f.holds.Store(true)
-	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if strings.Count(logs.String(), "now sends the mails") < 2 {
-			return fmt.Errorf("the lead not regained yet")
-		}
-		return nil
-	})
-	q.Close()
-	if n := tr.sends.Load(); n != 1 {
-		t.Errorf("the mail was handed to SMTP %d times, want 1", n)
-	}
-}
-
 // staleStore forgets a mail but a stale replica still lists it.
 type staleStore struct{ memStore }
 
 func (s *staleStore) ForgetMail(string) error { return nil }
 
-// TestSentMailNotTakenBackFromAStaleRead: issue 30. The leader sent a mail
-// and removed it from the shared record, but after a flicker of the lead a
-// stale replica still lists it: the mail is not sent a second time.
-func TestSentMailNotTakenBackFromAStaleRead(t *testing.T) {
-	var logs syncBuffer
-	store, f := &staleStore{}, &fence{}
-	f.holds.Store(true)
-	tr := &deposing{fence: f}
-	q, err := NewQueue(QueueOptions{Transport: tr, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Store: store, Fence: f,
-		FirstTry: time.Millisecond, RetryMax: time.Millisecond, GiveUp: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	q.Enqueue("s", "b")
-	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if !strings.Contains(logs.String(), "no longer sends the mails") {
-			return fmt.Errorf("the leader has not lost the lead after the send")
+// TestSentMailNotSentAgainAfterAFlicker: issue 30. The leader loses the
+// lead right after SMTP took a mail, before it wrote that down: the mail
+// leaves the shared record all the same (it went twice in 1 of 5 fault
+// runs); and where a stale replica still lists it (1 of 6 beside CI), the
+// queue that sent it does not take it back. Regained, the lead sends it
+// no second time.
+func TestSentMailNotSentAgainAfterAFlicker(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store interface {
+			Store
+			forgetter
 		}
-		return nil
-	})
-	f.holds.Store(true)
-	testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if !strings.Contains(logs.String(), "still in the shared record: not sent again") {
-			return fmt.Errorf("the lead not regained, or the stale mail taken: %s", logs.String())
-		}
-		return nil
-	})
-	q.Close()
-	if n := tr.sends.Load(); n != 1 {
-		t.Errorf("the mail was handed to SMTP %d times, want 1", n)
+		removed  bool   // the record no longer lists it once the lead is lost
+		regained string // the log line that says the lead is back
+	}{
+		{"the record forgets it", &memStore{}, true, "now sends the mails"},
+		{"a stale replica lists it", &staleStore{}, false, "still in the shared record: not sent again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			f := &fence{}
+			f.holds.Store(true)
+			tr := &deposing{fence: f}
+			q, err := NewQueue(QueueOptions{Transport: tr, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Store: tc.store, Fence: f,
+				FirstTry: time.Millisecond, RetryMax: time.Millisecond, GiveUp: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			q.Enqueue("s", "b")
+			testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+				if !strings.Contains(logs.String(), "no longer sends the mails") {
+					return fmt.Errorf("the leader has not lost the lead after the send")
+				}
+				return nil
+			})
+			if mails, _ := tc.store.LoadMails(); tc.removed && len(mails) != 0 {
+				t.Errorf("the sent mail is still in the shared record: %+v", mails)
+			}
+			f.holds.Store(true)
+			testutil.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+				if strings.Count(logs.String(), tc.regained) < 1 || strings.Count(logs.String(), "now sends the mails") < 2 {
+					return fmt.Errorf("the lead not regained yet: %s", logs.String())
+				}
+				return nil
+			})
+			q.Close()
+			if n := tr.sends.Load(); n != 1 {
+				t.Errorf("the mail was handed to SMTP %d times, want 1", n)
+			}
+		})
 	}
 }
 
