@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/simgate/simgate/internal/notify/smtptest"
 	"github.com/simgate/simgate/internal/testutil"
 )
 
@@ -84,6 +85,23 @@ func others(members []*farm, not *farm) []*farm {
 	return out
 }
 
+// beatenMailCluster is three members mailing at once (no hold-off), every
+// server up on each, beaten through a member other than the leader (keep:
+// the two others).
+func beatenMailCluster(t *testing.T, servers []string) (c *cluster, smtp *smtptest.Server, leader *farm, keep []*farm, beats *beater) {
+	t.Helper()
+	c, smtp = startMailCluster(t, 3, servers, map[string]any{"holdOff": 0})
+	leader = c.waitFormed(t, c.members)
+	keep = others(c.members, leader)
+	beats = startBeater(t, keep[0].nats, servers)
+	for _, f := range c.members {
+		for _, s := range servers {
+			f.waitState(t, s, 15*time.Second, "up")
+		}
+	}
+	return c, smtp, leader, keep, beats
+}
+
 // TestStepdownWhileSMTPHangsSendsOnce: issue 30. The leader hands a mail
 // to an SMTP server that hangs (the message sent, no answer), and is
 // frozen (SIGSTOP) until the two others have elected a leader, which sends
@@ -94,17 +112,7 @@ func TestStepdownWhileSMTPHangsSendsOnce(t *testing.T) {
 	t.Parallel() // a fault scenario of its own ports and processes: beside another, as on a busy machine
 	const full = "127.0.0.1:2981"
 	servers := []string{full, "127.0.0.1:2982", "127.0.0.1:2983"}
-	smtp, keys := mailing(t, map[string]any{"holdOff": 0})
-	keys["simulationServers"] = servers
-	c := startCluster(t, 3, keys)
-	leader := c.waitFormed(t, c.members)
-	keep := others(c.members, leader)
-	beats := startBeater(t, keep[0].nats, servers)
-	for _, f := range c.members {
-		for _, s := range servers {
-			f.waitState(t, s, 15*time.Second, "up")
-		}
-	}
+	c, smtp, leader, keep, beats := beatenMailCluster(t, servers)
 	load := startVisitors(t, c.members)
 	before := downs(t, c.members)
 
@@ -197,17 +205,7 @@ func TestClockStepKeepsPendingMail(t *testing.T) {
 	undoStaleClockStep(t)
 	const full = "127.0.0.1:2991"
 	servers := []string{full, "127.0.0.1:2992", "127.0.0.1:2993"}
-	smtp, keys := mailing(t, map[string]any{"holdOff": 0})
-	keys["simulationServers"] = servers
-	c := startCluster(t, 3, keys)
-	leader := c.waitFormed(t, c.members)
-	keep := others(c.members, leader)
-	beats := startBeater(t, keep[0].nats, servers)
-	for _, f := range c.members {
-		for _, s := range servers {
-			f.waitState(t, s, 15*time.Second, "up")
-		}
-	}
+	c, smtp, leader, keep, beats := beatenMailCluster(t, servers)
 	load := startVisitors(t, keep)
 	before := downs(t, keep)
 
