@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,19 @@ func readmeTools(t *testing.T, tools ...string) {
 	}
 	if out, err := exec.Command("unshare", "--mount", "true").CombinedOutput(); err != nil {
 		t.Skipf("no mount namespace for a temporary root: %v %s", err, out)
+	}
+}
+
+// readmePortsFree skips the test when a port the README's setup uses
+// (1999, 4222) is taken on this machine.
+func readmePortsFree(t *testing.T) {
+	t.Helper()
+	for _, port := range []int{1999, 4222} {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Skipf("port %d, which the README's setup uses, is taken here: %v", port, err)
+		}
+		l.Close()
 	}
 }
 

@@ -3,12 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,13 +27,7 @@ import (
 // its loopback.
 func TestREADMESecureSetup(t *testing.T) {
 	readmeTools(t, "openssl", "setpriv")
-	for _, port := range []int{1999, 4222} {
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			t.Skipf("port %d, which the README's setup uses, is taken here: %v", port, err)
-		}
-		l.Close()
-	}
+	readmePortsFree(t)
 	src := filepath.Join(t.TempDir(), "simgate")
 	copyRepo(t, src)
 	h := newReadmeHost(t, "the session host and sim1", src, "")

@@ -29,13 +29,7 @@ import (
 // to the coordinator, and the agent has taken its server over.
 func TestREADMESetup(t *testing.T) {
 	readmeTools(t, "python3")
-	for _, port := range []int{1999, 4222} {
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			t.Skipf("port %d, which the README's setup uses, is taken here: %v", port, err)
-		}
-		l.Close()
-	}
+	readmePortsFree(t)
 	src := filepath.Join(t.TempDir(), "simgate")
 	copyRepo(t, src)
 	h := newReadmeHost(t, "the session host", src, "")
