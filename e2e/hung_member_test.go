@@ -31,7 +31,6 @@ func hungMember(t *testing.T, leader bool) {
 	if testing.Short() {
 		t.Skip("a 20 s fault")
 	}
-	t.Parallel() // a fault scenario of its own ports and processes: beside another, as on a busy machine
 	servers := []string{"127.0.0.1:2971", "127.0.0.1:2972", "127.0.0.1:2973"}
 	c, smtp := startMailCluster(t, 3, servers, map[string]any{"holdOff": 0})
 	quiet := quietProc(t)

@@ -13,7 +13,6 @@ import (
 // while a server is up: a restarted member is ready only once it has heard
 // from every server (1 s heartbeats: 18 refusals before).
 func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
-	t.Parallel() // a fault scenario of its own ports and processes: beside another, as on a busy machine
 	rollingUpgrade(t, func(t *testing.T, i int, f *farm, load *visitors) {
 		t.Logf("stopping member %d at %v", i, time.Now().Format("15:04:05.000"))
 		if code, _ := f.coord.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
@@ -32,7 +31,6 @@ func TestRollingUpgradeRefusesNoVisitor(t *testing.T) {
 // process on the same HTTP port), visitors sent through the balancer all
 // along: none refused, no server down.
 func TestRollingReloadRefusesNoVisitor(t *testing.T) {
-	t.Parallel() // a fault scenario of its own ports and processes: beside another, as on a busy machine
 	rollingUpgrade(t, func(t *testing.T, i int, f *farm, _ *visitors) {
 		t.Logf("reloading member %d at %v", i, time.Now().Format("15:04:05.000"))
 		reload(t, f)
