@@ -78,9 +78,8 @@ step gofmt gofmt_clean
 step vet go vet ./...
 step tidy go mod tidy -diff
 step vulncheck vulncheck
-# The e2e package takes about 7 minutes here (its fault scenarios two at a
-# time); -timeout is a guard for a hung test on a machine busier than this
-# one, not the suite's budget.
+# The e2e package takes about 8.5 minutes here; -timeout is a guard for a
+# hung test on a machine busier than this one, not the suite's budget.
 step tests go test -race -count=1 -timeout 15m ./...
 # Each fuzz target for 50,000 inputs, a few seconds (FUZZTIME=5m for a real
 # session): a time limit failed with "context deadline exceeded" when it
