@@ -50,6 +50,7 @@ type KV struct {
 	// do not (LOCKS.md).
 	mailsMu sync.Mutex
 	mails   map[string]notify.Mail // what the bucket holds, as last read or written
+	swept   time.Time              // when delete markers were last swept (sweep)
 	// manifest, when set, is the file the bucket's entry count is kept in
 	// after each write (ManifestPath); noted is the count last written.
 	manifest string
@@ -172,37 +173,102 @@ func (k *KV) open() (context.Context, jetstream.KeyValue, func(), error) {
 	return ctx, kv, done, nil
 }
 
-// keys lists the keys under prefix.
-func (k *KV) keys(ctx context.Context, kv jetstream.KeyValue, prefix string) ([]string, error) {
-	l, err := kv.ListKeysFiltered(ctx, prefix+".>")
+// keys lists the keys under prefix, as the stream's leader holds them.
+func (k *KV) keys(ctx context.Context, prefix string) ([]string, error) {
+	st, err := k.js.Stream(ctx, "KV_"+Bucket)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = l.Stop() }()
-	var out []string
-	for key := range l.Keys() {
-		out = append(out, key)
+	// Answered by the stream's leader, with every subject under prefix
+	// (a deleted key's too: its marker; leaderGet tells them apart).
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(kvSubject(prefix+".>")))
+	if err != nil {
+		return nil, err
 	}
-	return out, ctx.Err()
+	out := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		out = append(out, strings.TrimPrefix(subj, kvSubject("")))
+	}
+	return out, nil
 }
 
-// load reads every value under prefix into decode; a value that does not
-// decode is set aside under "corrupt.<key>" and logged.
+// kvSubject is the stream subject key is kept on.
+func kvSubject(key string) string { return "$KV." + Bucket + "." + key }
+
+// errNoValue is leaderGet's answer for a key deleted, purged or never
+// written.
+var errNoValue = errors.New("no value")
+
+// leaderGet reads key's latest value from the stream's leader. A KV Get
+// may be answered by any replica (direct get), and right after a change
+// of leader a replica still held a mail the old leader had sent and
+// deleted: the new leader mailed it again (issue 30). The plain message
+// get is answered by the stream's leader alone.
+func (k *KV) leaderGet(ctx context.Context, key string) ([]byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": kvSubject(key)})
+	msg, err := k.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+Bucket, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Message *struct {
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("reading %s from the stream's leader: %w", key, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return nil, errNoValue
+		}
+		return nil, fmt.Errorf("reading %s from the stream's leader: %s", key, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return nil, errNoValue
+	}
+	if op := kvOperation(resp.Message.Header); op == "DEL" || op == "PURGE" {
+		return nil, errNoValue
+	}
+	return resp.Message.Data, nil
+}
+
+// kvOperation is the KV-Operation header of a NATS header block ("" for
+// a put).
+func kvOperation(hdr []byte) string {
+	for _, line := range strings.Split(string(hdr), "\r\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "KV-Operation") {
+			return strings.TrimSpace(value)
+		}
+	}
+	return ""
+}
+
+// load reads every value under prefix into decode, as the stream's leader
+// holds them; a value that does not decode is set aside under
+// "corrupt.<key>" and logged.
 func (k *KV) load(ctx context.Context, kv jetstream.KeyValue, prefix string, decode func(key string, v []byte) error) error {
-	keys, err := k.keys(ctx, kv, prefix)
+	keys, err := k.keys(ctx, prefix)
 	if err != nil {
 		return err
 	}
 	for _, key := range keys {
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		v, err := k.leaderGet(ctx, key)
+		if errors.Is(err, errNoValue) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if err := decode(key, e.Value()); err != nil {
-			_, perr := kv.Put(ctx, "corrupt."+key, e.Value())
+		if err := decode(key, v); err != nil {
+			_, perr := kv.Put(ctx, "corrupt."+key, v)
 			derr := kv.Delete(ctx, key)
 			k.log.Error("state entry unreadable: set aside", "bucket", Bucket, "key", key, "aside", "corrupt."+key,
 				"error", err, "put_error", perr, "delete_error", derr)
@@ -258,7 +324,7 @@ func (k *KV) SaveMails(mails []notify.Mail) error {
 	defer k.note(ctx, kv) // before done: its context
 	if k.mails == nil {
 		// Learn what the bucket holds, to delete what is no longer pending.
-		keys, err := k.keys(ctx, kv, "mail")
+		keys, err := k.keys(ctx, "mail")
 		if err != nil {
 			return err
 		}
@@ -293,6 +359,7 @@ func (k *KV) SaveMails(mails []notify.Mail) error {
 		}
 		delete(k.mails, id)
 	}
+	k.sweep(ctx, kv)
 	return nil
 }
 
@@ -312,7 +379,28 @@ func (k *KV) ForgetMail(id string) error {
 	if k.mails != nil {
 		delete(k.mails, schema.Node(id))
 	}
+	k.sweep(ctx, kv)
 	return nil
+}
+
+// markerAge is how long a deleted key's marker stays in the bucket: every
+// mail has its own key, and each marker left would cost every later read
+// of the mails (load gets each key from the stream's leader). A variable
+// for the tests (negative: every marker, at every write).
+var markerAge = time.Hour
+
+// sweep removes the delete markers older than markerAge, at most once per
+// markerAge; mailsMu is held. A replica that lags by an hour is not read
+// (keys and leaderGet ask the stream's leader).
+func (k *KV) sweep(ctx context.Context, kv jetstream.KeyValue) {
+	if time.Since(k.swept) < markerAge {
+		return
+	}
+	k.swept = time.Now()
+	if err := kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(markerAge)); err != nil {
+		k.log.Debug("cannot sweep the state bucket's delete markers; will retry", "error", err)
+		k.swept = time.Time{}
+	}
 }
 
 // hold is one server's mail state as the bucket keeps it.

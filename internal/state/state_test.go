@@ -80,6 +80,34 @@ func TestMailsSurviveARestart(t *testing.T) {
 	}
 }
 
+// TestSentMailIsNotReadBack: a mail forgotten (sent) is not loaded by a
+// coordinator that never saw it, and the markers deleted keys leave are
+// swept, so that reading the mails does not grow with every mail sent.
+func TestSentMailIsNotReadBack(t *testing.T) {
+	_, kv := open(t, t.TempDir())
+	old := markerAge
+	markerAge = -1
+	t.Cleanup(func() { markerAge = old })
+	if err := kv.SaveMails([]notify.Mail{mail("1-a", "one"), mail("2-b", "two")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.ForgetMail("1-a"); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := New(kv.js.Conn(), 1, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fresh.LoadMails()
+	if err != nil || len(got) != 1 || got[0].ID != "2-b" {
+		t.Fatalf("loaded %+v, %v; want 2-b alone", got, err)
+	}
+	keys, err := kv.keys(context.Background(), "mail")
+	if err != nil || len(keys) != 1 {
+		t.Errorf("subjects left under mail: %v, %v; want the pending mail's alone", keys, err)
+	}
+}
+
 // TestCorruptEntryIsSetAside: an entry that does not decode is moved under
 // corrupt.<key> and the others load: never a reason not to send the rest.
 func TestCorruptEntryIsSetAside(t *testing.T) {
