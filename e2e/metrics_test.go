@@ -162,3 +162,92 @@ func expectPrefix(t *testing.T, url, prefix string) {
 		t.Errorf("GET %s = %q, want %s…", url, body, prefix)
 	}
 }
+
+// TestRefusalsCountedByReason: issue 34. Each visitor turned away is
+// counted once on /metrics under why (simgate_refusals_total{reason}),
+// for every reason a real coordinator meets: no server up (down), all
+// full, all drained, the repository blocked everywhere, the address over
+// its rate; with the waiting room: the line full, a visitor who closed
+// the page while waiting (gave-up), one who waited queue.maxWait
+// (waited-too-long). The visitor reads the original's sentence
+// throughout. (not-ready: internal/httpapi's TestRefusalsByReason.)
+func TestRefusalsCountedByReason(t *testing.T) {
+	const srv = "127.0.0.1/3411"
+	f := startFarm(t, map[string]any{"simulationServers": []string{srv}, "queue": map[string]any{"enabled": false},
+		"http": map[string]any{"sessionRate": 0.01, "sessionBurst": 1}})
+	p := f.publisher(t, "refusals")
+	beat := func(fields string) {
+		p.publish(srv, []byte(fmt.Sprintf(`{"v":1,"server":%q,"interval":60,%s}`, srv, fields)))
+	}
+	ask := func(addr, query string) string {
+		t.Helper()
+		_, body, err := getAs(f.base+"/session"+query, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+	want := map[string]float64{}
+	check := func(step string) {
+		t.Helper()
+		s := f.scrape(t)
+		for _, reason := range []string{"down", "full", "drained", "blocked", "rate-limited", "line-full", "gave-up", "waited-too-long"} {
+			if got := max(s.value("simgate_refusals_total", "reason", reason), 0); got != want[reason] {
+				t.Errorf("after %s: simgate_refusals_total{reason=%q} = %v, want %v", step, reason, got, want[reason])
+			}
+		}
+	}
+	if b := ask("198.51.100.1", ""); !strings.HasPrefix(b, "Error: no simulation server") {
+		t.Errorf("none heard: %q", b)
+	}
+	want["down"]++
+	beat(`"status":"up","load":99`)
+	f.waitState(t, srv, 5*time.Second, "full")
+	ask("198.51.100.2", "")
+	want["full"]++
+	beat(`"status":"draining","load":10`)
+	f.waitState(t, srv, 5*time.Second, "draining")
+	ask("198.51.100.3", "")
+	want["drained"]++
+	beat(`"status":"up","load":10,"sharing":{"blockedRepositories":["https://github.com/"]}`)
+	f.waitState(t, srv, 5*time.Second, "up")
+	if b := ask("198.51.100.4", "?url=https://github.com/a/b/blob/main/worlds/w.wbt"); !strings.Contains(b, "blocked") {
+		t.Errorf("blocked everywhere: %q", b)
+	}
+	want["blocked"]++
+	ask("198.51.100.5", "")
+	ask("198.51.100.5", "") // over its rate (a burst of one)
+	want["rate-limited"]++
+	check("the farm without a waiting room")
+
+	sim := newSimStub(t)
+	w := startFarm(t, map[string]any{"simulationServers": []string{sim.entry}, "queue": map[string]any{"max": 1, "maxWait": 1}})
+	wp := w.publisher(t, "refusals-line")
+	wp.publish(sim.entry, []byte(fmt.Sprintf(`{"v":1,"server":%q,"status":"up","load":99,"sessions":0,"maxSessions":20,"interval":60}`, sim.entry)))
+	w.waitState(t, sim.entry, 5*time.Second, "full")
+	first, answer := visit(t, w, "198.51.100.10", "")
+	if first == nil {
+		t.Fatalf("no place in line: %q", answer)
+	}
+	first.expect("queue: 1", 2*time.Second)
+	if _, body, _ := getAs(w.base+"/session", "198.51.100.11"); !strings.HasPrefix(body, "Error:") {
+		t.Errorf("the line of one is full: %q", body)
+	}
+	f, want = w, map[string]float64{"line-full": 1}
+	_ = first.c.Close() // the visitor closes the page
+	testutil.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := w.scrape(t).value("simgate_refusals_total", "reason", "gave-up"); got != 1 {
+			return fmt.Errorf("gave-up %v", got)
+		}
+		return nil
+	})
+	want["gave-up"]++
+	waiter, answer := visit(t, w, "198.51.100.12", "")
+	if waiter == nil {
+		t.Fatalf("no place in line: %q", answer)
+	}
+	waiter.expect("error: ", 4*time.Second) // queue.maxWait of 1 s
+	waiter.closedWithin(2 * time.Second)
+	want["waited-too-long"]++
+	check("the waiting room")
+}

@@ -182,6 +182,14 @@ func TestMonitorInBrowser(t *testing.T) {
 		}
 	}
 
+	// The capacity section: the day's plot, and what the what-if says
+	// (here: nothing to plan from, no session having run).
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#cap-plot svg.cap") !== null && `+
+		`document.getElementById("cap-note").textContent.includes("what-if")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		note, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("capacity").textContent`))
+		t.Errorf("the capacity section did not show its plot and what-if: %v; section: %q", err, note)
+	}
+
 	shots := screenshotDir(t)
 	shoot(t, ctx, filepath.Join(shots, "monitor.png"))
 

@@ -202,7 +202,7 @@ func TestOperatingCommands(t *testing.T) {
 		case strings.HasSuffix(cmd, "micro ls"):
 			must(cmd, "simgate", "the simgate farm")
 		case strings.Contains(cmd, "micro info simgate"):
-			must(cmd, "simgate.api.servers", "simgate.api.drain.*", "simgate.api.session")
+			must(cmd, "simgate.api.servers", "simgate.api.drain.*", "simgate.api.session", "simgate.api.capacity")
 		case strings.Contains(cmd, "micro stats simgate"):
 			must(cmd, "servers", "drain")
 		case strings.Contains(cmd, "kv get simgate-servers"):
@@ -227,6 +227,8 @@ func TestOperatingCommands(t *testing.T) {
 		case strings.Contains(cmd, "sub 'simgate.event.>'"):
 			watch(cmd, "Subscribing on", func() { adminDrain(true); adminDrain(false) }, "simgate.event.draining."+node)
 			f.waitState(t, entry, 5*time.Second, "up")
+		case strings.Contains(cmd, "req simgate.api.capacity"):
+			must(cmd, `"whatIf":`, `"computing":`)
 		case strings.Contains(cmd, "req simgate.api.session"):
 			must(cmd, "ws://"+entry)
 		case strings.HasSuffix(cmd, "server list"):

@@ -38,11 +38,24 @@ func main() {
 	logins := flag.Bool("logins", false, "only measure passwords: 100 bcrypt agents joining a fresh coordinator, /session under 20 wrong passwords a second, the log lines they cause")
 	paging := flag.Int("paging", 0, "only measure /session while this many monitors page simgate.api.servers in a loop, against nobody paging (on -servers servers)")
 	cluster := flag.Bool("cluster", false, "only measure a cluster of 3 coordinators against one alone: a member's /session, booking propagation, intake CPU per member")
+	capacity := flag.String("capacity", "", "only check the capacity what-if: N+K runs a demand against N servers, predicts N+K from its history, then measures N+K (e.g. 6+2)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *monitor {
 		if err := loadtest.RunMonitor(ctx, o, []loadtest.MonitorCase{{Servers: 2000, Clients: 500}, {Servers: 20, Clients: 3000}}); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *capacity != "" {
+		var n, k int
+		if _, err := fmt.Sscanf(*capacity, "%d+%d", &n, &k); err != nil || n < 1 || n+k < 1 {
+			fmt.Fprintln(os.Stderr, "loadtest: -capacity wants N+K, such as 6+2")
+			os.Exit(2)
+		}
+		if err := loadtest.RunCapacity(ctx, n, k, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
 			os.Exit(1)
 		}

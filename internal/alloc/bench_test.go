@@ -64,3 +64,17 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSamples: the demand history's sample of a farm of 10,000
+// servers, once a second (README, Capacity: the history's cost).
+func BenchmarkSamples(b *testing.B) {
+	r, _ := benchRegistry(b, 10_000)
+	var buf []Sample
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = r.Samples(buf[:0])
+	}
+	if len(buf) != 10_000 {
+		b.Fatalf("%d servers sampled", len(buf))
+	}
+}

@@ -88,6 +88,31 @@ func (r *Registry) Snapshot() []View {
 	return out
 }
 
+// Sample is one server up or full, as the demand history samples it.
+type Sample struct {
+	Load        float64
+	Sessions    int // -1: not reported
+	MaxSessions int
+	Full        bool
+	Interval    time.Duration
+}
+
+// Samples appends to dst the servers up or full now: the demand
+// history's sample of the farm, each second, at no allocation once dst
+// has grown (Snapshot copies far more).
+func (r *Registry) Samples(dst []Sample) []Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.servers {
+		if s.state != Up && s.state != Full {
+			continue
+		}
+		dst = append(dst, Sample{Load: s.report.Load, Sessions: s.report.Sessions, MaxSessions: s.report.MaxSessions,
+			Full: s.state == Full, Interval: s.report.Interval})
+	}
+	return dst
+}
+
 // Counts returns the sessions handed out and the requests that found no server.
 func (r *Registry) Counts() (handedOut, noServer uint64) {
 	r.mu.Lock()

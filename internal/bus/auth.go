@@ -34,10 +34,10 @@ const CoordinatorInbox = "_SIMGATE_INBOX"
 
 // readPermissions is what a monitor may do, and an admin, and an anonymous
 // local client: read every simgate subject, ask the farm's NATS service
-// (servers, session; drain only for admin), read the servers bucket.
+// (servers, session, capacity; drain only for admin), read the servers bucket.
 func readPermissions(subj schema.Subjects, admin bool) *server.Permissions {
 	kv := "KV_" + schema.ServersBucket
-	pub := []string{subj.API("servers"), subj.API("session"), "$SRV.>", "_INBOX.>",
+	pub := []string{subj.API("servers"), subj.API("session"), subj.API("capacity"), "$SRV.>", "_INBOX.>",
 		"$JS.API.INFO", "$JS.API.STREAM.INFO." + kv, "$JS.API.STREAM.NAMES",
 		"$JS.API.CONSUMER.CREATE." + kv, "$JS.API.CONSUMER.CREATE." + kv + ".>",
 		"$JS.API.CONSUMER.DELETE." + kv + ".>", "$JS.API.CONSUMER.INFO." + kv + ".>",

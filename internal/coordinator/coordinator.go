@@ -18,6 +18,7 @@ import (
 	"github.com/simgate/simgate/internal/agent"
 	"github.com/simgate/simgate/internal/alloc"
 	"github.com/simgate/simgate/internal/bus"
+	"github.com/simgate/simgate/internal/capacity"
 	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/httpapi"
@@ -72,7 +73,10 @@ type Coordinator struct {
 	runCtx  context.Context // the loops' lifetime
 	members int             // the cluster's configured size (1 alone)
 	subj    schema.Subjects // the subjects under nats.prefix
-	from    Inherited       // what it took over from the process it replaces
+	// The farm's demand, recorded and planned with (demand.go).
+	demand  *demand
+	planner *capacity.Planner
+	from    Inherited // what it took over from the process it replaces
 }
 
 // Inherited is what a coordinator takes over from the process it replaces
@@ -97,6 +101,7 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 // StartFrom is Start for a coordinator that replaces another (from).
 func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordinator, err error) {
 	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: schema.Subjects{Prefix: cfg.NATS.Prefix}, from: from}
+	c.demand = &demand{c: c}
 	c.ready = cluster.NewReadiness(time.Now())
 	defer func() {
 		if err != nil {

@@ -214,7 +214,11 @@ func (c *Coordinator) newLine() error {
 	}
 	m := c.metrics
 	o := waitroom.Options{Seats: c.reg, Max: q.Max, PerAddress: q.MaxPerAddress, MaxWait: q.MaxWait,
-		Seated: func(wait time.Duration) { m.QueueSeated.Inc(); m.QueueWait.Observe(wait.Seconds()) },
+		Seated: func(wait time.Duration) {
+			m.QueueSeated.Inc()
+			m.QueueWait.Observe(wait.Seconds())
+			c.demand.seat(wait)
+		},
 		Left:   func(why waitroom.Reason) { m.LeftLine(why.String()) },
 		Logger: c.log.With("component", "waitroom"),
 	}
@@ -261,6 +265,7 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 		Alerts:      func() []string { return append(c.mail.Alerts(), c.quorum.Alerts()...) }, // summary.alerts, the monitor
 		Drain:       c.drain,
 		Line:        line,
+		Capacity:    func() []byte { return c.capacityDoc(false) },
 		Server:      cfg.Server,
 		Port:        cfg.Port,
 		PortRewrite: cfg.PortRewrite,
@@ -275,6 +280,9 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 // service and drains, the bookings and quorum watch of a cluster, the
 // poller, readiness, mail, HTTP and the silence sweep.
 func (c *Coordinator) startLoops(ctx context.Context) error {
+	if err := c.startHistory(); err != nil {
+		return err
+	}
 	if err := c.startOps(); err != nil {
 		return err
 	}

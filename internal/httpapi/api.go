@@ -93,6 +93,8 @@ type Options struct {
 	Server      string
 	Port        int
 	PortRewrite bool
+	// Capacity, when set, is the capacity document (/api/capacity).
+	Capacity func() []byte
 }
 
 // ErrUnknownServer is Options.Drain's error for a server not configured.
@@ -123,7 +125,30 @@ type API struct {
 	monitors   monitorSlots
 	refusals   *logging.Throttle
 	// The /session counters, looked up once: the hot path only adds.
-	placed, none, limited, waiting prometheus.Counter
+	placed, none, limited, waiting *counted
+}
+
+// counted is a /metrics counter whose count the demand history reads
+// (Demand) without a scrape.
+type counted struct {
+	prometheus.Counter
+	n atomic.Uint64
+}
+
+func newCounted(c prometheus.Counter) *counted { return &counted{Counter: c} }
+
+// Inc adds one.
+func (c *counted) Inc() {
+	c.Counter.Inc()
+	c.n.Add(1)
+}
+
+// Demand is what /session (and the farm's NATS service) counted since
+// start: every visitor who asked for a session (placed, sent to the
+// waiting room, turned away, or over its rate), and those placed at once.
+func (a *API) Demand() (visitors, placed uint64) {
+	placed = a.placed.n.Load()
+	return placed + a.none.n.Load() + a.waiting.n.Load() + a.limited.n.Load(), placed
 }
 
 // Response pieces shared by every answer; header values are never mutated.
@@ -169,10 +194,10 @@ func New(o Options) *API {
 		o.ReadyHold = DefaultReadyHold
 	}
 	a := &API{o: o, mux: http.NewServeMux(), closing: make(chan struct{}), history: newHistory(),
-		placed:  o.Metrics.Sessions.WithLabelValues("placed"),
-		none:    o.Metrics.Sessions.WithLabelValues("none"),
-		limited: o.Metrics.Sessions.WithLabelValues("limited"),
-		waiting: o.Metrics.Sessions.WithLabelValues("waiting")}
+		placed:  newCounted(o.Metrics.Sessions.WithLabelValues("placed")),
+		none:    newCounted(o.Metrics.Sessions.WithLabelValues("none")),
+		limited: newCounted(o.Metrics.Sessions.WithLabelValues("limited")),
+		waiting: newCounted(o.Metrics.Sessions.WithLabelValues("waiting"))}
 	a.scheme = []byte("wss://")
 	if !o.SSL {
 		a.scheme = []byte("ws://")
@@ -197,6 +222,7 @@ func New(o Options) *API {
 	a.mux.HandleFunc("/load", a.load)
 	a.mux.HandleFunc("/monitor", a.monitor)
 	a.mux.HandleFunc("/api/servers", a.servers)
+	a.mux.HandleFunc("/api/capacity", a.capacity)
 	a.mux.Handle("/metrics", o.Metrics.Handler())
 	a.mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, []byte("ok")) })
 	a.mux.HandleFunc("/readyz", a.readyz)

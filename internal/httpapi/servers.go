@@ -164,6 +164,18 @@ func (a *API) servers(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(doc)
 }
 
+// capacity serves the capacity document (README, Capacity): the
+// history's plots and the what-if; 404 when the coordinator keeps none.
+func (a *API) capacity(w http.ResponseWriter, r *http.Request) {
+	if a.o.Capacity == nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(a.o.Capacity())
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}

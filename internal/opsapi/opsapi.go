@@ -2,7 +2,7 @@
 // operators' `nats` CLI and for tools: simgate.api.servers (the
 // /api/servers document), simgate.api.session (a placement, as /session),
 // and, for the admin role only, simgate.api.drain.<node> and
-// simgate.api.undrain.<node>. `nats micro ls|info|stats simgate` see it.
+// simgate.api.undrain.<node>; simgate.api.capacity (the capacity what-if). `nats micro ls|info|stats simgate` see it.
 package opsapi
 
 import (
@@ -23,6 +23,9 @@ import (
 type Farm interface {
 	// ServersDoc is the /api/servers document.
 	ServersDoc() []byte
+	// CapacityDoc is the /api/capacity document without its plots: the
+	// what-if (README, Capacity).
+	CapacityDoc() []byte
 	// Session places a session for caller (a visitor like /session's: the
 	// same rate limit, per-address bookings and holds), as /session?url= does.
 	Session(caller, url string) []byte
@@ -55,12 +58,12 @@ func Start(o Options) (micro.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	pages := &pager{}
+	pages, capPages := &pager{}, &pager{}
 	add := func(name, subject string, h micro.HandlerFunc) error {
 		return svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject))
 	}
 	err = errors.Join(
-		add("servers", o.Subjects.API("servers"), func(r micro.Request) { servers(o, pages, r) }),
+		add("servers", o.Subjects.API("servers"), func(r micro.Request) { paged(o, pages, r, o.Farm.ServersDoc) }),
 		add("session", o.Subjects.API("session"), func(r micro.Request) {
 			who, ok := caller(r)
 			if !ok {
@@ -70,6 +73,7 @@ func Start(o Options) (micro.Service, error) {
 			url := strings.TrimPrefix(strings.TrimSpace(string(r.Data())), "?url=")
 			_ = r.Respond(o.Farm.Session(who, url))
 		}),
+		add("capacity", o.Subjects.API("capacity"), func(r micro.Request) { paged(o, capPages, r, o.Farm.CapacityDoc) }),
 		add("drain", o.Subjects.API("drain.*"), func(r micro.Request) { drain(o, r, true) }),
 		add("undrain", o.Subjects.API("undrain.*"), func(r micro.Request) { drain(o, r, false) }),
 	)
@@ -89,9 +93,9 @@ func Start(o Options) (micro.Service, error) {
 // less room for the headers.
 const replyLimit = schema.MaxHeartbeat - 512
 
-// servers answers the servers document, in pages when it is over the
-// payload limit (pages.go); nothing is dropped silently.
-func servers(o Options, pages *pager, r micro.Request) {
+// paged answers a document (servers, capacity), in pages when it is over
+// the payload limit (pages.go); nothing is dropped silently.
+func paged(o Options, pages *pager, r micro.Request, doc func() []byte) {
 	var req pageRequest
 	if d := strings.TrimSpace(string(r.Data())); d != "" && d != "''" {
 		if err := json.Unmarshal([]byte(d), &req); err != nil {
@@ -99,7 +103,7 @@ func servers(o Options, pages *pager, r micro.Request) {
 			return
 		}
 	}
-	data, n, err := pages.page(o.Farm.ServersDoc(), replyLimit, max(req.Page, 1))
+	data, n, err := pages.page(doc(), replyLimit, max(req.Page, 1))
 	if err != nil {
 		_ = r.Error("404", err.Error(), nil)
 		return

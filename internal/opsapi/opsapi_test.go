@@ -25,7 +25,8 @@ type farm struct {
 	drains []string
 }
 
-func (f *farm) ServersDoc() []byte { return []byte(`{"servers":[]}`) }
+func (f *farm) ServersDoc() []byte  { return []byte(`{"servers":[]}`) }
+func (f *farm) CapacityDoc() []byte { return []byte(`{"whatIf":null}`) }
 func (f *farm) Session(caller, url string) []byte {
 	return []byte("ws://a.test/1 for " + caller + " " + url)
 }
@@ -120,7 +121,7 @@ func TestService(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info micro.Info
-	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != 4 {
+	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != 5 {
 		t.Errorf("service info: %v %s", err, m.Data)
 	}
 }

@@ -115,6 +115,49 @@
     ws.onmessage = function (e) { update(JSON.parse(e.data)); };
     ws.onclose = function () { if (!opened) { poll(); return; } live(false, "reconnecting…"); setTimeout(connect, 1000); };
   }
+  // Capacity: the demand history (a day or a week) and the what-if,
+  // from /api/capacity once a minute (README, Capacity).
+  var cap = null;
+  function capPlot(points) {
+    var W = 1000, H = 160, top = 1;
+    points.forEach(function (p) { top = Math.max(top, p.visitors, p.refused, p.sessions); });
+    function line(cls, f) {
+      return "<polyline class=" + cls + " points='" + points.map(function (p, i) {
+        return (i / Math.max(1, points.length - 1) * W).toFixed(1) + "," + (H - 14 - f(p) / top * (H - 24)).toFixed(1);
+      }).join(" ") + "'/>";
+    }
+    var first = points.length ? new Date(points[0].start).toLocaleString() : "";
+    return "<svg class=cap viewBox='0 0 " + W + " " + H + "' preserveAspectRatio=none role=img aria-label='visitors, turned away and sessions'>" +
+      line("visitors", function (p) { return p.visitors; }) + line("refused", function (p) { return p.refused; }) +
+      line("sessions", function (p) { return p.sessions; }) +
+      "<text x=4 y=12>" + top + "</text><text x=4 y=" + (H - 2) + ">" + esc(first) + "</text></svg>" +
+      "<p class=legend><span><i style='background:#3b6fd8'></i>visitors per step</span><span><i style='background:var(--full)'></i>turned away</span>" +
+      "<span><i style='background:var(--up)'></i>sessions running (mean)</span></p>";
+  }
+  function capRender() {
+    if (!cap) return;
+    var span = el("cap-span").value;
+    el("cap-plot").innerHTML = capPlot(span === "week" ? cap.week : cap.day);
+    var w = cap.whatIf, t = el("cap-whatif");
+    if (!w) { t.innerHTML = ""; el("cap-note").textContent = cap.computing ? "the what-if is being made…" : (cap.error || ""); return; }
+    if (w.error) { t.innerHTML = ""; el("cap-note").textContent = "what-if: " + w.error; return; }
+    el("cap-note").textContent = "what-if: the " + w.visitors + " visitors since " + new Date(w.from).toLocaleString() +
+      " replayed through simgate's placement on N+k servers (" + w.seatsPerServer + " sessions each, sessions of " +
+      w.meanSessionSeconds.toFixed(0) + " s in the mean)" + (cap.computing ? " · a newer one is being made" : "");
+    t.innerHTML = "<tr><th>servers</th><th>k</th><th>placed</th><th>seated from the line</th><th>turned away</th><th>wait p95</th></tr>" +
+      w.rows.map(function (r) {
+        return "<tr" + (r.k === 0 ? " class=now" : "") + "><td>" + r.servers + "</td><td>" + (r.k > 0 ? "+" : "") + r.k + "</td><td>" + r.placed +
+          "</td><td>" + r.seated + "</td><td>" + r.refused + "</td><td>" + r.waitP95Seconds.toFixed(0) + " s</td></tr>";
+      }).join("");
+  }
+  function capFetch() {
+    fetch("api/capacity".replace(/^/, location.pathname.replace(/monitor$/, "")), { cache: "no-store" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (d) { cap = d; capRender(); setTimeout(capFetch, d.computing ? 5000 : 60000); })
+      .catch(function () { setTimeout(capFetch, 60000); });
+  }
+  el("cap-span").addEventListener("change", capRender);
+  capFetch();
   render();
   setInterval(function () {
     var a = document.querySelectorAll(".ago");
