@@ -116,6 +116,7 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 	}
 	c.newRegistry()
 	guard := login.New(cfg.NATS.Users.Passwords()) // NATS logins and the monitor's HTTP Basic: failing on one waits on both
+	c.loadKnown(guard)
 	if err = c.startNATS(guard); err != nil {
 		return c, err
 	}
@@ -134,6 +135,7 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 	if err = c.startLoops(ctx); err != nil {
 		return c, err
 	}
+	c.spawn(func(ctx context.Context) { c.keepKnown(ctx, guard) })
 	log.Info("session server running", "port", c.cfg.Port, "servers", len(cfg.SimulationServers),
 		"version", version.String(), "monitor", c.cfg.MonitorURL())
 	if cfg.LocalAgent != "" { // over an in-process connection named after its entry

@@ -80,6 +80,12 @@ type Guard struct {
 	// admin got in 0 of 60 times under 50 guesses a second from 2,000
 	// addresses).
 	cleanBudget *rate.Limiter
+	// knownBudget is a budget of its own, during an attack, for the
+	// addresses a login succeeded from before (known, kept across
+	// restarts by the caller: SaveKnown): on a fresh coordinator, a guess
+	// from 2,000 addresses each trying once spends cleanBudget, and the
+	// real admin, from its usual address, is still checked first.
+	knownBudget *rate.Limiter
 	dummy       string // a hash of the configured cost, for unknown users
 	// floor is how long a failed check takes at least: what a bcrypt
 	// verification of the configured cost took at start, 0 without one.
@@ -91,9 +97,11 @@ type Guard struct {
 	// hashed counts bcrypt verifications (for /metrics and tests).
 	hashed atomic.Int64
 
-	mu       sync.Mutex // guards remember, fails and the attack window
+	mu       sync.Mutex // guards remember, fails, known and the attack window
 	remember map[string][sha256.Size]byte
 	fails    map[string]*failure
+	known    map[string]time.Time // addresses a login succeeded from, and when last
+	changed  uint64               // moves when known does
 	// failures in the attack window (attackWindow long) that began at
 	// window, and in the one before it.
 	window          time.Time
@@ -127,9 +135,11 @@ func New(secrets []string) *Guard {
 		narrow:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		attackBudget: rate.NewLimiter(attackRate, attackRate),
 		cleanBudget:  rate.NewLimiter(cleanRate, cleanRate),
+		knownBudget:  rate.NewLimiter(cleanRate, cleanRate),
 		now:          time.Now,
 		remember:     map[string][sha256.Size]byte{},
 		fails:        map[string]*failure{},
+		known:        map[string]time.Time{},
 	}
 	_, _ = rand.Read(g.key)
 	cost := 0
@@ -199,7 +209,7 @@ func (g *Guard) Check(addr, user, want, password string) Outcome {
 	if g.limited(addr, user) {
 		return Limited
 	}
-	switch ok, checked := g.verify(want, password, g.clean(addr)); {
+	switch ok, checked := g.verify(want, password, g.standing(addr)); {
 	case ok:
 		g.succeeded(addr, user)
 		return OK
@@ -215,13 +225,13 @@ func (g *Guard) Check(addr, user, want, password string) Outcome {
 // verify compares password with want: in constant time for a plain
 // secret; for a bcrypt hash, from the remembered secrets or with bcrypt,
 // at most len(slots) at once. checked is false when an attack's budget
-// left it unchecked; clean says the address has no failure on record.
-func (g *Guard) verify(want, password string, clean bool) (ok, checked bool) {
+// left it unchecked; st is the address's standing.
+func (g *Guard) verify(want, password string, st standing) (ok, checked bool) {
 	if want == "" {
 		switch {
 		case g.dummy == "":
 			subtle.ConstantTimeCompare([]byte(password), g.key)
-		case !g.budget(clean):
+		case !g.budget(st):
 			return false, false
 		default:
 			g.bcrypt(g.dummy, password)
@@ -243,7 +253,7 @@ func (g *Guard) verify(want, password string, clean bool) (ok, checked bool) {
 	if found && hmac.Equal(known[:], mac[:]) {
 		return true, true
 	}
-	if !g.budget(clean) {
+	if !g.budget(st) {
 		return false, false
 	}
 	if !g.bcrypt(want, password) {
@@ -277,15 +287,42 @@ func (g *Guard) mac(password string) [sha256.Size]byte {
 	return out
 }
 
+// standing is what an address's record says of it.
+type standing uint8
+
+const (
+	failedBefore standing = iota // a failure on record (or no address)
+	clean                        // no failure on record
+	known                        // a login succeeded from it before, no failure since
+)
+
+// standing is addr's standing.
+func (g *Guard) standing(addr string) standing {
+	if addr == "" {
+		return failedBefore
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, failed := g.fails[addr]; failed {
+		return failedBefore
+	}
+	if _, ok := g.known[addr]; ok {
+		return known
+	}
+	return clean
+}
+
 // budget says whether a bcrypt verification may run now: always but
-// during an attack, then within attackBudget, or cleanBudget for an
+// during an attack, then first within knownBudget for an address a login
+// succeeded from before, then attackBudget, then cleanBudget for an
 // address with no failure on record.
-func (g *Guard) budget(clean bool) bool {
+func (g *Guard) budget(st standing) bool {
 	if !g.attacked() {
 		return true
 	}
 	now := g.now()
-	return g.attackBudget.AllowN(now, 1) || (clean && g.cleanBudget.AllowN(now, 1))
+	return (st == known && g.knownBudget.AllowN(now, 1)) || g.attackBudget.AllowN(now, 1) ||
+		(st >= clean && g.cleanBudget.AllowN(now, 1))
 }
 
 // unchecked records that addr was refused unchecked during an attack: no
@@ -301,17 +338,6 @@ func (g *Guard) unchecked(addr string) {
 	if _, ok := g.fails[addr]; !ok && len(g.fails) < maxAddrs {
 		g.fails[addr] = &failure{window: now, last: now}
 	}
-}
-
-// clean says whether addr has no failure on record.
-func (g *Guard) clean(addr string) bool {
-	if addr == "" {
-		return false
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	_, failed := g.fails[addr]
-	return !failed
 }
 
 // attacked says whether failures come in numbers now.
@@ -372,9 +398,67 @@ func (g *Guard) succeeded(addr, user string) {
 	if addr == "" {
 		return
 	}
+	now := g.now()
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	delete(g.fails, keys(addr, user)[0].key)
-	g.mu.Unlock()
+	if last, ok := g.known[addr]; !ok || now.Sub(last) > time.Hour {
+		g.know(addr, now)
+	}
+}
+
+// Known addresses: how many are kept, and for how long after their last
+// success.
+const (
+	maxKnown  = 1000
+	knownKeep = 30 * 24 * time.Hour
+)
+
+// know records a success from addr at t, the oldest forgotten past
+// maxKnown. g.mu is held.
+func (g *Guard) know(addr string, t time.Time) {
+	if _, ok := g.known[addr]; !ok && len(g.known) >= maxKnown {
+		oldest := ""
+		for a, at := range g.known {
+			if oldest == "" || at.Before(g.known[oldest]) {
+				oldest = a
+			}
+		}
+		delete(g.known, oldest)
+	}
+	g.known[addr] = t
+	g.changed++
+}
+
+// Known is the addresses a login succeeded from within knownKeep, with
+// when last, and a version that moves when they change (save them when
+// it moved: SaveKnown).
+func (g *Guard) Known() (map[string]time.Time, uint64) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]time.Time, len(g.known))
+	for a, t := range g.known {
+		if now.Sub(t) < knownKeep {
+			out[a] = t
+		}
+	}
+	return out, g.changed
+}
+
+// Know adds addresses a login succeeded from (read back from disk at start:
+// LoadKnown); those older than knownKeep are left out.
+func (g *Guard) Know(addrs map[string]time.Time) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for a, t := range addrs {
+		if now.Sub(t) < knownKeep && !t.After(now.Add(time.Hour)) {
+			if old, ok := g.known[a]; !ok || t.After(old) {
+				g.know(a, t)
+			}
+		}
+	}
 }
 
 func (g *Guard) failed(addr, user string) {

@@ -2,6 +2,9 @@ package login
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +269,77 @@ func TestFailuresTakeTheFloor(t *testing.T) {
 	}
 	if plain, _ := newGuard("plain-secret"); plain.floor != 0 {
 		t.Errorf("a floor of %v without any bcrypt user", plain.floor)
+	}
+}
+
+// TestKnownAdminInFromTheFirstGuess: issue 31. A coordinator that has
+// just started, under 50 guesses a second of the admin's password from
+// 2,000 addresses each trying for the first time: the real admin, from
+// the address it logged in from before the restart (Know), is checked
+// within a budget of its own and gets in at once, every time; a known
+// address that fails has no such standing any more.
+func TestKnownAdminInFromTheFirstGuess(t *testing.T) {
+	h := hash(t, "admin-secret")
+	g, c := newGuard(h)
+	g.Know(map[string]time.Time{"192.0.2.1": c.now().Add(-24 * time.Hour), "192.0.2.9": c.now().Add(-24 * time.Hour),
+		"192.0.2.99": c.now().Add(-60 * 24 * time.Hour)}) // too old: forgotten
+	next := 0
+	in := 0
+	for range 10 {
+		for range 50 {
+			g.Check(fmt.Sprintf("198.18.%d.%d", next/250, next%250), "admin", h, "guess")
+			next++
+		}
+		if g.Check("192.0.2.1", "admin", h, "admin-secret") == OK {
+			in++
+		}
+		c.add(time.Second)
+	}
+	if in != 10 {
+		t.Errorf("the real admin, from its known address, got in %d of 10 times in the first pass of a distributed guess", in)
+	}
+	if got := g.Check("192.0.2.9", "admin", h, "guess"); got != Wrong && got != Limited {
+		t.Fatalf("a wrong guess from a known address: %v", got)
+	}
+	if st := g.standing("192.0.2.9"); st != failedBefore {
+		t.Errorf("a known address that failed keeps the standing %v", st)
+	}
+	known, _ := g.Known()
+	if _, ok := known["192.0.2.99"]; ok || len(known) != 2 {
+		t.Errorf("known: %v", known)
+	}
+}
+
+// TestKnownKeptOnDisk: the known addresses survive a restart through
+// SaveKnown and LoadKnown; a missing file is none; a file that does not
+// read is set aside, never a reason not to start.
+func TestKnownKeptOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "known-logins.json")
+	if got, err := LoadKnown(path); got != nil || err != nil {
+		t.Fatalf("a missing file: %v, %v", got, err)
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if err := SaveKnown(path, map[string]time.Time{"192.0.2.1": at}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the file: %v, %v", fi, err)
+	}
+	got, err := LoadKnown(path)
+	if err != nil || !got["192.0.2.1"].Equal(at) || len(got) != 1 {
+		t.Errorf("read back %v, %v", got, err)
+	}
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadKnown(path); got != nil || err == nil || !strings.Contains(err.Error(), "set aside") {
+		t.Errorf("a corrupt file: %v, %v", got, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the corrupt file is still in place: %v", err)
+	}
+	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 1 {
+		t.Errorf("set aside as %v", aside)
 	}
 }
