@@ -32,21 +32,25 @@ type lengths struct {
 // handed out since do not explain: count before + handed since − count
 // now. A session handed out but not yet counted shows as an end now and
 // as a start later; the two cancel in the sum, which is why it is signed.
-func (l *lengths) observe(rep Report, handed uint64) {
+//
+// It returns the session-seconds run since the last report (Occupied).
+func (l *lengths) observe(rep Report, handed uint64) (ran float64) {
 	if rep.Sessions < 0 || rep.Polled {
 		l.at = time.Time{}
-		return
+		return 0
 	}
 	if !l.at.IsZero() {
 		dt := rep.At.Sub(l.at)
 		if dt <= 0 {
-			return
+			return 0
 		}
 		fade := math.Exp(-dt.Seconds() / lengthMemory.Seconds())
-		l.occupancy = l.occupancy*fade + float64(l.sessions)*dt.Seconds()
+		ran = float64(l.sessions) * dt.Seconds()
+		l.occupancy = l.occupancy*fade + ran
 		l.ends = l.ends*fade + float64(l.sessions) + float64(handed-l.handed) - float64(rep.Sessions)
 	}
 	l.at, l.handed, l.sessions = rep.At, handed, rep.Sessions
+	return ran
 }
 
 // mean is the mean session length, ok once enough sessions ended.

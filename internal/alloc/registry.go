@@ -133,6 +133,7 @@ type Registry struct {
 	heap      heap // servers in state Up, by effective load
 	rng       *rand.Rand
 	handedOut uint64
+	occupied  float64 // session-seconds run, every server (Occupied)
 	noServer  uint64
 
 	// deadlines[i] is when servers[i] is silent too long (ns since epoch,

@@ -46,7 +46,7 @@ func (r *Registry) Apply(rep Report) error {
 	s.seen = true
 	s.lastAt = rep.At
 	s.res.observe(prev, rep, r.sessionsPrior(rep))
-	s.lengths.observe(rep, s.handed)
+	r.occupied += s.lengths.observe(rep, s.handed)
 	to := r.stateFor(s, rep)
 	var changes []Change
 	if to != s.state {

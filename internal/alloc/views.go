@@ -113,6 +113,15 @@ func (r *Registry) Samples(dst []Sample) []Sample {
 	return dst
 }
 
+// Occupied is the session-seconds run on every server since the registry
+// began, as the reports' session counts say from one report to the next:
+// the demand history's Little's law, exact to a heartbeat.
+func (r *Registry) Occupied() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.occupied
+}
+
 // Counts returns the sessions handed out and the requests that found no server.
 func (r *Registry) Counts() (handedOut, noServer uint64) {
 	r.mu.Lock()

@@ -48,7 +48,7 @@ func (d *demand) seat(wait time.Duration) {
 // Counters implements history.Sources.
 func (d *demand) Counters() history.Counters {
 	visitors, placed := d.c.api.Demand()
-	c := history.Counters{Visitors: visitors, Placed: placed, Refused: d.c.metrics.TurnedAwayCounts()}
+	c := history.Counters{Visitors: visitors, Placed: placed, Refused: d.c.metrics.TurnedAwayCounts(), Occupied: d.c.reg.Occupied()}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c.Seated, c.WaitSum = d.seated, d.sum

@@ -44,7 +44,7 @@ type Farm struct {
 	Servers   float64 `json:"servers"`   // servers up or full, summed over samples
 	Sessions  float64 `json:"sessions"`  // sessions running, summed over samples
 	Full      float64 `json:"full"`      // servers full, summed over samples
-	Occupancy float64 `json:"occupancy"` // session-seconds run
+	Occupancy float64 `json:"occupancy"` // session-seconds run (from every report, not the samples)
 	// First and Last are the sessions running at the minute's first and
 	// last sample: those begun before it, and those still running after
 	// it (Little's law over a window counts the sessions that ended in it).

@@ -78,6 +78,9 @@ func TestRecorderKeepsEachMinute(t *testing.T) {
 	r := NewRecorder(Options{Member: "m1", Sources: src, Sink: store, Now: func() time.Time { return now }})
 	for s := 1; s <= 89; s++ { // to 10:01:59
 		now = start.Add(time.Duration(s) * time.Second)
+		src.mu.Lock()
+		src.c.Occupied += 7 // seven sessions running
+		src.mu.Unlock()
 		if s == 10 {
 			src.arrive(3, 2, 1, "full")
 		}
@@ -109,6 +112,9 @@ func TestRecorderKeepsEachMinute(t *testing.T) {
 		t.Errorf("counts: arrivals[40]=%d visitors %d placed %d refused %v", m.Arrivals[40], m.Visitors(), m.Placed, m.Refused)
 	}
 	f := m.Farm
+	if f.Occupancy != 7*30 {
+		t.Errorf("occupancy %v session-seconds, want 210", f.Occupancy)
+	}
 	if f.Samples != 29 || f.Servers != 87 || f.Full != 29 || f.Sessions != 7*29 || f.Reporting != 58 || f.First != 7 || f.Last != 7 {
 		t.Errorf("farm: %+v", f)
 	}

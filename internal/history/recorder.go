@@ -18,6 +18,9 @@ type Counters struct {
 	WaitSum  float64           // seconds the seated visitors waited, summed
 	Waits    []Bucket          // the seated visitors' waits, a cumulative histogram
 	Refused  map[string]uint64 // turned away, by reason
+	// Occupied is the session-seconds run on every server, as their
+	// reports' session counts say (alloc.Registry.Occupied).
+	Occupied float64
 }
 
 // Bucket is a cumulative histogram bucket: Count waits of at most Le seconds.
@@ -153,16 +156,12 @@ func (r *Recorder) Tick(now time.Time) {
 	r.cur.Arrivals[min(max(sec, 0), 59)] += uint32(c.Visitors - r.seen)
 	r.seen = c.Visitors
 	if due {
-		dt := now.Sub(r.sample).Seconds()
-		if r.sample.IsZero() {
-			dt = r.o.SampleEvery.Seconds()
-		}
 		r.sample = now
-		addSample(&r.cur.Farm, servers, threshold, min(dt, 2*r.o.SampleEvery.Seconds()))
+		addSample(&r.cur.Farm, servers, threshold)
 	}
 }
 
-func addSample(f *Farm, servers []ServerSample, threshold, dt float64) {
+func addSample(f *Farm, servers []ServerSample, threshold float64) {
 	f.Samples++
 	f.Threshold = threshold
 	f.Last = 0
@@ -178,7 +177,6 @@ func addSample(f *Farm, servers []ServerSample, threshold, dt float64) {
 		}
 		if s.Sessions >= 0 {
 			f.Sessions += float64(s.Sessions)
-			f.Occupancy += float64(s.Sessions) * dt
 			f.Last += float64(s.Sessions)
 			f.Fit.Add(float64(s.Sessions), s.Load)
 		}
@@ -204,6 +202,7 @@ func (r *Recorder) upTo(c Counters) Minute {
 	m.Placed = c.Placed - r.base.Placed
 	m.Seated = c.Seated - r.base.Seated
 	m.WaitSum = c.WaitSum - r.base.WaitSum
+	m.Farm.Occupancy = max(c.Occupied-r.base.Occupied, 0)
 	m.WaitP95 = p95(c.Waits, r.base.Waits)
 	for k, v := range c.Refused {
 		if d := v - r.base.Refused[k]; d > 0 {
