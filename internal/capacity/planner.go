@@ -41,6 +41,7 @@ type Planner struct {
 	docAt   time.Time
 	whatIf  *WhatIfDoc
 	running bool
+	reading bool // a document is being made: the others get the last one
 }
 
 // Doc is the capacity document.
@@ -90,12 +91,18 @@ func NewPlanner(o PlannerOptions) *Planner {
 func (p *Planner) Document(ctx context.Context) (doc, brief []byte) {
 	now := p.o.Now()
 	p.mu.Lock()
-	if p.doc != nil && now.Sub(p.docAt) < time.Minute {
+	if p.doc != nil && (now.Sub(p.docAt) < time.Minute || p.reading) {
 		doc, brief := p.doc, p.brief
 		p.mu.Unlock()
 		return doc, brief
 	}
+	p.reading = true
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.reading = false
+		p.mu.Unlock()
+	}()
 	d := Doc{Generated: now.UTC()}
 	raw, err := p.o.Read(ctx, now.Add(-history.Keep))
 	if err != nil {

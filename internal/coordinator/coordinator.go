@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/simgate/simgate/internal/capacity"
 	"github.com/simgate/simgate/internal/cluster"
 	"github.com/simgate/simgate/internal/config"
+	"github.com/simgate/simgate/internal/history"
 	"github.com/simgate/simgate/internal/httpapi"
 	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/metrics"
@@ -74,9 +76,9 @@ type Coordinator struct {
 	members int             // the cluster's configured size (1 alone)
 	subj    schema.Subjects // the subjects under nats.prefix
 	// The farm's demand, recorded and planned with (demand.go).
-	demand  *demand
-	planner *capacity.Planner
-	from    Inherited // what it took over from the process it replaces
+	waits    history.Waits
+	capacity *capacity.Service
+	from     Inherited // what it took over from the process it replaces
 }
 
 // Inherited is what a coordinator takes over from the process it replaces
@@ -101,7 +103,6 @@ func Start(cfg config.Config, log *slog.Logger) (c *Coordinator, err error) {
 // StartFrom is Start for a coordinator that replaces another (from).
 func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordinator, err error) {
 	c = &Coordinator{cfg: cfg, log: log, metrics: metrics.New(), subj: schema.Subjects{Prefix: cfg.NATS.Prefix}, from: from}
-	c.demand = &demand{c: c}
 	c.ready = cluster.NewReadiness(time.Now())
 	defer func() {
 		if err != nil {
@@ -115,8 +116,11 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 		return c, err
 	}
 	c.newRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop, c.runCtx = cancel, ctx
 	guard := login.New(cfg.NATS.Users.Passwords()) // NATS logins and the monitor's HTTP Basic: failing on one waits on both
-	c.loadKnown(guard)
+	known := guard.Keep(ctx, filepath.Join(cfg.LogDir, "session", "known-logins.json"), log)
+	c.spawn(func(context.Context) { <-known })
 	if err = c.startNATS(guard); err != nil {
 		return c, err
 	}
@@ -130,12 +134,9 @@ func StartFrom(cfg config.Config, log *slog.Logger, from Inherited) (c *Coordina
 		return c, err
 	}
 	c.newAPI(guard)
-	ctx, cancel := context.WithCancel(context.Background())
-	c.stop, c.runCtx = cancel, ctx
 	if err = c.startLoops(ctx); err != nil {
 		return c, err
 	}
-	c.spawn(func(ctx context.Context) { c.keepKnown(ctx, guard) })
 	log.Info("session server running", "port", c.cfg.Port, "servers", len(cfg.SimulationServers),
 		"version", version.String(), "monitor", c.cfg.MonitorURL())
 	if cfg.LocalAgent != "" { // over an in-process connection named after its entry

@@ -51,7 +51,7 @@ type opsFarm struct{ c *Coordinator }
 
 func (f opsFarm) ServersDoc() []byte { return f.c.api.ServersJSON() }
 
-func (f opsFarm) CapacityDoc() []byte { return f.c.capacityDoc(true) }
+func (f opsFarm) CapacityDoc() []byte { return f.c.capacity.Document(f.c.runCtx, true) }
 
 func (f opsFarm) Session(caller, url string) []byte {
 	return f.c.api.SessionFor(alloc.Visitor{Addr: caller, URL: url})

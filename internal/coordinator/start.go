@@ -84,12 +84,8 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
 		StoreDir: c.storeDir(),
 		Guard:    guard,
-		Oversize: func() { c.metrics.HeartbeatsDropped.WithLabelValues(schema.DropSize).Inc() },
-		Denied: func(subject string) {
-			if strings.HasPrefix(subject, subj.Prefix+".load.") {
-				c.metrics.HeartbeatsDropped.WithLabelValues(schema.DropPermission).Inc()
-			}
-		},
+		Oversize: func() { c.metrics.DroppedHeartbeat(schema.DropSize) },
+		Denied:   c.metrics.DeniedUnder(subj.Prefix + ".load."),
 	}
 	if cl := cfg.NATS.Cluster; cl != nil {
 		so.Cluster = &bus.ClusterOptions{Name: cl.Name, Listen: cl.Listen, Routes: cl.Routes, Secret: cfg.NATS.RouteSecret()}
@@ -180,9 +176,9 @@ func (c *Coordinator) startIntake() (err error) {
 	c.pub = schema.NewPublisher(c.pubConn, c.subj)
 	iopts := bus.IntakeOptions{
 		Subjects: c.subj,
-		Sink:     sink{reg: c.reg, onReport: c.report, judges: c.quorum.Current},
+		Sink:     cluster.Sink{Registry: c.reg, OnReport: c.report, Judges: c.quorum.Current},
 		Logger:   c.log,
-		Dropped:  func(reason string) { c.metrics.HeartbeatsDropped.WithLabelValues(reason).Inc() },
+		Dropped:  c.metrics.DroppedHeartbeat,
 		Received: c.metrics.HeartbeatsReceived.Inc,
 	}
 	if c.cfg.Clustered() {
@@ -214,11 +210,7 @@ func (c *Coordinator) newLine() error {
 	}
 	m := c.metrics
 	o := waitroom.Options{Seats: c.reg, Max: q.Max, PerAddress: q.MaxPerAddress, MaxWait: q.MaxWait,
-		Seated: func(wait time.Duration) {
-			m.QueueSeated.Inc()
-			m.QueueWait.Observe(wait.Seconds())
-			c.demand.seat(wait)
-		},
+		Seated: func(wait time.Duration) { m.Seated(wait); c.waits.Seat(wait) },
 		Left:   func(why waitroom.Reason) { m.LeftLine(why.String()) },
 		Logger: c.log.With("component", "waitroom"),
 	}
@@ -265,7 +257,7 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 		Alerts:      func() []string { return append(c.mail.Alerts(), c.quorum.Alerts()...) }, // summary.alerts, the monitor
 		Drain:       c.drain,
 		Line:        line,
-		Capacity:    func() []byte { return c.capacityDoc(false) },
+		Capacity:    func() []byte { return c.capacity.Document(c.runCtx, false) },
 		Server:      cfg.Server,
 		Port:        cfg.Port,
 		PortRewrite: cfg.PortRewrite,

@@ -56,6 +56,10 @@ func TestLayers(t *testing.T) {
 			"the agent speaks the wire contract (schema) and links no server: the embedded NATS server is the coordinator's"},
 		{[]string{"internal/waitroom"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the line knows visitors, tickets and places and asks the registry (alloc, allowed) for seats; the sockets are HTTP's"},
+		{[]string{"internal/history"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator", "internal/capacity"},
+			"the demand history records counters and samples (the registry's, alloc: allowed) into its own stream; planning from it is capacity's"},
+		{[]string{"internal/capacity"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
+			"the what-if replays the history through the registry (alloc, allowed); it is served by HTTP and NATS, which ask it"},
 		{[]string{"internal/poll"}, []string{"internal/bus", "internal/httpapi", "internal/notify", "internal/state", "internal/config", "internal/coordinator"},
 			"the poller feeds the registry (alloc, allowed) from HTTP /load answers"},
 	}

@@ -287,3 +287,33 @@ func (r *Recorder) Current() []Minute {
 	m.To = min(60, int(now.Sub(m.Start)/time.Second)+1)
 	return append(out, m)
 }
+
+// Registry is what Parts reads of the registry (alloc.Registry).
+type Registry interface {
+	Samples(dst []alloc.Sample) []alloc.Sample
+	Threshold() float64
+	Occupied() float64
+}
+
+// Parts is Sources made of a coordinator's pieces.
+type Parts struct {
+	Demand   func() (visitors, placed uint64) // httpapi's
+	Refused  func() map[string]uint64         // metrics' turned away, by reason
+	Registry Registry
+	Waits    *Waits
+	buf      []alloc.Sample // Servers' (one caller: the recorder)
+}
+
+// Counters implements Sources.
+func (p *Parts) Counters() Counters {
+	visitors, placed := p.Demand()
+	c := Counters{Visitors: visitors, Placed: placed, Refused: p.Refused(), Occupied: p.Registry.Occupied()}
+	p.Waits.Fill(&c)
+	return c
+}
+
+// Servers implements Sources: the servers up or full now.
+func (p *Parts) Servers() ([]ServerSample, float64) {
+	p.buf = p.Registry.Samples(p.buf[:0])
+	return p.buf, p.Registry.Threshold()
+}

@@ -1,10 +1,12 @@
 package login
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -64,4 +66,50 @@ func SaveKnown(path string, addrs map[string]time.Time) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// Keep restores the addresses kept in path by the last run (a file that
+// does not read is set aside, with a warning), then writes them there when
+// they changed, at most once a minute, and once more when ctx ends; a
+// failed write is logged and tried again. It returns once restored: the
+// writes go on in the background, done is closed when they end.
+func (g *Guard) Keep(ctx context.Context, path string, log *slog.Logger) (done <-chan struct{}) {
+	addrs, err := LoadKnown(path)
+	if err != nil {
+		log.Warn("the addresses logins succeeded from could not be read: until they log in again, they get no priority under a password guess",
+			"error", err)
+	}
+	g.Know(addrs)
+	_, saved := g.Known()
+	save := func() {
+		addrs, v := g.Known()
+		if v == saved {
+			return
+		}
+		err := os.MkdirAll(filepath.Dir(path), 0o700)
+		if err == nil {
+			err = SaveKnown(path, addrs)
+		}
+		if err != nil {
+			log.Warn("cannot keep the addresses logins succeeded from; will retry", "file", path, "error", err)
+			return
+		}
+		saved = v
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				save()
+				return
+			case <-t.C:
+				save()
+			}
+		}
+	}()
+	return ended
 }

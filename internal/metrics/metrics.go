@@ -4,7 +4,9 @@
 package metrics
 
 import (
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"net/http"
 
@@ -203,6 +205,26 @@ func (m *Metrics) LeftLine(why string) {
 	case "max-wait":
 		m.TurnedAway("waited-too-long")
 	}
+}
+
+// DroppedHeartbeat counts a heartbeat dropped for reason (schema's Drop*).
+func (m *Metrics) DroppedHeartbeat(reason string) { m.HeartbeatsDropped.WithLabelValues(reason).Inc() }
+
+// DeniedUnder is the embedded server's hook for a publish it refused: one
+// under prefix (the heartbeats' subjects) counts as a heartbeat dropped
+// for its permission.
+func (m *Metrics) DeniedUnder(prefix string) func(subject string) {
+	return func(subject string) {
+		if strings.HasPrefix(subject, prefix) {
+			m.DroppedHeartbeat("permission")
+		}
+	}
+}
+
+// Seated counts a visitor seated from the waiting room's line after wait.
+func (m *Metrics) Seated(wait time.Duration) {
+	m.QueueSeated.Inc()
+	m.QueueWait.Observe(wait.Seconds())
 }
 
 // Handler serves the exposition format.
