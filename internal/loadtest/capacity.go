@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"net"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -231,25 +232,34 @@ func Validate(ctx context.Context, v Validation) (ValidationReport, error) {
 	return rep, nil
 }
 
+// distinctPorts is n free loopback ports, all different: each is held
+// until all are chosen (a port closed and asked for again may come back,
+// and two servers of one name are one).
+func distinctPorts(n int) ([]int, error) {
+	out := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
 // demandRun runs the demand against n servers; with whatIf, it then
 // reads the coordinator's what-if.
 func demandRun(ctx context.Context, v Validation, name string, n int, whatIf bool) (DemandResult, capacity.WhatIfDoc, error) {
 	var doc capacity.WhatIfDoc
-	port, err := freePort()
+	ports, err := distinctPorts(n + 2)
 	if err != nil {
 		return DemandResult{}, doc, err
 	}
-	natsPort, err := freePort()
-	if err != nil {
-		return DemandResult{}, doc, err
-	}
-	servers := make([]string, n)
+	port, natsPort := ports[0], ports[1]
+	servers := make([]string, n) // nothing listens there: the agents speak for them
 	for i := range servers {
-		p, err := freePort() // nothing listens there: the agents speak for them
-		if err != nil {
-			return DemandResult{}, doc, err
-		}
-		servers[i] = fmt.Sprintf("127.0.0.1:%d", p)
+		servers[i] = fmt.Sprintf("127.0.0.1:%d", ports[2+i])
 	}
 	dir := filepath.Join(v.Dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
