@@ -1,12 +1,12 @@
 package loadtest
 
 import (
-	"net"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
