@@ -115,14 +115,17 @@ func (m Minute) TurnedAway() uint64 {
 // that sampled it most.
 // A member's minute read twice (from the stream and from its recorder,
 // around the moment it is kept) counts once: the one recorded longest.
+// A member restarted within a minute recorded two parts of it, from
+// different seconds on: both count.
 func Merge(records []Minute) []Minute {
 	type key struct {
 		member string
 		start  int64
+		from   int
 	}
 	once := map[key]Minute{}
 	for _, r := range records {
-		k := key{r.Member, r.Start.Unix()}
+		k := key{r.Member, r.Start.Unix(), r.From}
 		if o, ok := once[k]; !ok || r.To-r.From > o.To-o.From {
 			once[k] = r
 		}

@@ -167,10 +167,14 @@ func TestMerge(t *testing.T) {
 		min("a", t0.Add(time.Minute), 1, 1, 60, 0),
 		min("a", t0, 2, 2, 30, 30),
 		min("b", t0, 3, 3, 60, 0),
-		min("a", t0, 2, 2, 20, 40), // a's first minute, read before it was over
+		min("a", t0, 2, 2, 20, 30), // a's first minute, read before it was over
 	})
 	if len(got) != 2 || !got[0].Start.Equal(t0) {
 		t.Fatalf("merged: %+v", got)
+	}
+	restarted := Merge([]Minute{min("a", t0, 2, 2, 30, 0), min("a", t0, 4, 4, 30, 30)})
+	if len(restarted) != 1 || restarted[0].Placed != 6 || restarted[0].Arrivals[5] != 6 {
+		t.Errorf("a member restarted within a minute: %+v, want both parts counted", restarted)
 	}
 	m := got[0]
 	if m.Arrivals[5] != 5 || m.Placed != 5 || m.Refused["full"] != 2 || m.Farm.Samples != 60 || m.From != 0 || m.To != 60 {

@@ -111,7 +111,9 @@ func (r *Recorder) Run(ctx context.Context) {
 		case <-ctx.Done():
 			r.Tick(r.o.Now())
 			r.mu.Lock()
-			r.unkept = append(r.unkept, r.close(r.o.Sources.Counters()))
+			m := r.close(r.o.Sources.Counters())
+			m.To = min(60, int(r.o.Now().Sub(m.Start)/time.Second)+1) // the next process records the rest
+			r.unkept = append(r.unkept, m)
 			r.mu.Unlock()
 			kctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			r.keep(kctx)
