@@ -151,7 +151,7 @@
       }).join("");
   }
   function capFetch() {
-    fetch("api/capacity".replace(/^/, location.pathname.replace(/monitor$/, "")), { cache: "no-store" })
+    fetch(location.pathname.replace(/monitor$/, "") + "api/capacity", { cache: "no-store" })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (d) { cap = d; capRender(); setTimeout(capFetch, d.computing ? 5000 : 60000); })
       .catch(function () { setTimeout(capFetch, 60000); });
