@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/durable"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -34,8 +34,8 @@ func LoadKnown(path string) (map[string]time.Time, error) {
 	}
 	var f knownFile
 	if err := json.Unmarshal(data, &f); err != nil || f.V != 1 {
-		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
-		if rerr := os.Rename(path, aside); rerr != nil {
+		aside, rerr := durable.SetAside(path)
+		if rerr != nil {
 			return nil, fmt.Errorf("%s does not read (%v), and cannot be set aside: %w", path, err, rerr)
 		}
 		return nil, fmt.Errorf("%s does not read (%v): set aside as %s", path, err, aside)
@@ -49,23 +49,7 @@ func SaveKnown(path string, addrs map[string]time.Time) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".known-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return durable.Write(path, data, 0o600)
 }
 
 // Keep restores the addresses kept in path by the last run (a file that
@@ -86,11 +70,7 @@ func (g *Guard) Keep(ctx context.Context, path string, log *slog.Logger) (done <
 		if v == saved {
 			return
 		}
-		err := os.MkdirAll(filepath.Dir(path), 0o700)
-		if err == nil {
-			err = SaveKnown(path, addrs)
-		}
-		if err != nil {
+		if err := SaveKnown(path, addrs); err != nil {
 			log.Warn("cannot keep the addresses logins succeeded from; will retry", "file", path, "error", err)
 			return
 		}

@@ -13,11 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/durable"
 	"github.com/simgate/simgate/internal/logging"
 )
 
@@ -540,7 +540,7 @@ func (f FileStore) SaveMails(mails []Mail) error {
 		return nil
 	}
 	data, _ := json.MarshalIndent(mails, "", "  ")
-	return writeDurably(f.Spool, data)
+	return durable.Write(f.Spool, data, 0o600)
 }
 
 // LoadHolds implements Store.
@@ -564,7 +564,7 @@ func (f FileStore) SaveHolds(changed map[string]Hold) error {
 		}
 	}
 	data, _ := json.Marshal(kept)
-	return writeDurably(f.StateFile, data)
+	return durable.Write(f.StateFile, data, 0o600)
 }
 
 // read decodes path into v; false when there is nothing usable (no file,
@@ -587,43 +587,9 @@ func (f FileStore) read(path, what string, v any, ok func() bool) bool {
 		if log == nil {
 			log = slog.Default()
 		}
-		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-		rerr := os.Rename(path, aside)
+		aside, rerr := durable.SetAside(path)
 		log.Error(what+" unreadable: file set aside, starting afresh", "file", path, "aside", aside, "error", err, "rename_error", rerr)
 		return false
 	}
 	return true
-}
-
-// writeDurably replaces path with data: a temporary file, synced, renamed
-// over path, and the folder synced.
-func writeDurably(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

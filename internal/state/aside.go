@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/durable"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -59,11 +60,7 @@ func readManifest(path string) (manifest, bool) {
 
 func writeManifest(path string, m manifest) error {
 	data, _ := json.Marshal(m)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o640); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return durable.Write(path, data, 0o640)
 }
 
 // Guard prepares dir's store for a start: a store the last start died on is

@@ -18,6 +18,7 @@ import (
 
 	"github.com/simgate/simgate/internal/config"
 	"github.com/simgate/simgate/internal/coordinator"
+	"github.com/simgate/simgate/internal/durable"
 	"github.com/simgate/simgate/internal/exitcode"
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/version"
@@ -209,11 +210,7 @@ func writeListenFile(path string, l coordinator.Listening) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing the listen file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := durable.Write(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing the listen file: %w", err)
 	}
 	return nil
