@@ -170,7 +170,7 @@ func expectPrefix(t *testing.T, url, prefix string) {
 // its rate; with the waiting room: the line full, a visitor who closed
 // the page while waiting (gave-up), one who waited queue.maxWait
 // (waited-too-long). The visitor reads the original's sentence
-// throughout. (not-ready: internal/httpapi's TestRefusalsByReason.)
+// throughout. (not-ready: TestReadyMeansReady.)
 func TestRefusalsCountedByReason(t *testing.T) {
 	const srv = "127.0.0.1/3411"
 	f := startFarm(t, map[string]any{"simulationServers": []string{srv}, "queue": map[string]any{"enabled": false},

@@ -35,6 +35,10 @@ func TestReadyMeansReady(t *testing.T) {
 	if _, got, _ := getAs(g.base+"/session", "198.51.100.20"); got != noServer {
 		t.Errorf("/session before ready = %q, want the busy farm's answer", got)
 	}
+	// Counted under why (issue 34): this member is not ready.
+	if n := g.scrape(t).value("simgate_refusals_total", "reason", "not-ready"); n != 1 {
+		t.Errorf("simgate_refusals_total{reason=\"not-ready\"} = %v, want 1", n)
+	}
 	p.send(b, "up", 20, 1)
 	testutil.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		resp, body, _ := get(g.base + "/readyz")
