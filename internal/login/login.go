@@ -86,6 +86,13 @@ type Guard struct {
 	// from 2,000 addresses each trying once spends cleanBudget, and the
 	// real admin, from its usual address, is still checked first.
 	knownBudget *rate.Limiter
+	// retryBudget is a budget of its own, during an attack, for an address
+	// that was refused unchecked and has no failure on record: a guess
+	// from many addresses tries each once in its first pass, and the real
+	// admin, from an address never seen before, tries again; its second
+	// try is checked (issue 31: on a fresh coordinator, the admin competed
+	// with 50 first-time addresses a second until each had tried once).
+	retryBudget *rate.Limiter
 	dummy       string // a hash of the configured cost, for unknown users
 	// floor is how long a failed check takes at least: what a bcrypt
 	// verification of the configured cost took at start, 0 without one.
@@ -116,6 +123,7 @@ const (
 	attackFailures = 10
 	attackRate     = 3
 	cleanRate      = 2
+	retryRate      = 1
 )
 
 type failure struct {
@@ -136,6 +144,7 @@ func New(secrets []string) *Guard {
 		attackBudget: rate.NewLimiter(attackRate, attackRate),
 		cleanBudget:  rate.NewLimiter(cleanRate, cleanRate),
 		knownBudget:  rate.NewLimiter(cleanRate, cleanRate),
+		retryBudget:  rate.NewLimiter(retryRate, retryRate),
 		now:          time.Now,
 		remember:     map[string][sha256.Size]byte{},
 		fails:        map[string]*failure{},
@@ -292,6 +301,7 @@ type standing uint8
 
 const (
 	failedBefore standing = iota // a failure on record (or no address)
+	retried                      // refused unchecked before, no failure on record
 	clean                        // no failure on record
 	known                        // a login succeeded from it before, no failure since
 )
@@ -303,7 +313,10 @@ func (g *Guard) standing(addr string) standing {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, failed := g.fails[addr]; failed {
+	if f, seen := g.fails[addr]; seen {
+		if f.count == 0 { // refused unchecked, never failed
+			return retried
+		}
 		return failedBefore
 	}
 	if _, ok := g.known[addr]; ok {
@@ -314,20 +327,22 @@ func (g *Guard) standing(addr string) standing {
 
 // budget says whether a bcrypt verification may run now: always but
 // during an attack, then first within knownBudget for an address a login
-// succeeded from before, then attackBudget, then cleanBudget for an
-// address with no failure on record.
+// succeeded from before, or retryBudget for one refused unchecked before,
+// then attackBudget, then cleanBudget for an address with no failure on
+// record.
 func (g *Guard) budget(st standing) bool {
 	if !g.attacked() {
 		return true
 	}
 	now := g.now()
-	return (st == known && g.knownBudget.AllowN(now, 1)) || g.attackBudget.AllowN(now, 1) ||
-		(st >= clean && g.cleanBudget.AllowN(now, 1))
+	return (st == known && g.knownBudget.AllowN(now, 1)) || (st == retried && g.retryBudget.AllowN(now, 1)) ||
+		g.attackBudget.AllowN(now, 1) || (st >= clean && g.cleanBudget.AllowN(now, 1))
 }
 
 // unchecked records that addr was refused unchecked during an attack: no
 // failure (it waits for nothing), but the address is no longer clean, so
-// that a guess from many addresses does not spend cleanBudget for ever.
+// that a guess from many addresses does not spend cleanBudget for ever;
+// its next try has retryBudget (a failure there ends that).
 func (g *Guard) unchecked(addr string) {
 	if addr == "" {
 		return
