@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/simgate/simgate/internal/logging"
 	"github.com/simgate/simgate/internal/schema"
@@ -30,6 +33,15 @@ func (f *ServersKV) Keep(ctx context.Context, fence interface{ Holds() bool }, e
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var swept time.Time
+	// A consumer made on the farm bucket is looked at within a tick, not
+	// at the next sweep: 1,000 made in a few seconds (the server's limit
+	// per stream) kept every new watch out until then (issue 31).
+	var made atomic.Bool
+	if sub, err := f.js.Conn().Subscribe(consumerCreated, func(*nats.Msg) { made.Store(true) }); err == nil {
+		defer func() { _ = sub.Unsubscribe() }()
+	} else {
+		log.Warn("consumers made on the farm bucket are swept every 10 s only", "error", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -42,7 +54,10 @@ func (f *ServersKV) Keep(ctx context.Context, fence interface{ Holds() bool }, e
 			all := entries()
 			if now.Sub(swept) >= durableSweep {
 				swept = now
+				made.Store(false)
 				f.sweep(all, now, errs, log)
+			} else if made.Swap(false) {
+				f.sweepConsumers(now, errs, log)
 			}
 			for _, e := range all {
 				w, ok := last[e.Server]
@@ -80,6 +95,16 @@ func (f *ServersKV) sweep(entries []schema.FarmEntry, now time.Time, errs *loggi
 			log.Warn("farm bucket not pruned; will retry", "bucket", schema.ServersBucket, "error", err, "since_last_line", held)
 		}
 	}
+	f.sweepConsumers(now, errs, log)
+}
+
+// consumerCreated is the server's advisory of a consumer made on the farm
+// bucket's stream.
+const consumerCreated = "$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_" + schema.ServersBucket + ".*"
+
+// sweepConsumers deletes the consumers others made that outlive their use
+// (SweepDurables).
+func (f *ServersKV) sweepConsumers(now time.Time, errs *logging.Throttle, log *slog.Logger) {
 	if n, err := f.SweepDurables(); n > 0 || err != nil {
 		if held, ok := errs.Allow("durables", now); ok {
 			log.Warn("durable consumers on the farm bucket deleted: watch it with nats kv watch, which needs none",
