@@ -48,7 +48,7 @@ coordinator)
   next="edit /etc/simgate/session.json (simgate-coordinator -check /etc/simgate/session.json says what it thinks),
 add 'Include /etc/apache2/simgate.conf' inside the VirtualHost of your HTTPS site
 (several coordinators: simgate-ha.conf, with proxy_balancer proxy_hcheck lbmethod_byrequests; watchdog is built into Debian's Apache),
-then: a2enmod proxy proxy_http proxy_wstunnel rewrite && systemctl reload apache2"
+then: a2enmod proxy proxy_http proxy_wstunnel rewrite headers && systemctl reload apache2"
   ;;
 agent)
   install -D -m 755 "$bin/agent" "$root/usr/local/bin/simgate-agent"

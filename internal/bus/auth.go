@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -100,6 +101,9 @@ type authenticator struct {
 	// guard checks passwords: bcrypt once per secret, bounded at once,
 	// failures backed off per address and user.
 	guard *login.Guard
+	// trusted are the proxies, besides loopback, whose forwarded address
+	// names a WebSocket client (ServerOptions.TrustedProxies).
+	trusted domain.Proxies
 	// away: this member sends agents to the others (it reaches no
 	// majority of its cluster: Server.SendAgentsAway).
 	away atomic.Bool
@@ -125,6 +129,7 @@ func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal m
 		log:      o.Logger,
 		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys),
 		guard:    o.Guard,
+		trusted:  domain.ParseProxies(o.TrustedProxies),
 	}
 	if a.guard == nil {
 		secrets := make([]string, len(o.Users))
@@ -245,7 +250,7 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		return a.refuse(c, "wrong password for an internal user")
 	}
 	var au *authUser
-	host := clientHost(c)
+	host := a.clientHost(c)
 	switch {
 	case o.Nkey != "":
 		// A signature cannot be guessed and costs microseconds to check:
@@ -342,7 +347,7 @@ func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 			// its line survives any flood of made-up names.
 			allow = a.throttle.AllowKnown
 		}
-		if held, ok := allow(why+"|"+clientHost(c), time.Now()); ok {
+		if held, ok := allow(why+"|"+a.clientHost(c), time.Now()); ok {
 			a.log.Warn("NATS connection refused", "remote", remote, "name", c.GetOpts().Name, "reason", why,
 				"refused_since_last_line", held)
 		}
@@ -352,12 +357,14 @@ func (a *authenticator) refuse(c server.ClientAuthentication, why string) bool {
 
 // clientHost is the host a client connects from, "" in-process.
 //
-// A WebSocket client that came through the local Apache (the peer is
-// loopback) is told by the address Apache forwarded (X-Forwarded-For,
-// which nats-server keeps in the connection's name, "ip/peer - cid:N"):
-// every agent and every guesser behind Apache came from 127.0.0.1, and a
-// guesser's failures locked the real agent out (issue 31).
-func clientHost(c server.ClientAuthentication) string {
+// A WebSocket client that came through Apache (the peer is loopback, or a
+// trusted proxy: the Apache in front of a cluster's members) is told by
+// the address Apache forwarded (X-Forwarded-For, which nats-server keeps
+// in the connection's name, "ip/peer - cid:N", when it holds one address:
+// the README's rules drop any the client sent): every agent and every
+// guesser behind Apache came from its address, and a guesser's failures
+// locked the real agent out (issue 31).
+func (a *authenticator) clientHost(c server.ClientAuthentication) string {
 	ra := c.RemoteAddress()
 	if ra == nil {
 		return ""
@@ -366,13 +373,16 @@ func clientHost(c server.ClientAuthentication) string {
 	if err != nil {
 		return ra.String()
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if ip, err := netip.ParseAddr(host); err == nil && a.isTrusted(ip.Unmap()) {
 		if fwd := forwarded(c); fwd != "" {
 			return fwd
 		}
 	}
 	return host
 }
+
+// isTrusted says whether ip is a proxy whose forwarded address is believed.
+func (a *authenticator) isTrusted(ip netip.Addr) bool { return ip.IsLoopback() || a.trusted.Trust(ip) }
 
 // forwarded is the address a proxy forwarded for a WebSocket client, ""
 // for none.

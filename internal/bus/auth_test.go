@@ -2,9 +2,12 @@ package bus
 
 import (
 	"errors"
+	"github.com/nats-io/nats-server/v2/server"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/simgate/simgate/internal/domain"
 	"github.com/simgate/simgate/internal/login"
 	"github.com/simgate/simgate/internal/schema"
 	"github.com/simgate/simgate/internal/testutil"
@@ -465,4 +469,40 @@ func TestForwardedAddressThrottlesTheGuesser(t *testing.T) {
 		t.Fatalf("the real agent, from its own address behind the proxy: %v", err)
 	}
 	nc.Close()
+}
+
+// peer is a client as nats-server shows it to the authenticator: its
+// connection's remote address, and its name ("ip/peer - cid:N" when a
+// proxy forwarded one address for it).
+type peer struct {
+	server.ClientAuthentication
+	remote, name string
+}
+
+func (p peer) RemoteAddress() net.Addr {
+	ap := netip.MustParseAddrPort(p.remote)
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+func (p peer) String() string { return p.name }
+
+// TestTrustedProxyForwards: a WebSocket client is told by the address a
+// proxy forwarded when the peer is loopback or a trusted proxy (the
+// Apache in front of a cluster's members, on another host); from any other
+// peer the forwarded address is not believed.
+func TestTrustedProxyForwards(t *testing.T) {
+	a := &authenticator{trusted: domain.ParseProxies([]string{"192.0.2.7", "10.9.0.0/16"})}
+	for _, tc := range []struct {
+		remote, name, want string
+	}{
+		{"127.0.0.1:40000", "198.51.100.4/127.0.0.1:40000 - cid:5", "198.51.100.4"},
+		{"192.0.2.7:40000", "198.51.100.4/192.0.2.7:40000 - cid:5", "198.51.100.4"},
+		{"10.9.3.3:40000", "198.51.100.4/10.9.3.3:40000 - cid:5", "198.51.100.4"},
+		{"192.0.2.8:40000", "198.51.100.4/192.0.2.8:40000 - cid:5", "192.0.2.8"}, // not a proxy: its own address
+		{"192.0.2.7:40000", "192.0.2.7:40000 - cid:5", "192.0.2.7"},              // nothing forwarded
+	} {
+		if got := a.clientHost(peer{remote: tc.remote, name: tc.name}); got != tc.want {
+			t.Errorf("peer %s named %q: client %q, want %q", tc.remote, tc.name, got, tc.want)
+		}
+	}
 }

@@ -61,6 +61,10 @@ type ServerOptions struct {
 	// (port 0 picks a free one): the same users and roles, TLS when the
 	// TCP listener has it, plain behind a local Apache otherwise.
 	Websocket string
+	// TrustedProxies are the peers (addresses or CIDR ranges, besides
+	// loopback) whose X-Forwarded-For names a WebSocket client: the
+	// Apache in front of the members (http.trustedProxies).
+	TrustedProxies []string
 	// Denied, when set, is called with the subject of each publish the
 	// server refused for want of permission (a forged heartbeat).
 	Denied func(subject string)

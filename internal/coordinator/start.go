@@ -81,7 +81,7 @@ func (c *Coordinator) startNATS(guard *login.Guard) error {
 	so := bus.ServerOptions{
 		Listen: cfg.NATS.Listen, Logger: c.log, Subjects: subj,
 		Users: busUsers(cfg.NATS.Users), Servers: servers,
-		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket,
+		TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey, Websocket: cfg.NATS.Websocket, TrustedProxies: cfg.HTTP.TrustedProxies,
 		StoreDir: c.storeDir(),
 		Guard:    guard,
 		Oversize: func() { c.metrics.DroppedHeartbeat(schema.DropSize) },

@@ -9,6 +9,7 @@ package domain
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -147,4 +148,34 @@ type Report struct {
 	// InstantLoad is the agent's latest single sample, nil when not
 	// reported: what the simulation server compares with its shareIdleTime.
 	InstantLoad *float64
+}
+
+// Proxies are the peers whose X-Forwarded-For names the client: the
+// Apache in front of the coordinators (http.trustedProxies), for HTTP and
+// for NATS over WebSocket alike.
+type Proxies []netip.Prefix
+
+// ParseProxies reads addresses and CIDR ranges (the configuration checked
+// them); one that reads as neither is left out.
+func ParseProxies(list []string) Proxies {
+	var out Proxies
+	for _, t := range list {
+		if p, err := netip.ParsePrefix(t); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(t); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out
+}
+
+// Trust says whether ip is one of the proxies.
+func (p Proxies) Trust(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, n := range p {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"github.com/simgate/simgate/internal/domain"
 	"net"
 	"net/http"
 	"net/netip"
@@ -35,7 +36,7 @@ func randomKey[V any](m map[string]V) string {
 type Limiter struct {
 	rate    rate.Limit
 	burst   int
-	trusted []netip.Prefix
+	trusted domain.Proxies
 	mu      sync.Mutex // guards clients, last and full (a leaf)
 	clients map[string]*limitEntry
 	last    time.Time // the last sweep of idle clients
@@ -51,15 +52,7 @@ type limitEntry struct {
 // (rate 0: no limit, addresses only). trusted holds addresses or CIDR
 // ranges; they must be valid (config checks).
 func NewLimiter(perSecond float64, burst int, trusted []string) *Limiter {
-	l := &Limiter{rate: rate.Limit(perSecond), burst: burst, clients: map[string]*limitEntry{}, last: time.Now()}
-	for _, t := range trusted {
-		if p, err := netip.ParsePrefix(t); err == nil {
-			l.trusted = append(l.trusted, p.Masked())
-		} else if a, err := netip.ParseAddr(t); err == nil {
-			l.trusted = append(l.trusted, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-		}
-	}
-	return l
+	return &Limiter{rate: rate.Limit(perSecond), burst: burst, clients: map[string]*limitEntry{}, last: time.Now(), trusted: domain.ParseProxies(trusted)}
 }
 
 // ClientAddr is the address a request is counted against; "" for a request
@@ -127,15 +120,7 @@ func (l *Limiter) TrustedHost(host string) bool {
 	return err == nil && l.isTrusted(ip)
 }
 
-func (l *Limiter) isTrusted(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, n := range l.trusted {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (l *Limiter) isTrusted(ip netip.Addr) bool { return l.trusted.Trust(ip) }
 
 // Allow takes one token for the request's client; a limiter of rate 0
 // only tells client addresses and allows everything.
