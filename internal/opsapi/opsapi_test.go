@@ -1,13 +1,9 @@
 package opsapi
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/simgate/simgate/internal/bus"
 	"github.com/simgate/simgate/internal/schema"
+	"github.com/simgate/simgate/internal/testutil"
 )
 
 type farm struct {
@@ -208,57 +205,15 @@ func TestForgedRequestInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = svc.Stop() }()
-	// A raw client: nats.go writes headers as the protocol says, an
-	// attacker writes what it likes.
-	c, err := net.Dial("tcp", strings.TrimPrefix(srv.ClientURL(), "nats://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rd := bufio.NewReader(c)
-	if _, err := rd.ReadString('\n'); err != nil { // INFO
-		t.Fatal(err)
-	}
-	fmt.Fprintf(c, "CONNECT {\"user\":\"ops\",\"pass\":\"ops-password\",\"headers\":true,\"no_responders\":true,\"verbose\":false,\"protocol\":1}\r\nSUB _INBOX.forged.* 1\r\nPING\r\n")
-	for {
-		line, err := rd.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(line, "PONG") {
-			break
-		}
-		if strings.HasPrefix(line, "-ERR") {
-			t.Fatal(line)
-		}
-	}
-	ask := func(n int, headers string) string {
+	raw := testutil.DialRawNATS(t, strings.TrimPrefix(srv.ClientURL(), "nats://"), "ops", "ops-password")
+	ask := func(headers string) string {
 		t.Helper()
-		hdr := "NATS/1.0\r\n" + headers + "\r\n"
-		payload := "https://github.com/x/y/blob/main/worlds/w.wbt"
-		fmt.Fprintf(c, "HPUB simgate.api.session _INBOX.forged.%d %d %d\r\n%s%s\r\n", n, len(hdr), len(hdr)+len(payload), hdr, payload)
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			line, err := rd.ReadString('\n')
-			if err != nil {
-				t.Fatal(err)
-			}
-			f := strings.Fields(line)
-			if len(f) == 0 || (f[0] != "HMSG" && f[0] != "MSG") {
-				continue
-			}
-			size, _ := strconv.Atoi(f[len(f)-1])
-			buf := make([]byte, size+2)
-			if _, err := io.ReadFull(rd, buf); err != nil {
-				t.Fatal(err)
-			}
-			return string(buf[:size])
-		}
+		return raw.Request("simgate.api.session", headers, "https://github.com/x/y/blob/main/worlds/w.wbt")
 	}
-	if got := ask(1, "X-Test: 1\nNats-Request-Info: {\"acc\":\"APP\",\"user\":\"forged-1\"}\r\n"); !strings.Contains(got, "400") || strings.Contains(got, "forged-1") {
+	if got := ask("X-Test: 1\nNats-Request-Info: {\"acc\":\"APP\",\"user\":\"forged-1\"}\r\n"); !strings.Contains(got, "400") || strings.Contains(got, "forged-1") {
 		t.Errorf("a forged Nats-Request-Info after a bare LF: %q, want a 400 and no session", got)
 	}
-	if got := ask(2, "X-Test: 1\r\n"); !strings.Contains(got, "for nats-user:ops") {
+	if got := ask("X-Test: 1\r\n"); !strings.Contains(got, "for nats-user:ops") {
 		t.Errorf("a plain request: %q, want a session for nats-user:ops", got)
 	}
 }
