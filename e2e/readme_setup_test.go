@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gorilla/websocket"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,9 +70,18 @@ func TestREADMESetup(t *testing.T) {
 	apache := l.Addr().String()
 	l.Close()
 	h.apache(apache)
-	// The administrator's edits.
+	// The site as the original left it: its rules inline in the HTTPS
+	// VirtualHost, as the seed's guide writes them.
+	h.write("etc/apache2/sites-available/000-default-le-ssl.conf", "<VirtualHost "+apache+">\n    ServerName localhost\n    DocumentRoot /var/www/html\n"+
+		originalApacheRules+"</VirtualHost>\n", 0o644)
+	// The administrator's edits; Apache's as the README says: the
+	// original's rules replaced by the Include (left before it, the
+	// original's ^/monitor$ rule took the monitor's WebSocket).
 	h.edit("/etc/simgate/agent.env", "sed -i 's|^SIMGATE_SERVER=.*|SIMGATE_SERVER="+agentServer+"|' \"$1\"\n")
-	h.edit("/etc/apache2/sites-available/000-default-le-ssl.conf", "sed -i 's|^</VirtualHost>|    Include /etc/apache2/simgate.conf\\n</VirtualHost>|' \"$1\"\n")
+	h.edit("/etc/apache2/sites-available/000-default-le-ssl.conf", `sed -i '/RewriteEngine on/,/"http:\/\/localhost:\$1\/\$2" \[P,L\]/d' "$1"
+grep -q RewriteRule "$1" && exit 1
+sed -i 's|^</VirtualHost>|    Include /etc/apache2/simgate.conf\n</VirtualHost>|' "$1"
+`)
 
 	var cmds []string
 	for _, section := range []string{"Installing", "### Apache", "Migrating from the original"} {
@@ -123,6 +133,18 @@ until curl -s -o /dev/null localhost:1999/ || [ $i -gt 200 ]; do i=$((i + 1)); s
 		if err != nil || resp.StatusCode != 200 || !strings.Contains(body, want) {
 			t.Errorf("%s through Apache: %v %v %.200q", path, err, resp, body)
 		}
+	}
+	// The monitor page's live updates go through Apache (they fell back
+	// to polling behind the original's rules).
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+apache+"/monitor", nil)
+	if err != nil {
+		t.Errorf("the monitor page's WebSocket through Apache: %v", err)
+	} else {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), agentServer) {
+			t.Errorf("the monitor's first push through Apache: %v %.200q", err, msg)
+		}
+		ws.Close()
 	}
 	if log := h.log("simgate-coordinator"); strings.Contains(log, "level=ERROR") {
 		t.Errorf("the coordinator logged an ERROR on a site's first day:\n%s", log)
