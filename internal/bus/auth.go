@@ -119,7 +119,7 @@ type authUser struct {
 	user *server.User // account and permissions registered on the connection
 }
 
-func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal map[string]string) (*authenticator, error) {
+func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal map[string]string, budget *logging.Budget) (*authenticator, error) {
 	a := &authenticator{
 		internal: map[string]internalUser{},
 		byName:   map[string]*authUser{},
@@ -127,7 +127,7 @@ func newAuthenticator(o ServerOptions, app, sys, api *server.Account, internal m
 		byNkey:   map[string]*authUser{},
 		claimed:  map[string]bool{},
 		log:      o.Logger,
-		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys),
+		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys).Within(budget),
 		guard:    o.Guard,
 		trusted:  domain.ParseProxies(o.TrustedProxies),
 	}

@@ -93,7 +93,7 @@ func StartIntake(srv *Server, o IntakeOptions) (*Intake, error) {
 		o.LostFor = 10 * time.Second
 	}
 	in := &Intake{o: o, live: map[connKey]string{}, conns: map[string]int{}, lost: map[string]time.Time{}, held: map[string]held{},
-		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys)}
+		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys).Within(srv.logBudget)}
 	var err error
 	if in.sys, err = srv.connectSystem(); err != nil {
 		return nil, fmt.Errorf("connecting to the system account: %w", err)

@@ -97,7 +97,8 @@ type ClusterOptions struct {
 // Server is the embedded NATS server agents connect to.
 type Server struct {
 	ns        *server.Server
-	ws        bool // the WebSocket listener is on
+	logBudget *logging.Budget // the lines clients can cause, in all (LogBudget)
+	ws        bool            // the WebSocket listener is on
 	clustered bool
 	sysPass   string
 	coordPass string
@@ -140,7 +141,8 @@ func StartServer(o ServerOptions) (*Server, error) {
 	sys := server.NewAccount(sysAccount)
 	app := server.NewAccount(appAccount)
 	api := server.NewAccount(apiAccount)
-	auth, err := newAuthenticator(o, app, sys, api, map[string]string{sysUser: s.sysPass, coordUser: s.coordPass, apiUser: s.apiPass})
+	s.logBudget = logging.NewBudget()
+	auth, err := newAuthenticator(o, app, sys, api, map[string]string{sysUser: s.sysPass, coordUser: s.coordPass, apiUser: s.apiPass}, s.logBudget)
 	s.auth = auth
 	if err != nil {
 		return nil, err
@@ -174,7 +176,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		configured[o.Subjects.Load(entry)] = true
 	}
 	ns.SetLoggerV2(natsLogger{l: logger.With("component", "nats"), denied: o.Denied, fatal: fatal,
-		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys), oversize: o.Oversize, configured: configured}, false, false, false)
+		throttle: logging.NewThrottle(time.Minute, logging.ClientKeys).Within(s.logBudget), oversize: o.Oversize, configured: configured}, false, false, false)
 	go ns.Start()
 	// A listener that cannot bind (a busy port) fails the start at once,
 	// with nats-server's own reason, rather than after the readiness wait.
@@ -673,3 +675,8 @@ func AwaitPorts(so ServerOptions, within time.Duration, log *slog.Logger) {
 		}
 	}
 }
+
+// LogBudget bounds the log lines clients can cause, in all: this server's
+// refused logins and publishes, its intake's dropped heartbeats, and what
+// else a caller shares it with (the HTTP API's refused WebSocket clients).
+func (s *Server) LogBudget() *logging.Budget { return s.logBudget }

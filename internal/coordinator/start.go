@@ -235,10 +235,10 @@ func (c *Coordinator) newAPI(guard *login.Guard) {
 	// Rate 0 (unlimited) still tells visitors' addresses behind trusted proxies.
 	limiter := httpapi.NewLimiter(cfg.HTTP.SessionRate, cfg.HTTP.SessionBurst, cfg.HTTP.TrustedProxies)
 	c.api = httpapi.New(httpapi.Options{
-		Registry:             c.reg,
-		SSL:                  cfg.SSL,
-		Logger:               c.log,
-		Metrics:              c.metrics,
+		Registry: c.reg,
+		SSL:      cfg.SSL,
+		Logger:   c.log,
+		Metrics:  c.metrics, LogBudget: c.nats.LogBudget(),
 		Ready:                c.ready.Ready,
 		AwaitReady:           c.ready.AwaitOpen,
 		MaxWebSocketClients:  httpapi.WebSocketCap(cfg.HTTP.MaxWebSocketClients, cfg.HTTP.MaxWebSocketClients == config.Default().HTTP.MaxWebSocketClients, c.log),

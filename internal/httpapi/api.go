@@ -48,6 +48,9 @@ type Options struct {
 	SSL      bool // hand out wss:// rather than ws://
 	Logger   *slog.Logger
 	Metrics  *metrics.Metrics
+	// LogBudget, when set, bounds the refused WebSocket clients' lines
+	// together with the other lines clients can cause (bus.Server's).
+	LogBudget *logging.Budget
 	// Ready reports whether the coordinator is ready (PROTOCOL §1 /readyz:
 	// NATS up, its drains loaded, every server heard from or one silence
 	// timeout passed), and why not.
@@ -213,7 +216,7 @@ func New(o Options) *API {
 	}
 	a.feed = newFeed(a)
 	a.monitors = monitorSlots{max: o.MaxMonitorClients, perAddr: o.MaxMonitorPerAddress, by: map[string]int{}}
-	a.refusals = logging.NewThrottle(time.Minute, logging.ClientKeys)
+	a.refusals = logging.NewThrottle(time.Minute, logging.ClientKeys).Within(o.LogBudget)
 	a.loops.Add(2) // waited for by Close
 	go func() { defer a.loops.Done(); a.runHistory() }()
 	go func() { defer a.loops.Done(); a.feed.run(a.monitors.live) }()

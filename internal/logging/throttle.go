@@ -3,6 +3,8 @@ package logging
 import (
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Throttle keeps a flood from turning the log over: for each key (a reason
@@ -21,6 +23,48 @@ type Throttle struct {
 	// stays visible under any flood (issue 31). At most KnownKeys.
 	known map[string]*throttled
 	swept time.Time
+	// budget, when set, bounds the lines of every throttle sharing it.
+	budget *Budget
+}
+
+// Budget bounds the lines that every throttle sharing it lets through, in
+// all: whatever the kinds and sources, at most FloodLines a minute, and
+// KnownLines more for sources the configuration names, over any minute
+// (token buckets, so no window's edge doubles them). All floods together
+// wrote 64 lines a minute; the issue asked at most 60 (issue 31).
+type Budget struct {
+	flood, known *rate.Limiter
+}
+
+// FloodLines and KnownLines are a Budget's lines a minute.
+const (
+	FloodLines = 30
+	KnownLines = 30
+)
+
+// NewBudget returns a budget of FloodLines + KnownLines lines a minute.
+func NewBudget() *Budget {
+	// A bucket of burst b refilled at b a minute lets through at most 2b
+	// in any minute.
+	return &Budget{
+		flood: rate.NewLimiter(rate.Every(2*time.Minute/FloodLines), FloodLines/2),
+		known: rate.NewLimiter(rate.Every(2*time.Minute/KnownLines), KnownLines/2),
+	}
+}
+
+// take says whether one more line may go at now; a nil budget always.
+func (b *Budget) take(known bool, now time.Time) bool {
+	if b == nil {
+		return true
+	}
+	return (known && b.known.AllowN(now, 1)) || b.flood.AllowN(now, 1)
+}
+
+// Within makes t share b with the other throttles a client can feed, and
+// returns t.
+func (t *Throttle) Within(b *Budget) *Throttle {
+	t.budget = b
+	return t
 }
 
 // KnownKeys bounds the keys of sources the configuration names, per
@@ -53,10 +97,10 @@ func (t *Throttle) AllowKnown(key string, now time.Time) (held int, ok bool) {
 		if len(t.known) >= KnownKeys {
 			return t.allowLocked(key, now) // past the bound: as any other key
 		}
-		t.known[key] = &throttled{last: now}
-		return 0, true
+		e = &throttled{}
+		t.known[key] = e
 	}
-	return t.step(e, now)
+	return t.step(e, now, true)
 }
 
 // sweepLocked forgets the keys idle for a period; t.mu is held.
@@ -89,20 +133,21 @@ func (t *Throttle) allowLocked(key string, now time.Time) (int, bool) {
 	if e == nil {
 		if len(t.keys) >= t.maxKeys {
 			key = "other"
-			if e = t.keys[key]; e != nil {
-				return t.step(e, now)
-			}
+			e = t.keys[key]
 		}
-		e = &throttled{}
-		t.keys[key] = e
-		e.last = now
-		return 0, true
+		if e == nil {
+			e = &throttled{}
+			t.keys[key] = e
+		}
 	}
-	return t.step(e, now)
+	return t.step(e, now, false)
 }
 
-func (t *Throttle) step(e *throttled, now time.Time) (int, bool) {
-	if now.Sub(e.last) < t.period {
+// step decides for the key whose entry is e (a new one has no last line:
+// it goes at once, budget allowing); known says the key names a source
+// the configuration knows.
+func (t *Throttle) step(e *throttled, now time.Time, known bool) (int, bool) {
+	if !e.last.IsZero() && now.Sub(e.last) < t.period || !t.budget.take(known, now) {
 		e.held++
 		return 0, false
 	}

@@ -38,3 +38,45 @@ func TestThrottle(t *testing.T) {
 		t.Errorf("%d keys kept, want at most 3", n)
 	}
 }
+
+// TestBudgetBoundsEveryThrottle: throttles sharing a budget write at most
+// FloodLines + KnownLines lines in any minute in all, however many kinds
+// and sources flood them, and a known source's lines keep their own share.
+func TestBudgetBoundsEveryThrottle(t *testing.T) {
+	b := NewBudget()
+	kinds := []*Throttle{
+		NewThrottle(time.Minute, ClientKeys).Within(b),
+		NewThrottle(time.Minute, ClientKeys).Within(b),
+		NewThrottle(time.Minute, ClientKeys).Within(b),
+	}
+	start := time.Unix(1_800_000_000, 0)
+	written := map[int]int{} // lines by the minute they went in
+	known := 0
+	for s := 0; s < 180; s++ { // three minutes, a flood every second
+		now := start.Add(time.Duration(s) * time.Second)
+		for i, th := range kinds {
+			for k := range 50 {
+				if _, ok := th.Allow(fmt.Sprintf("flood %d %d", s, k), now); ok {
+					written[s]++
+				}
+			}
+			if _, ok := th.AllowKnown(fmt.Sprintf("configured %d", i), now); ok {
+				written[s]++
+				known++
+			}
+		}
+	}
+	for s := range 120 {
+		in := 0
+		for d := range 60 {
+			in += written[s+d]
+		}
+		if in > FloodLines+KnownLines {
+			t.Fatalf("%d lines in the minute from second %d, want at most %d", in, s, FloodLines+KnownLines)
+		}
+	}
+	// Each configured source has a line a minute (its key's period).
+	if known < 3*3 {
+		t.Errorf("the configured sources got %d lines in 3 minutes, want at least 9", known)
+	}
+}
