@@ -381,9 +381,9 @@ func TestSilentConnectionsBehindApache(t *testing.T) {
 // TestAgentUnderABrokenGPUDriver: the real agent on a machine whose NVIDIA
 // driver is broken (a stand-in libnvidia-ml.so.1): an nvmlInit that never
 // returns, and an absurd device count. Heartbeats come within two
-// intervals, without the GPU, and SIGTERM stops the agent (a hung init
-// kept it from ever beating and from stopping; the count ran it out of
-// memory).
+// intervals, without the GPU (detection runs beside them), and SIGTERM
+// stops the agent (a hung init kept it from ever beating and from
+// stopping; the count ran it out of memory).
 func TestAgentUnderABrokenGPUDriver(t *testing.T) {
 	cc, err := exec.LookPath("cc")
 	if err != nil {
@@ -429,6 +429,23 @@ func TestAgentUnderABrokenGPUDriver(t *testing.T) {
 			t.Logf("the first heartbeat %v after the agent's start: %s", time.Since(begin).Round(time.Millisecond), first)
 			if strings.Contains(string(first), `"gpu"`) {
 				t.Errorf("a broken driver's GPU was reported: %s", first)
+			}
+			if driver == "FAKE_NVML_INIT=hang" {
+				// The driver's silence is said once, and the beats go on.
+				testutil.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+					if !strings.Contains(a.out.String(), "does not answer") {
+						return errString("the agent did not say the GPU's driver does not answer")
+					}
+					return nil
+				})
+				for len(beats) > 0 {
+					<-beats // those before
+				}
+				select {
+				case <-beats:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no heartbeat after the driver was given up:\n%s", a.out.String())
+				}
 			}
 			code, took := a.stop(t, syscall.SIGTERM, 10*time.Second)
 			t.Logf("SIGTERM: exit %d in %v", code, took.Round(time.Millisecond))

@@ -295,6 +295,7 @@ func (a *Agent) noteCollector(name string, err error) {
 	case err == nil && failed:
 		delete(a.failing, name)
 		a.o.Logger.Info("collector works again", "collector", name)
+	case errors.Is(err, errGPUPending): // not known yet: nothing to say
 	case err != nil && errors.Is(err, ErrNoGPU):
 		if !a.gpuNoted {
 			a.gpuNoted = true

@@ -13,12 +13,10 @@ var DefaultProcessNames = []string{"webots-bin"}
 // running Webots processes, and the simulation server at probeURL ("" or
 // "off": no probe).
 func DefaultCollectors(ctx context.Context, probeURL string, processNames []string, log *slog.Logger) []Collector {
-	cs := []Collector{NewCPU(ctx), NewMemory()}
-	if src, err := DetectGPU(); err == nil {
-		cs = append(cs, NewGPU(src))
-	} else {
-		log.Info("no GPU measured: gpu, gpuMemory and vram are left out of heartbeats", "reason", err)
-	}
+	// The GPU is detected beside the first heartbeats, not before them: a
+	// driver that takes its time (up to gpuDeadline) holds none of them.
+	// A machine without one is said once, by the agent (ErrNoGPU).
+	cs := []Collector{NewCPU(ctx), NewMemory(), NewGPU(detecting(DetectGPU))}
 	cs = append(cs, NewProcesses("/proc", processNames))
 	if probeURL != "" && probeURL != "off" {
 		cs = append(cs, NewProbe(probeURL, 2*time.Second))

@@ -104,6 +104,40 @@ func detectWithin(open func() (GPUSource, error), d time.Duration) (GPUSource, e
 	}
 }
 
+// pending is a GPU source being detected: until detection ends its reads
+// fail with errGPUPending, which the agent does not log; then they are
+// the detected source's, or detection's error.
+type pending struct {
+	done chan struct{}
+	src  GPUSource
+	err  error
+}
+
+// detecting starts detect and returns the source it will give.
+func detecting(detect func() (GPUSource, error)) *pending {
+	p := &pending{done: make(chan struct{})}
+	go func() {
+		p.src, p.err = detect()
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *pending) Stats() ([]GPUStat, error) {
+	select {
+	case <-p.done:
+	default:
+		return nil, errGPUPending
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return p.src.Stats()
+}
+
+// errGPUPending says the GPU is still being detected.
+var errGPUPending = errors.New("the GPU is being detected")
+
 // deadlined reads src within d; while a call that timed out has not
 // returned, the next ones fail at once rather than pile up.
 type deadlined struct {

@@ -53,3 +53,32 @@ func TestHungGPUDriver(t *testing.T) {
 type fixedGPU struct{}
 
 func (fixedGPU) Stats() ([]GPUStat, error) { return []GPUStat{{Util: 10}}, nil }
+
+// TestGPUDetectedBesideTheHeartbeats: detection runs beside the
+// heartbeats: until it ends, reads say "pending" at once (and the agent
+// says nothing of it); then they are the detected source's, or its error.
+func TestGPUDetectedBesideTheHeartbeats(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		src     GPUSource
+		err     error
+		wantErr error
+	}{
+		{name: "a GPU", src: fixedGPU{}},
+		{name: "none", err: ErrNoGPU, wantErr: ErrNoGPU},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			p := detecting(func() (GPUSource, error) { <-release; return tc.src, tc.err })
+			if _, err := p.Stats(); !errors.Is(err, errGPUPending) {
+				t.Fatalf("during detection: %v, want pending", err)
+			}
+			close(release)
+			<-p.done
+			stats, err := p.Stats()
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && len(stats) != 1) {
+				t.Errorf("after detection: %v %v, want %v", stats, err, tc.wantErr)
+			}
+		})
+	}
+}
