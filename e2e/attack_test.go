@@ -297,7 +297,9 @@ func TestEphemeralConsumersSwept(t *testing.T) {
 	}
 	begin := time.Now()
 	failures := map[string]int{}
-	testutil.WaitFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	// Within seconds: the leader looks at each consumer as it is made (the
+	// 10 s sweep alone left every watch out for up to 10 s).
+	testutil.WaitFor(t, 5*time.Second, 100*time.Millisecond, func() error {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
 			failures[err.Error()]++
@@ -307,7 +309,7 @@ func TestEphemeralConsumersSwept(t *testing.T) {
 		select {
 		case <-w.Updates():
 			return nil
-		case <-time.After(5 * time.Second):
+		case <-time.After(2 * time.Second):
 			return fmt.Errorf("the watch said nothing")
 		}
 	})
