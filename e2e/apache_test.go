@@ -42,7 +42,7 @@ func apacheFront(t *testing.T, f *farm) string {
 	if ws := f.bound.NATSWebsocketURL; ws != "" {
 		site = strings.ReplaceAll(site, "localhost:4223", strings.TrimPrefix(ws, "ws://"))
 	}
-	port := testutil.ClusterPorts(t, 1)[0]
+	port := testutil.FixedPorts(t, 1)[0]
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "ServerRoot /etc/apache2\nDefaultRuntimeDir %[1]s\nPidFile %[1]s/apache2.pid\nMutex file:%[1]s default\n", dir)

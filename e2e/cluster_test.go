@@ -68,7 +68,7 @@ func startCluster(t *testing.T, n int, extra map[string]any) *cluster {
 
 func tryCluster(t *testing.T, n int, extra map[string]any) (*cluster, error) {
 	t.Helper()
-	c := &cluster{ports: testutil.ClusterPorts(t, n)}
+	c := &cluster{ports: testutil.FixedPorts(t, n)}
 	var routes []string
 	for _, p := range c.ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))

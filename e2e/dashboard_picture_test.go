@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,13 +49,10 @@ func TestDashboardPicture(t *testing.T) {
 		p.beatRich(s, map[string]any{"load": 20, "interval": 1, "sessions": 0})
 	}
 
-	// Prometheus, scraping the coordinator every second.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAddr := ln.Addr().String()
-	ln.Close()
+	// Prometheus, scraping the coordinator every second, on a port
+	// outside the ephemeral range (one from port 0, closed again, may be
+	// any outgoing connection's before Prometheus binds it).
+	promAddr := "127.0.0.1:" + strconv.Itoa(testutil.FixedPorts(t, 1)[0])
 	pdir := t.TempDir()
 	target := strings.TrimPrefix(f.base, "http://")
 	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: simgate\n    static_configs: [{targets: [%q]}]\n", target)

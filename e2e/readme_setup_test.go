@@ -63,12 +63,9 @@ func TestREADMESetup(t *testing.T) {
 	h.write("home/cyberbotics/webots-server/session_server.py", original, 0o755)
 	h.write("home/cyberbotics/.config/autostart/session_server.desktop",
 		"[Desktop Entry]\nName=session_server\nExec=python /home/cyberbotics/webots-server/session_server.py /home/cyberbotics/webots-server/config/session/session.json\nType=Application\n", 0o644)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	apache := l.Addr().String()
-	l.Close()
+	// Outside the ephemeral range: a port 0 closed again may be any
+	// outgoing connection's before Apache binds it.
+	apache := "127.0.0.1:" + strconv.Itoa(testutil.FixedPorts(t, 1)[0])
 	h.apache(apache)
 	// The site as the original left it: its rules inline in the HTTPS
 	// VirtualHost, as the seed's guide writes them.

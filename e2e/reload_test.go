@@ -25,7 +25,7 @@ import (
 // throughout; the old process exits once its last relayed session ends.
 func TestReloadKeepsRelayedSessions(t *testing.T) {
 	sim := newSimStub(t)
-	natsPort := testutil.ClusterPorts(t, 1)[0]
+	natsPort := testutil.FixedPorts(t, 1)[0]
 	f := startFarm(t, map[string]any{"simulationServers": []string{sim.entry},
 		"nats": map[string]any{"listen": "127.0.0.1:" + strconv.Itoa(natsPort)}})
 	var full atomic.Bool

@@ -252,23 +252,22 @@ func distinctPorts(n int) ([]int, error) {
 // reads the coordinator's what-if.
 func demandRun(ctx context.Context, v Validation, name string, n int, whatIf bool) (DemandResult, capacity.WhatIfDoc, error) {
 	var doc capacity.WhatIfDoc
-	ports, err := distinctPorts(n + 2)
+	ports, err := distinctPorts(n)
 	if err != nil {
 		return DemandResult{}, doc, err
 	}
-	port, natsPort := ports[0], ports[1]
 	servers := make([]string, n) // nothing listens there: the agents speak for them
 	for i := range servers {
-		servers[i] = fmt.Sprintf("127.0.0.1:%d", ports[2+i])
+		servers[i] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 	}
 	dir := filepath.Join(v.Dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return DemandResult{}, doc, err
 	}
 	cfg := map[string]any{
-		"port": port, "ssl": false, "portRewrite": false, "debug": true, "logDir": dir,
+		"port": 0, "ssl": false, "portRewrite": false, "debug": true, "logDir": dir,
 		"simulationServers": servers,
-		"nats":              map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", natsPort)},
+		"nats":              map[string]any{"listen": "127.0.0.1:0"},
 		"queue":             map[string]any{"enabled": false},
 		"http":              map[string]any{"sessionRate": 0, "trustedProxies": []string{"127.0.0.1"}},
 	}
@@ -278,7 +277,7 @@ func demandRun(ctx context.Context, v Validation, name string, n int, whatIf boo
 	}
 	defer f.stop()
 	o := v.Demand
-	o.URL, o.NATS, o.Servers = f.base, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), servers
+	o.URL, o.NATS, o.Servers = f.base, f.nats, servers
 	sim, stop, err := StartAgents(o)
 	if err != nil {
 		return DemandResult{}, doc, err

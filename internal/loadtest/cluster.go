@@ -36,7 +36,7 @@ func RunCluster(ctx context.Context, o Options) error {
 	}
 	defer single.stop()
 
-	members, ports, err := startMembers(ctx, dir, coordBin, n)
+	members, err := startMembers(ctx, dir, coordBin, n)
 	defer func() {
 		for _, m := range members {
 			m.stop()
@@ -47,7 +47,7 @@ func RunCluster(ctx context.Context, o Options) error {
 	}
 	// The simulated agents connect to the first member; the others get
 	// their heartbeats over the routes.
-	if members[0].agents, members[0].toAgts, err = startAgents(self, ports[0][1], n, o.PerConn); err != nil {
+	if members[0].agents, members[0].toAgts, err = startAgents(self, members[0].natsPort, n, o.PerConn); err != nil {
 		return err
 	}
 	for _, m := range members {
@@ -115,30 +115,30 @@ func RunCluster(ctx context.Context, o Options) error {
 }
 
 // startMembers starts a cluster of three coordinators for n servers; it
-// returns those started (to stop, even on an error) and their ports (http,
-// nats, route).
-func startMembers(ctx context.Context, dir, coordBin string, n int) (members []*farm, ports [3][3]int, err error) {
+// returns those started (to stop, even on an error). Each binds its own
+// HTTP and NATS ports; the routes' ports are chosen here, since each
+// member names the others'.
+func startMembers(ctx context.Context, dir, coordBin string, n int) (members []*farm, err error) {
+	ports, err := distinctPorts(3)
+	if err != nil {
+		return nil, err
+	}
 	var routes []string
-	for i := range ports {
-		for j := range ports[i] {
-			if ports[i][j], err = freePort(); err != nil {
-				return nil, ports, err
-			}
-		}
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i][2]))
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	for i, p := range ports {
 		name := fmt.Sprintf("member%d", i)
-		cfg := farmConfig(dir, name, n, p[0], p[1])
+		cfg := farmConfig(dir, name, n, 0, 0)
 		cfg["nats"].(map[string]any)["cluster"] = map[string]any{"name": "loadtest",
-			"listen": fmt.Sprintf("127.0.0.1:%d", p[2]), "routes": routes}
+			"listen": fmt.Sprintf("127.0.0.1:%d", p), "routes": routes}
 		m, err := startCoordinator(ctx, dir, coordBin, name, cfg)
 		if err != nil {
-			return members, ports, err
+			return members, err
 		}
 		members = append(members, m)
 	}
-	return members, ports, nil
+	return members, nil
 }
 
 // propagation is what the members at bases applied of the others'

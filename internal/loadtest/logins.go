@@ -61,29 +61,21 @@ func RunLogins(ctx context.Context, o Options) error {
 			admin = hashes[agents]
 		}
 		users = append(users, map[string]any{"user": "admin", "password": admin, "role": "admin"})
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		natsPort, err := freePort()
-		if err != nil {
-			return err
-		}
 		name := fmt.Sprintf("logins-%v", hashed)
-		cfg := farmConfig(dir, name, agents, port, natsPort)
+		cfg := farmConfig(dir, name, agents, 0, 0)
 		cfg["nats"].(map[string]any)["users"] = users
 		f, err := startCoordinator(ctx, dir, coordBin, name, cfg)
 		if err != nil {
 			return err
 		}
-		took, in := joinAll(ctx, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), names)
+		took, in := joinAll(ctx, f.nats, names)
 		kind := "plain passwords"
 		if hashed {
 			kind = "bcrypt cost 11"
 		}
 		fmt.Fprintf(w, "%-16s %d of %d agents in after %v (fresh coordinator)\n", kind, in, agents, took.Round(10*time.Millisecond))
 		if hashed {
-			err = loginFloods(ctx, o, f, filepath.Join(dir, "coordinator-"+name+".log"), natsPort)
+			err = loginFloods(ctx, o, f, filepath.Join(dir, "coordinator-"+name+".log"), f.natsPort)
 		}
 		f.stop()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,17 +70,27 @@ type farm struct {
 	agents *exec.Cmd
 	toAgts io.WriteCloser
 	base   string
-	nats   string // the coordinator's NATS URL (startFarm's)
+	nats   string // the coordinator's NATS URL
 	pid    int
+
+	natsPort int           // the coordinator's NATS port (startCoordinator's)
+	exited   chan struct{} // closed once the coordinator has exited (startCoordinator's)
+	waitErr  error         // its exit, once exited is closed
 }
 
 func (f *farm) stop() {
 	if f.toAgts != nil {
 		_ = f.toAgts.Close()
 	}
-	for _, c := range []*exec.Cmd{f.agents, f.coord} {
-		if c != nil && c.Process != nil {
-			_ = c.Process.Signal(syscall.SIGTERM)
+	if c := f.agents; c != nil && c.Process != nil {
+		_ = c.Process.Signal(syscall.SIGTERM)
+		_ = c.Wait()
+	}
+	if c := f.coord; c != nil && c.Process != nil {
+		_ = c.Process.Signal(syscall.SIGTERM)
+		if f.exited != nil {
+			<-f.exited // startCoordinator's goroutine waits for it
+		} else {
 			_ = c.Wait()
 		}
 	}
@@ -97,20 +108,11 @@ func freePort() (int, error) {
 // startFarm runs a coordinator for n servers, rate limit off, and the
 // helper process with n simulated agents; it returns once all are up.
 func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) (*farm, error) {
-	port, err := freePort()
+	f, err := startCoordinator(ctx, dir, coordBin, fmt.Sprintf("%d", n), farmConfig(dir, fmt.Sprintf("%d", n), n, 0, 0))
 	if err != nil {
 		return nil, err
 	}
-	natsPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	f, err := startCoordinator(ctx, dir, coordBin, fmt.Sprintf("%d", n), farmConfig(dir, fmt.Sprintf("%d", n), n, port, natsPort))
-	if err != nil {
-		return nil, err
-	}
-	f.nats = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	if f.agents, f.toAgts, err = startAgents(self, natsPort, n, perConn); err != nil {
+	if f.agents, f.toAgts, err = startAgents(self, f.natsPort, n, perConn); err != nil {
 		f.stop()
 		return nil, err
 	}
@@ -121,7 +123,8 @@ func startFarm(ctx context.Context, dir, coordBin, self string, n, perConn int) 
 	return f, nil
 }
 
-// farmConfig is a coordinator's configuration for n servers, rate limit off.
+// farmConfig is a coordinator's configuration for n servers, rate limit
+// off; port 0 and natsPort 0 let the coordinator choose.
 func farmConfig(dir, name string, n, port, natsPort int) map[string]any {
 	return map[string]any{
 		"port": port, "ssl": false, "portRewrite": false, "debug": true,
@@ -132,7 +135,12 @@ func farmConfig(dir, name string, n, port, natsPort int) map[string]any {
 	}
 }
 
-// startCoordinator writes cfg and runs a coordinator on it until /readyz answers.
+// startCoordinator writes cfg and runs a coordinator on it until /readyz
+// answers. Its HTTP and NATS ports are what it bound (-listen-file): cfg
+// gives port 0 for those it should choose, since a port picked here and
+// closed may be taken by any connection on the machine before the
+// coordinator binds it. A coordinator that exits first is reported at once,
+// with its log's last lines.
 func startCoordinator(ctx context.Context, dir, coordBin, name string, cfg map[string]any) (*farm, error) {
 	data, _ := json.Marshal(cfg)
 	path := filepath.Join(dir, "session-"+name+".json")
@@ -143,24 +151,62 @@ func startCoordinator(ctx context.Context, dir, coordBin, name string, cfg map[s
 	if err != nil {
 		return nil, err
 	}
-	f := &farm{base: fmt.Sprintf("http://127.0.0.1:%v", cfg["port"])}
-	f.coord = exec.Command(coordBin, path)
+	defer logf.Close()
+	lf := filepath.Join(dir, "listening-"+name+".json")
+	f := &farm{exited: make(chan struct{})}
+	f.coord = exec.Command(coordBin, "-listen-file", lf, path)
 	f.coord.Stdout, f.coord.Stderr = logf, logf
 	if err := f.coord.Start(); err != nil {
 		return nil, err
 	}
 	f.pid = f.coord.Process.Pid
-	if err := waitFor(ctx, 20*time.Second, func() error {
+	go func() { f.waitErr = f.coord.Wait(); close(f.exited) }()
+	var bound struct {
+		HTTPPort int    `json:"httpPort"`
+		NATSURL  string `json:"natsURL"`
+		NATSPort int    `json:"natsPort"`
+	}
+	err = waitFor(ctx, 60*time.Second, func() error {
+		select {
+		case <-f.exited:
+			return errExited
+		default:
+		}
+		if f.base == "" {
+			data, err := os.ReadFile(lf)
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(data, &bound); err != nil {
+				return err
+			}
+			f.base, f.nats, f.natsPort = fmt.Sprintf("http://127.0.0.1:%d", bound.HTTPPort), bound.NATSURL, bound.NATSPort
+		}
 		resp, err := http.Get(f.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err
-	}); err != nil {
+	})
+	if errors.Is(err, errExited) {
+		return nil, fmt.Errorf("coordinator %s exited before serving (%v): %s(log in %s)", name, f.waitErr, logTail(logf.Name(), 10), logf.Name())
+	}
+	if err != nil {
 		f.stop()
 		return nil, fmt.Errorf("coordinator %s: %w (log in %s)", name, err, logf.Name())
 	}
 	return f, nil
+}
+
+// errExited: the coordinator's process ended.
+var errExited = errors.New("the coordinator exited")
+
+// logTail is the last n lines of the file at path, each followed by a newline.
+func logTail(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // waitUp waits until the coordinator has n servers up.

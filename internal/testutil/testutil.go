@@ -3,7 +3,7 @@
 // the real binaries once per test process.
 // Tests never pick a port: servers listen on port 0 and say what they bound
 // (a cluster's routes, which must be known in advance, are the exception:
-// ClusterPorts).
+// FixedPorts).
 package testutil
 
 import (
@@ -156,14 +156,15 @@ func TLSFiles(t testing.TB) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// ClusterPorts returns n TCP ports free on 127.0.0.1 now, for the routes of
-// a cluster, which every member must know before any starts (JetStream
-// needs its routes configured). They are drawn outside the kernel's
+// FixedPorts returns n TCP ports free on 127.0.0.1 now, for what must be
+// given its port before it starts: the routes of a cluster, which every
+// member must know (JetStream needs its routes configured), Apache's and
+// Prometheus's listeners. They are drawn outside the kernel's
 // ephemeral range, which every port 0 and outgoing connection comes from,
 // so nothing else on the machine takes one between this check and the
-// member's bind. A caller whose member still finds one taken starts again
-// with new ones.
-func ClusterPorts(t testing.TB, n int) []int {
+// bind. A caller whose program still finds one taken starts again with
+// new ones.
+func FixedPorts(t testing.TB, n int) []int {
 	t.Helper()
 	lo, hi := 32768, 60999
 	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
