@@ -228,7 +228,6 @@ func (c *cluster) natsURLs() string {
 // mail, and the pending mails go exactly once; the member restarted
 // rejoins with the full view; then a follower dies as well.
 func TestClusterSurvivesAMember(t *testing.T) {
-	t.Parallel() // it mostly waits: see the package comment
 	servers := []string{"127.0.0.1/3119", "127.0.0.1/3100", "127.0.0.1/3101", "127.0.0.1/3102", "127.0.0.1/3103", "127.0.0.1/3104"}
 	const full = "127.0.0.1/3105"
 	smtp, keys := mailing(t, nil)

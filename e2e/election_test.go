@@ -15,7 +15,6 @@ import (
 // once elected, mails "not responding" exactly once; when the server comes
 // back, "working again" exactly once, after it; no other server is mailed.
 func TestFailureDuringElectionIsMailed(t *testing.T) {
-	t.Parallel() // it mostly waits: see the package comment
 	servers := []string{"127.0.0.1:2981", "127.0.0.1:2982", "127.0.0.1:2983"}
 	const victim = "127.0.0.1:2982"
 	c, smtp := startMailCluster(t, 3, servers, nil)

@@ -1,12 +1,5 @@
 // Package e2e runs the real coordinator and agent binaries against each
 // other over real sockets and checks the contract (PROTOCOL.md) from outside.
-//
-// Most tests run one at a time. The cluster's fault scenarios that mostly
-// wait (a member hung 20 s, elections, timeouts) call t.Parallel: Go runs
-// them after every other test, two at a time on a 2-core machine, which
-// their figures already hold under (they run beside a whole test suite in
-// scripts/faults.sh's checks). The two partition scenarios share one
-// network, so only one of them is parallel.
 package e2e
 
 import (

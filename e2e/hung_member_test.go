@@ -28,7 +28,6 @@ func TestHungLeaderCostsNoServer(t *testing.T) { hungMember(t, true) }
 // hungMember freezes the leader (leader) or a follower for 20 s, every
 // agent connected to it, under a load of visitors.
 func hungMember(t *testing.T, leader bool) {
-	t.Parallel() // it mostly waits: see the package comment
 	if testing.Short() {
 		t.Skip("a 20 s fault")
 	}

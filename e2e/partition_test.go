@@ -156,7 +156,6 @@ func (p *partitionNet) leader(t *testing.T) int {
 // every visitor and judge no server down; healed, it is ready again and
 // never places on the server drained while it was cut off.
 func TestPartitionedMemberStepsAside(t *testing.T) {
-	t.Parallel() // it mostly waits: see the package comment
 	drained, open := "127.0.0.1:3301", "127.0.0.1:3302"
 	p := startPartitionNet(t, []string{drained, open})
 	var sum struct{ placed, refused, falseDowns, onDrained int }

@@ -15,7 +15,6 @@ import (
 // /api/servers (summary.coordinator.quorum false, summary.alerts) and in
 // simgate_cluster_quorum; and in an INFO line once the member is back.
 func TestQuorumLossIsLoud(t *testing.T) {
-	t.Parallel() // it mostly waits: see the package comment
 	const server = "127.0.0.1:2961"
 	c, smtp := startMailCluster(t, 2, []string{server}, map[string]any{"holdOff": 0})
 	survivor, victim := c.members[0], c.members[1]

@@ -109,7 +109,6 @@ func beatenMailCluster(t *testing.T, servers []string) (c *cluster, smtp *smtpte
 // mail server's late refusal and does not send the mail again; a later
 // mail of the same server goes once.
 func TestStepdownWhileSMTPHangsSendsOnce(t *testing.T) {
-	t.Parallel() // it mostly waits: see the package comment
 	const full = "127.0.0.1:2981"
 	servers := []string{full, "127.0.0.1:2982", "127.0.0.1:2983"}
 	c, smtp, leader, keep, beats := beatenMailCluster(t, servers)
